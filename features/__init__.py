@@ -1,0 +1,4 @@
+"""Bottom floor: the CDR contract, the numbering plan and every feature definition.
+
+Nothing here imports ``models``, ``streaming`` or ``pipeline``.
+"""

@@ -1,0 +1,1 @@
+"""Top floor: configuration, the SparkSession, batch jobs and the ``simguard`` CLI."""

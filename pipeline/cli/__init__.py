@@ -1,0 +1,79 @@
+"""The ``simguard`` command group: one module per noun, each a thin layer over library code.
+
+Every ``SimGuardError`` raised below becomes one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from features.errors import SimGuardError
+
+app = typer.Typer(
+    name="simguard",
+    help="SIMGuard: find junk SIMs, SIM-box bypass, Wangiri and spoofed calls in CDRs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+#: command modules under pipeline/cli; each exposes ``register(app)``
+COMMAND_MODULES = ("doctor", "kafka", "ingest", "simulate")
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(
+        None,
+        "--config",
+        "-c",
+        envvar="SIMGUARD_CONFIG",
+        help="YAML config file (default: configs/default.yaml).",
+    ),
+) -> None:
+    ctx.obj = {"config_path": config}
+
+
+def settings_from(ctx: typer.Context):  # noqa: ANN201 - imported lazily to keep --help fast
+    """Load (once) and return the validated settings for this invocation."""
+    from pipeline.config import load_settings
+
+    obj = ctx.find_root().obj
+    if "settings" not in obj:
+        obj["settings"] = load_settings(obj.get("config_path"))
+    return obj["settings"]
+
+
+def _register_all() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"pipeline.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"pipeline.cli.{name}":
+                continue
+            raise
+        module.register(app)
+
+
+_register_all()
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, prog_name="simguard")
+    except SimGuardError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

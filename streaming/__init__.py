@@ -1,0 +1,1 @@
+"""Kafka in, blocklists out. Builds on ``features`` and ``models``."""

@@ -51,7 +51,12 @@ CDR_FIELDS: tuple[CdrField, ...] = (
     CdrField("event_type", "enum", False, "voice call or SMS", EVENT_TYPES),
     CdrField("a_number", "string", False, "calling number / CLI as presented, E.164 with '+'"),
     CdrField("b_number", "string", False, "called number, E.164 with '+'"),
-    CdrField("a_imsi", "string", False, "IMSI of the calling SIM (the operator's own subscriber)"),
+    CdrField(
+        "a_imsi",
+        "string",
+        True,
+        "IMSI of the calling SIM; null on trunk ingress, where the caller is not a subscriber here",
+    ),
     CdrField("a_imei", "string", True, "IMEI of the calling device; null when not reported"),
     CdrField("start_time", "timestamp", False, "seizure time, UTC"),
     CdrField("answer_time", "timestamp", True, "answer time, UTC; null when not answered"),

@@ -229,7 +229,7 @@ def load_settings(
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}:{line}: {problem}") from None
+        raise ConfigError(f"{path}:{line}: {problem} (invalid YAML)") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     env_names: dict[tuple[str, ...], str] = {}

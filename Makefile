@@ -1,0 +1,61 @@
+# SIMGuard: `make demo` and `make test` each work on a fresh machine; both run `setup` first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SIMGUARD := $(VENV)/bin/simguard
+JARS := .simguard/jars
+MVN := mvn -q -B -U -s deploy/jvm/settings.xml
+
+.PHONY: setup jars kafka-up kafka-down kafka-status demo test bench lint clean
+
+setup: $(VENV)/.installed jars
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	@bash deploy/ensure-tools.sh
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+# The broker's jars, and Spark's Kafka connector at exactly the installed pyspark version
+# (read when the recipe runs, after pip has installed what setup.cfg pins).
+jars: $(JARS)/kafka/.fetched $(VENV)/.installed
+	@v=$$($(PY) -c 'import pyspark; print(pyspark.__version__)'); \
+	if [ ! -f $(JARS)/spark-kafka/.fetched-$$v ]; then \
+	  echo "fetching spark-sql-kafka-0-10_2.13:$$v from Maven Central"; \
+	  rm -rf $(JARS)/spark-kafka && \
+	  $(MVN) -f deploy/jvm/spark-kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+	    -Dspark.version=$$v -DoutputDirectory=$(abspath $(JARS)/spark-kafka) && \
+	  touch $(JARS)/spark-kafka/.fetched-$$v; \
+	fi
+
+$(JARS)/kafka/.fetched: deploy/jvm/kafka/pom.xml
+	@bash deploy/ensure-tools.sh
+	rm -rf $(JARS)/kafka
+	$(MVN) -f deploy/jvm/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(abspath $(JARS)/kafka)
+	@touch $@
+
+kafka-up: setup
+	$(SIMGUARD) kafka up
+
+kafka-down:
+	@if [ -x $(SIMGUARD) ]; then $(SIMGUARD) kafka down; else echo "nothing to stop"; fi
+
+kafka-status: setup
+	$(SIMGUARD) kafka status
+
+demo: setup
+	bash deploy/demo.sh
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+bench: setup
+	$(PY) bench/run_all.py
+
+lint: setup
+	$(VENV)/bin/ruff check pipeline features models streaming tests bench
+
+clean:
+	rm -rf .simguard/kafka .simguard/mlflow .simguard/simguard.db .simguard/demo

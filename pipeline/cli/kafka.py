@@ -1,0 +1,48 @@
+"""``simguard kafka up|down|status``: the local single-node broker."""
+
+from __future__ import annotations
+
+import typer
+
+from pipeline.cli import settings_from
+
+kafka_app = typer.Typer(help="Run the local single-node Kafka broker (KRaft).", no_args_is_help=True)
+
+
+@kafka_app.command("up")
+def up(ctx: typer.Context) -> None:
+    """Start the broker (formats storage on first use); safe to run twice."""
+    from pipeline.local import local_broker
+
+    broker = local_broker(settings_from(ctx))
+    was_running = broker.status().running
+    status = broker.start()
+    verb = "already running" if was_running else "started"
+    typer.echo(f"kafka {verb}: {status.bootstrap_servers} (pid {status.pid}, data in {broker.home})")
+
+
+@kafka_app.command("down")
+def down(ctx: typer.Context) -> None:
+    """Stop exactly the broker that `kafka up` started."""
+    from pipeline.local import local_broker
+
+    broker = local_broker(settings_from(ctx))
+    if broker.stop():
+        typer.echo("kafka stopped")
+    else:
+        typer.echo("kafka was not running")
+
+
+@kafka_app.command("status")
+def status(ctx: typer.Context) -> None:
+    """Say whether the local broker runs; exit 1 when it does not."""
+    from pipeline.local import local_broker
+
+    st = local_broker(settings_from(ctx)).status()
+    typer.echo(f"kafka {st.detail}: {st.bootstrap_servers}" + (f" (pid {st.pid})" if st.pid else ""))
+    if not st.running:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(kafka_app, name="kafka")

@@ -1,0 +1,79 @@
+"""The one place that builds the SparkSession.
+
+Master, connector and Spark options come from ``SparkSettings``, so the same code runs locally
+(``local[2]``) and under ``spark-submit`` on YARN, Kubernetes or a standalone cluster (set
+``spark.master: null`` and let ``spark-submit --master`` decide).
+
+The official Kafka connector ``org.apache.spark:spark-sql-kafka-0-10_2.13`` is added at exactly
+the installed pyspark version:
+
+- ``local_jars``: from the cache that ``make setup`` filled from Maven Central
+  (``<jars_dir>/spark-kafka``), minus jars pyspark already ships;
+- ``packages``: as ``spark.jars.packages`` (the cluster resolves it from Maven Central or its
+  mirror);
+- ``provided``: the cluster image has it on the classpath already.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from features.errors import PlatformError
+from pipeline.config import SparkSettings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+CONNECTOR_ARTIFACT = "spark-sql-kafka-0-10_2.13"
+
+
+def pyspark_version() -> str:
+    import pyspark
+
+    return pyspark.__version__
+
+
+def connector_coordinates() -> str:
+    return f"org.apache.spark:{CONNECTOR_ARTIFACT}:{pyspark_version()}"
+
+
+def _artifact(jar: Path) -> str:
+    """``kafka-clients-3.9.1.jar`` -> ``kafka-clients``."""
+    return re.sub(r"-\d[\w.\-]*$", "", jar.stem)
+
+
+def connector_jars(jars_dir: Path) -> list[Path]:
+    """The connector jar and the dependencies pyspark does not already ship."""
+    folder = Path(jars_dir) / "spark-kafka"
+    version = pyspark_version()
+    main = folder / f"{CONNECTOR_ARTIFACT}-{version}.jar"
+    if not main.exists():
+        found = sorted(p.name for p in folder.glob(f"{CONNECTOR_ARTIFACT}-*.jar"))
+        hint = f" (found {', '.join(found)})" if found else ""
+        raise PlatformError(
+            f"Spark Kafka connector {version} not found in {folder}{hint}: run `make setup`"
+        )
+    import pyspark
+
+    shipped = {_artifact(p) for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
+    return sorted(p for p in folder.glob("*.jar") if _artifact(p) not in shipped)
+
+
+def build_spark(settings: SparkSettings, *, jars_dir: Path) -> SparkSession:
+    """Create (or join, under ``spark-submit``) the SparkSession with the Kafka connector."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(settings.app_name)
+    if settings.master:
+        builder = builder.master(settings.master)
+    if settings.connector == "local_jars":
+        builder = builder.config("spark.jars", ",".join(str(p) for p in connector_jars(jars_dir)))
+    elif settings.connector == "packages":
+        builder = builder.config("spark.jars.packages", connector_coordinates())
+    for key, value in settings.conf.items():
+        builder = builder.config(key, str(value).lower() if isinstance(value, bool) else str(value))
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark

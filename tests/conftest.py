@@ -1,0 +1,116 @@
+"""Test tiers (see STYLE.md):
+
+- unit tests: no Spark, no Kafka;
+- component tests (``spark`` fixture): one session-scoped ``local[2]`` SparkSession with the
+  official Kafka connector, bound to 127.0.0.1;
+- integration tests (``kafka_bootstrap`` fixture): a real Apache Kafka broker, started once per
+  session on free ports under a temporary folder, or the one named by
+  ``SIMGUARD_KAFKA__BOOTSTRAP_SERVERS``. Every test gets fresh topic names.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import PROJECT_ROOT, Settings, load_settings
+
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Default settings with every piece of state under a temporary folder."""
+    home = tmp_path_factory.mktemp("simguard-home")
+    settings = load_settings(PROJECT_ROOT / "configs" / "default.yaml")
+    jars = settings.jars_dir if settings.jars_dir.is_absolute() else PROJECT_ROOT / settings.jars_dir
+    return settings.model_copy(update={"home": home, "jars_dir": jars})
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap servers of a real broker: the given one, or one started for this session."""
+    given = os.environ.get("SIMGUARD_KAFKA__BOOTSTRAP_SERVERS")
+    if given:
+        yield given
+        return
+    from pipeline.broker import LocalBroker, free_port
+
+    broker = LocalBroker(
+        home=tmp_path_factory.mktemp("kafka"),
+        jars_dir=base_settings.jars_dir,
+        port=free_port(),
+        controller_port=free_port(),
+        settings=base_settings.local_broker,
+    )
+    broker.start()
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(base_settings: Settings, kafka_bootstrap: str) -> Settings:
+    """Settings pointing at the session's broker (use ``base_settings`` where Kafka is not needed)."""
+    kafka = base_settings.kafka.model_copy(update={"bootstrap_servers": kafka_bootstrap})
+    return base_settings.model_copy(update={"kafka": kafka})
+
+
+@pytest.fixture
+def new_topic(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
+    """Factory: ``new_topic(partitions=1, compacted=False)`` creates a uniquely named topic."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap.split(","), client_id="tests")
+    created: list[str] = []
+
+    def make(partitions: int = 1, *, compacted: bool = False, prefix: str = "test") -> str:
+        name = f"{prefix}.{uuid.uuid4().hex[:12]}"
+        configs = {"cleanup.policy": "compact"} if compacted else {}
+        admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs)])
+        created.append(name)
+        return name
+
+    yield make
+    try:
+        admin.delete_topics(created)
+    except Exception:  # noqa: BLE001 - best-effort clean-up of a shared broker
+        pass
+    admin.close()
+
+
+@pytest.fixture(scope="session")
+def spark(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """One local[2] SparkSession with the Kafka connector for the whole session."""
+    from pipeline.spark import build_spark
+
+    conf = dict(base_settings.spark.conf)
+    conf.update(
+        {
+            "spark.sql.shuffle.partitions": 2,
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
+            "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse")),
+            "spark.driver.memory": "2g",
+        }
+    )
+    spark_settings = base_settings.spark.model_copy(
+        update={"app_name": "simguard-tests", "conf": conf}
+    )
+    session = build_spark(spark_settings, jars_dir=base_settings.jars_dir)
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def djezzy_sample() -> Path:
+    """The real operator export beside the project (never copied into the repository)."""
+    path = SHARED_DATA / "djezzy_simbox" / "TEST_DATASET.CSV"
+    if not path.exists():
+        pytest.skip(f"operator sample not present at {path} (../shared/data beside the checkout)")
+    return path

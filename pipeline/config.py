@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from features.errors import ConfigError
+from features.settings import FeatureSettings
 
 ENV_PREFIX = "SIMGUARD_"
 #: environment variables with this prefix that are not field overrides
@@ -142,6 +143,7 @@ class Settings(_Section):
     spark: SparkSettings = SparkSettings()
     mlflow: MlflowSettings = MlflowSettings()
     database: DatabaseSettings = DatabaseSettings()
+    features: FeatureSettings = FeatureSettings()
 
     @property
     def home_abs(self) -> Path:

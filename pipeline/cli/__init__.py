@@ -23,7 +23,7 @@ app = typer.Typer(
 )
 
 #: command modules under pipeline/cli; each exposes ``register(app)``
-COMMAND_MODULES = ("doctor", "kafka", "ingest", "simulate")
+COMMAND_MODULES = ("doctor", "kafka", "ingest", "simulate", "features", "train", "evaluate", "score")
 
 
 @app.callback()

@@ -44,5 +44,26 @@ def status(ctx: typer.Context) -> None:
         raise typer.Exit(1)
 
 
+@kafka_app.command("roundtrip")
+def roundtrip(
+    ctx: typer.Context,
+    records: int = typer.Option(1000, "--records", min=1, help="How many CDRs to send."),
+) -> None:
+    """Send canonical CDRs through a fresh topic and read them back with Spark's Kafka connector."""
+    from pipeline.roundtrip import kafka_round_trip
+    from pipeline.spark import build_spark
+
+    settings = settings_from(ctx)
+    spark = build_spark(settings.spark, jars_dir=settings.jars_dir)
+    result = kafka_round_trip(spark, settings.kafka, records=records)
+    typer.echo(
+        f"round trip through {result.topic}: sent {result.sent} with kafka-python "
+        f"({result.produce_s:.2f}s), Spark read {result.received} back through spark-sql-kafka "
+        f"({result.spark_read_s:.2f}s), {result.matched} identical"
+    )
+    if result.matched != result.sent:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(kafka_app, name="kafka")

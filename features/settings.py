@@ -1,0 +1,57 @@
+"""Feature parameters. Feature names are generated from them (``calls_out_24h``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+def duration_label(seconds: int) -> str:
+    """3600 -> ``1h``, 86400 -> ``24h``, 90 -> ``90s``, 600 -> ``10m``."""
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"
+
+
+class FeatureSettings(BaseModel):
+    """Windows and thresholds shared by the batch and the streaming feature paths."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: per-SIM sliding window: length and slide
+    window_s: int = Field(86400, gt=0)
+    slide_s: int = Field(21600, gt=0)
+    #: short burst measure inside the window: the busiest bucket of this length
+    #: (``calls_out_peak_1h_24h``: most outgoing calls in one hour within the 24 h window)
+    burst_s: int = Field(3600, gt=0)
+    #: "SIMs active in the same cell at once": distinct SIMs per cell per bucket of this length
+    cohort_bucket_s: int = Field(3600, gt=0)
+    #: an answered call shorter than this is short (DOMAIN.md: robocalls and SIM-box test calls)
+    short_call_s: float = Field(10.0, gt=0)
+    #: consecutive callees whose numbers differ by 1..this are sequential dialling
+    sequential_max_step: int = Field(10, ge=1)
+    #: local clock for the night share (Vietnam, UTC+7)
+    local_utc_offset_h: int = Field(7, ge=-12, le=14)
+    night_start_hour: int = Field(22, ge=0, le=23)
+    night_end_hour: int = Field(6, ge=0, le=23)
+    #: per call: other calls presenting the same CLI within this many seconds (spoofing)
+    concurrency_window_s: int = Field(60, gt=0)
+    #: streaming: how late a CDR may arrive and still count in its window
+    watermark_delay_s: int = Field(1800, ge=0)
+
+    @model_validator(mode="after")
+    def _slide_divides_window(self) -> FeatureSettings:
+        if self.window_s % self.slide_s != 0:
+            raise ValueError("window_s must be a multiple of slide_s")
+        if self.window_s % self.burst_s != 0 or self.window_s % self.cohort_bucket_s != 0:
+            raise ValueError("window_s must be a multiple of burst_s and cohort_bucket_s")
+        return self
+
+    @property
+    def window(self) -> str:
+        return duration_label(self.window_s)
+
+    @property
+    def burst(self) -> str:
+        return duration_label(self.burst_s)

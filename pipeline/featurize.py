@@ -1,0 +1,55 @@
+"""Batch feature job: canonical CDR Parquet in, per-SIM and per-call feature tables out.
+
+Training, evaluation, backfill and batch scoring all read features through this job, which
+applies the same definitions (``features.sim``, ``features.calls``) as the streaming job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from features.calls import build_call_features
+from features.errors import SchemaError
+from features.numbering import NumberingPlan
+from features.schema import FIELD_NAMES, spark_schema
+from features.settings import FeatureSettings
+from features.sim import build_sim_features
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+SIM_TABLE = "sim_features"
+CALL_TABLE = "call_features"
+
+
+@dataclass(frozen=True)
+class FeatureTables:
+    sim: Path
+    calls: Path
+
+
+def read_cdrs(spark: SparkSession, cdr_dir: str | Path) -> DataFrame:
+    """Canonical CDRs from a Parquet folder (``simguard ingest`` / ``simguard simulate`` output)."""
+    path = Path(cdr_dir)
+    if not path.exists() or not any(path.rglob("*.parquet")):
+        raise SchemaError(f"no CDR Parquet files under {path}: run `simguard simulate` or `simguard ingest`")
+    return spark.read.schema(spark_schema()).parquet(str(path)).select(*FIELD_NAMES)
+
+
+def build_features(
+    spark: SparkSession,
+    cdr_dir: str | Path,
+    *,
+    features: FeatureSettings,
+    out_dir: str | Path,
+    plan: NumberingPlan | None = None,
+) -> FeatureTables:
+    """Write ``<out>/sim_features`` and ``<out>/call_features`` (Parquet) and return their paths."""
+    out = Path(out_dir)
+    cdrs = read_cdrs(spark, cdr_dir)
+    tables = FeatureTables(sim=out / SIM_TABLE, calls=out / CALL_TABLE)
+    build_sim_features(cdrs, settings=features, plan=plan).write.mode("overwrite").parquet(str(tables.sim))
+    build_call_features(cdrs, settings=features, plan=plan).write.mode("overwrite").parquet(str(tables.calls))
+    return tables

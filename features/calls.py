@@ -54,7 +54,7 @@ def call_feature_names(settings: FeatureSettings) -> list[str]:
     ]
 
 
-def _bucket(settings: FeatureSettings):  # noqa: ANN202 - a Spark Column
+def _bucket(settings: FeatureSettings):
     from pyspark.sql import functions as F
 
     return F.window("start_time", f"{settings.concurrency_window_s} seconds")
@@ -91,13 +91,20 @@ def assemble_call_features(
 
     plan = plan or load_numbering_plan()
     c = duration_label(settings.concurrency_window_s)
-    kind = cli_class_column("a_number", plan)
+    # classify once into columns: the classifier is a long CASE expression, and repeating it
+    # inside one projection overflows the JVM's generated-code limit
+    enriched = (
+        trunk_calls(calls)
+        .withColumn("bucket_start", _bucket(settings).start)
+        .withColumn("_kind", cli_class_column("a_number", plan))
+        .withColumn("_home", home_operator_column("a_number", plan))
+    )
+    kind = F.col("_kind")
     kind_code = F.lit(None).cast("int")
     for name, code in CLI_KIND_CODES.items():
         kind_code = F.when(kind == name, F.lit(code)).otherwise(kind_code)
     intl = F.col("in_trunk_type") == "international_gateway"
     domestic = kind.isin(*sorted(DOMESTIC_KINDS))
-    enriched = trunk_calls(calls).withColumn("bucket_start", _bucket(settings).start)
     joined = enriched.join(cli_aggs, ["a_number", "bucket_start"], "left")
     # the call itself is in its bucket: "other" calls exclude it
     others = F.coalesce(F.col("cli_calls"), F.lit(1)) - 1
@@ -110,7 +117,7 @@ def assemble_call_features(
         intl.cast("int").alias("ingress_international"),
         (F.col("in_trunk_type") == "domestic_interconnect").cast("int").alias("ingress_interconnect"),
         (domestic & intl).cast("int").alias("domestic_cli_on_international"),
-        F.coalesce(home_operator_column("a_number", plan) == F.col("operator"), F.lit(False))
+        F.coalesce(F.col("_home") == F.col("operator"), F.lit(False))
         .cast("int")
         .alias("cli_home_operator_is_reporter"),
         F.col("a_roaming").cast("int").alias("cli_owner_roaming"),

@@ -139,8 +139,8 @@ def json_schema() -> dict[str, Any]:
 def format_timestamp(value: dt.datetime) -> str:
     """ISO-8601 UTC with a ``Z`` and microseconds, the one timestamp form used on Kafka."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def record_to_json(record: Mapping[str, Any]) -> bytes:
@@ -163,6 +163,6 @@ def record_from_json(value: bytes | str) -> dict[str, Any]:
     for f in CDR_FIELDS:
         v = obj.get(f.name)
         if v is not None and f.kind == "timestamp":
-            v = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
+            v = dt.datetime.fromisoformat(v)
         out[f.name] = v
     return out

@@ -26,7 +26,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from features.numbering import NumberingPlan, cli_class_column, home_operator_column, load_numbering_plan
+from features.numbering import (
+    NumberingPlan,
+    cli_class_column,
+    home_operator_column,
+    load_numbering_plan,
+)
 from features.settings import FeatureSettings, duration_label
 
 if TYPE_CHECKING:
@@ -89,9 +94,17 @@ def sim_events(cdrs: DataFrame, *, plan: NumberingPlan | None = None) -> DataFra
     from pyspark.sql import functions as F
 
     plan = plan or load_numbering_plan()
+    # A domestic CLI arriving on a trunk is either another operator's subscriber (counted by the
+    # operator that owns the SIM) or spoofed (the victim's number: judged per call by the spoofing
+    # model, never held against the victim's own SIM). Foreign CLIs on trunks (Wangiri) count.
+    own_or_foreign = (F.col("in_trunk_type") == "subscriber") | ~F.col("a_number").startswith(
+        plan.domestic_prefix
+    )
     sides = F.explode(
         F.array(
-            F.struct(F.col("a_number").alias(ENTITY), F.lit("out").alias("direction")),
+            F.struct(
+                F.when(own_or_foreign, F.col("a_number")).alias(ENTITY), F.lit("out").alias("direction")
+            ),
             F.struct(F.col("b_number").alias(ENTITY), F.lit("in").alias("direction")),
         )
     )
@@ -114,7 +127,7 @@ def sim_events(cdrs: DataFrame, *, plan: NumberingPlan | None = None) -> DataFra
         F.substring(digits, -12, 12).cast("long").alias("b_digits"),
         cli_class_column("b_number", plan).alias("b_kind"),
         home_operator_column("b_number", plan).alias("b_home"),
-    ).select("side.*", "*").drop("side")
+    ).select("side.*", "*").drop("side").where(F.col(ENTITY).isNotNull())
 
 
 def sim_window_aggregates(events: DataFrame, *, settings: FeatureSettings) -> DataFrame:
@@ -135,7 +148,7 @@ def sim_window_aggregates(events: DataFrame, *, settings: FeatureSettings) -> Da
         return F.sum(F.when(cond, 1).otherwise(0))
 
     bucket = F.floor(F.col("t") / settings.cohort_bucket_s) * settings.cohort_bucket_s
-    return events.groupBy(F.col(ENTITY), _window(settings).alias("w")).agg(
+    aggregated = events.groupBy(F.col(ENTITY), _window(settings).alias("w")).agg(
         count_if(out_voice).alias("n_out"),
         count_if(out_voice & answered).alias("n_answered"),
         count_if(out_voice & answered & (F.col("duration_s") < settings.short_call_s)).alias("n_short"),
@@ -168,12 +181,11 @@ def sim_window_aggregates(events: DataFrame, *, settings: FeatureSettings) -> Da
                 F.struct(F.col("cell_id"), bucket.cast("long").alias("bucket")),
             )
         ).alias("cell_buckets"),
-    ).select(
-        ENTITY,
-        F.col("w.start").alias(WINDOW_START),
-        F.col("w.end").alias(WINDOW_END),
-        "*",
-    ).drop("w")
+    )
+    measures = [c for c in aggregated.columns if c not in (ENTITY, "w")]
+    return aggregated.select(
+        ENTITY, F.col("w.start").alias(WINDOW_START), F.col("w.end").alias(WINDOW_END), *measures
+    )
 
 
 def cell_bucket_aggregates(events: DataFrame, *, settings: FeatureSettings) -> DataFrame:
@@ -219,7 +231,9 @@ def assemble_sim_features(
     plan = plan or load_numbering_plan()
     w, b = settings.window, settings.burst
     c = duration_label(settings.cohort_bucket_s)
-    active = sim_aggs.where((F.col("n_out") + F.col("n_sms_out")) > 0)
+    active = sim_aggs.where((F.col("n_out") + F.col("n_sms_out")) > 0).withColumn(
+        "_entity_kind", cli_class_column(ENTITY, plan)
+    )
 
     cohort = (
         active.select(ENTITY, WINDOW_START, F.explode("cell_buckets").alias("cb"))
@@ -240,14 +254,19 @@ def assemble_sim_features(
     calls = F.array_sort(F.col("calls"))  # structs sort by t first: time order
     ts = F.transform(calls, lambda x: x["t"])
     n = F.size(ts)
-    gaps = F.zip_with(F.slice(ts, 2, 1_000_000), F.slice(ts, 1, 1_000_000), lambda x, y: x - y)
+    n_pairs = F.greatest(F.size(ts) - 1, F.lit(0))
+
+    def pairs(arr: Column, fn) -> Column:
+        return F.zip_with(F.slice(arr, 2, n_pairs), F.slice(arr, 1, n_pairs), fn)
+
+    gaps = pairs(ts, lambda x, y: x - y)
     n_gaps = F.size(gaps)
     gap_mean = F.aggregate(gaps, F.lit(0.0), lambda acc, x: acc + x) / n_gaps
     gap_var = (
         F.aggregate(gaps, F.lit(0.0), lambda acc, x: acc + (x - gap_mean) * (x - gap_mean)) / n_gaps
     )
     digits = F.transform(calls, lambda x: x["b_digits"])
-    steps = F.zip_with(F.slice(digits, 2, 1_000_000), F.slice(digits, 1, 1_000_000), lambda x, y: F.abs(x - y))
+    steps = pairs(digits, lambda x, y: F.abs(x - y))
     n_seq = F.size(F.filter(steps, lambda s: (s >= 1) & (s <= settings.sequential_max_step)))
     durations = F.array_sort(F.filter(F.transform(calls, lambda x: x["answered_s"]), lambda v: v.isNotNull()))
     n_dur = F.size(durations)
@@ -264,7 +283,7 @@ def assemble_sim_features(
     callees = F.array_distinct(F.transform(calls, lambda x: x["b_number"]))
     n_callees = F.size(callees)
     callbacks = F.size(F.array_intersect(callees, F.col("callers")))
-    entity_kind = cli_class_column(ENTITY, plan)
+    entity_kind = F.col("_entity_kind")
 
     base = active.select(
         ENTITY,

@@ -210,7 +210,7 @@ class LocalBroker:
         self._format_storage()
         cmd = self._java_cmd(MAIN_CLASS, str(self.config_file), heap_mb=self.settings.heap_mb)
         with open(self.log_file, "ab") as log:
-            proc = subprocess.Popen(  # noqa: S603 - fixed command line
+            proc = subprocess.Popen(
                 cmd,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from features.errors import ConfigError
 from features.settings import FeatureSettings
+from models.settings import ModelSettings
 
 ENV_PREFIX = "SIMGUARD_"
 #: environment variables with this prefix that are not field overrides
@@ -144,6 +145,7 @@ class Settings(_Section):
     mlflow: MlflowSettings = MlflowSettings()
     database: DatabaseSettings = DatabaseSettings()
     features: FeatureSettings = FeatureSettings()
+    models: ModelSettings = ModelSettings()
 
     @property
     def home_abs(self) -> Path:

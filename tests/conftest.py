@@ -79,13 +79,13 @@ def new_topic(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
     yield make
     try:
         admin.delete_topics(created)
-    except Exception:  # noqa: BLE001 - best-effort clean-up of a shared broker
+    except Exception:
         pass
     admin.close()
 
 
 @pytest.fixture(scope="session")
-def spark(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def spark(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory):
     """One local[2] SparkSession with the Kafka connector for the whole session."""
     from pipeline.spark import build_spark
 

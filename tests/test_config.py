@@ -47,7 +47,7 @@ def test_wrong_type_is_one_line_naming_field_and_value(tmp_path: Path) -> None:
 
 
 def test_bad_enum_and_invalid_yaml(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="spark.connector"):
+    with pytest.raises(ConfigError, match=r"spark\.connector"):
         load_settings(write(tmp_path, "spark:\n  connector: maven\n"), environ={})
     with pytest.raises(ConfigError, match=r"line \d+: expected"):
         load_settings(write(tmp_path, "kafka:\n  - [unclosed\n"), environ={})

@@ -30,7 +30,7 @@ def simguard(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
 
 
 @pytest.fixture
-def cli_env(tmp_path: Path, base_settings) -> dict[str, str]:  # noqa: ANN001
+def cli_env(tmp_path: Path, base_settings) -> dict[str, str]:
     port, controller = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIMGUARD_")}
     env.update(

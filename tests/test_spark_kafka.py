@@ -11,7 +11,7 @@ from pipeline.spark import connector_jars
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 
 
-def test_connector_matches_installed_pyspark(spark, base_settings) -> None:  # noqa: ANN001
+def test_connector_matches_installed_pyspark(spark, base_settings) -> None:
     import pyspark
 
     jars = spark.sparkContext.getConf().get("spark.jars")
@@ -19,7 +19,7 @@ def test_connector_matches_installed_pyspark(spark, base_settings) -> None:  # n
     assert {p.name for p in connector_jars(base_settings.jars_dir)} <= {j.rsplit("/", 1)[-1] for j in jars.split(",")}
 
 
-def test_spark_reads_json_records_written_with_kafka_python(spark, kafka_bootstrap, new_topic) -> None:  # noqa: ANN001
+def test_spark_reads_json_records_written_with_kafka_python(spark, kafka_bootstrap, new_topic) -> None:
     from kafka import KafkaProducer
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
@@ -56,7 +56,7 @@ def test_spark_reads_json_records_written_with_kafka_python(spark, kafka_bootstr
     assert len({r.partition for r in rows}) == 2
 
 
-def test_structured_streaming_available_now_from_kafka(spark, kafka_bootstrap, new_topic, tmp_path) -> None:  # noqa: ANN001
+def test_structured_streaming_available_now_from_kafka(spark, kafka_bootstrap, new_topic, tmp_path) -> None:
     from kafka import KafkaProducer
 
     topic = new_topic()

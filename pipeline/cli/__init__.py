@@ -40,7 +40,7 @@ def _root(
     ctx.obj = {"config_path": config}
 
 
-def settings_from(ctx: typer.Context):  # noqa: ANN201 - imported lazily to keep --help fast
+def settings_from(ctx: typer.Context):
     """Load (once) and return the validated settings for this invocation."""
     from pipeline.config import load_settings
 

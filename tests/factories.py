@@ -1,0 +1,51 @@
+"""Small hand-made canonical CDRs for feature tests (no simulator needed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pyarrow as pa
+
+from features.schema import arrow_schema
+
+T0 = dt.datetime(2026, 11, 2, 0, 0, tzinfo=dt.timezone.utc)
+
+
+def cdr(i: int, **overrides: Any) -> dict[str, Any]:
+    """One answered subscriber call; ``overrides`` replace any field."""
+    start = overrides.pop("start_time", T0 + dt.timedelta(minutes=7 * i))
+    record = {
+        "record_id": f"r{i:06d}",
+        "operator": "viettel",
+        "event_type": "voice",
+        "a_number": "+84961000001",
+        "b_number": f"+8491{2000000 + i:07d}",
+        "a_imsi": "452040000000001",
+        "a_imei": "356938035643809",
+        "start_time": start,
+        "answer_time": start + dt.timedelta(seconds=5),
+        "duration_s": 42.0,
+        "release_cause": "answered",
+        "cell_id": "C0001",
+        "lac": "L01",
+        "in_trunk_type": "subscriber",
+        "in_trunk_id": None,
+        "a_roaming": False,
+    }
+    record.update(overrides)
+    if record["release_cause"] != "answered":
+        record["answer_time"] = None
+        record["duration_s"] = 0.0
+    return record
+
+
+def table(records: list[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(records, schema=arrow_schema())
+
+
+def spark_frame(spark: Any, records: list[dict[str, Any]]) -> Any:
+    """A Spark DataFrame of canonical CDRs via Arrow (the Parquet path's types)."""
+    from features.schema import spark_schema
+
+    return spark.createDataFrame(table(records).to_pandas(), schema=spark_schema())

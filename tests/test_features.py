@@ -1,0 +1,146 @@
+"""Feature definitions on hand-made CDRs (component tier: the session SparkSession)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from factories import T0, cdr, spark_frame
+
+from features.calls import build_call_features, call_feature_names
+from features.settings import FeatureSettings
+from features.sim import KEY_COLUMNS, build_sim_features, sim_feature_names
+
+pytestmark = pytest.mark.spark
+
+SETTINGS = FeatureSettings()
+ROBO = "+84961000002"
+PERSON = "+84961000001"
+FRIEND = "+84912000001"
+
+
+def rows_by_entity(spark, records):
+    frame = build_sim_features(spark_frame(spark, records), settings=SETTINGS).toPandas()
+    # the window that starts at T0 holds everything these tests send (all within 24 h of T0)
+    return {r["entity"]: r for r in frame[frame["window_start"] == T0.replace(tzinfo=None)].to_dict("records")}
+
+
+def test_names_are_generated_from_parameters() -> None:
+    names = sim_feature_names(FeatureSettings(window_s=3600, slide_s=600, burst_s=600, cohort_bucket_s=600))
+    assert "calls_out_1h" in names and "calls_out_peak_10m_1h" in names and "cell_cohort_peak_10m_1h" in names
+    assert "calls_out_24h" in sim_feature_names(SETTINGS)
+    assert len(set(sim_feature_names(SETTINGS))) == len(sim_feature_names(SETTINGS))
+    assert "same_cli_calls_1m" in call_feature_names(SETTINGS)
+    with pytest.raises(ValueError, match="multiple"):
+        FeatureSettings(window_s=86400, slide_s=7000)
+
+
+def test_robocaller_signature(spark) -> None:
+    # 60 sequential, mostly unanswered, 3-second calls every 30 s from 01:00 local night time
+    robo = [
+        cdr(
+            i,
+            a_number=ROBO,
+            b_number=f"+8491300{i:04d}",
+            start_time=T0 + dt.timedelta(hours=18, seconds=30 * i),  # 01:00 in UTC+7
+            release_cause="answered" if i % 5 == 0 else "no_answer",
+            duration_s=3.0,
+            a_imei="350000000000002",
+        )
+        for i in range(60)
+    ]
+    # a person: a few long calls to the same friends, who call back
+    person = [
+        cdr(100 + i, a_number=PERSON, b_number=FRIEND, start_time=T0 + dt.timedelta(hours=2 + 3 * i), duration_s=120.0)
+        for i in range(4)
+    ] + [cdr(200, a_number=FRIEND, b_number=PERSON, start_time=T0 + dt.timedelta(hours=5), duration_s=60.0)]
+    rows = rows_by_entity(spark, robo + person)
+    r, p = rows[ROBO], rows[PERSON]
+    assert r["calls_out_24h"] == 60 and r["distinct_callees_24h"] == 60
+    assert r["answered_share_24h"] == pytest.approx(12 / 60)
+    assert r["short_call_share_24h"] == 1.0 and r["duration_median_24h"] == 3.0
+    assert r["sequential_share_24h"] == 1.0 and r["gap_cv_24h"] == pytest.approx(0.0)
+    assert r["night_share_24h"] == 1.0 and r["calls_out_peak_1h_24h"] == 60
+    assert r["calls_in_24h"] == 0 and r["callback_share_24h"] == 0.0
+    assert p["calls_out_24h"] == 4 and p["distinct_callees_24h"] == 1 and p["calls_per_callee_24h"] == 4.0
+    assert p["calls_in_24h"] == 1 and p["callback_share_24h"] == 1.0
+    assert p["duration_mean_24h"] == 120.0 and p["short_call_share_24h"] == 0.0
+    assert p["sequential_share_24h"] == 0.0 and p["gap_cv_24h"] == pytest.approx(0.0)
+    assert list(rows[ROBO].keys())[:3] == list(KEY_COLUMNS)
+
+
+def test_simbox_cohort_and_imei_sharing(spark) -> None:
+    # 8 SIMs behind 2 IMEIs in one cell, each calling in the same hour
+    box = [
+        cdr(
+            10 * k + i,
+            a_number=f"+8496200{k:04d}",
+            b_number=f"+8496{3000000 + 10 * k + i:07d}",
+            start_time=T0 + dt.timedelta(hours=3, minutes=5 * i + k),
+            a_imei=f"35000000000010{k % 2}",
+            cell_id="BOX-CELL",
+        )
+        for k in range(8)
+        for i in range(5)
+    ]
+    lone = [cdr(900, a_number=PERSON, cell_id="HOME", a_imei="350000000000999", start_time=T0 + dt.timedelta(hours=3))]
+    rows = rows_by_entity(spark, box + lone)
+    sim = rows["+84962000003"]
+    assert sim["cell_cohort_peak_1h_24h"] == 8
+    assert sim["imei_shared_sims_24h"] == 4
+    assert sim["onnet_share_24h"] == 1.0  # viettel SIM calling viettel numbers
+    assert rows[PERSON]["cell_cohort_peak_1h_24h"] == 1 and rows[PERSON]["imei_shared_sims_24h"] == 1
+
+
+def test_wangiri_counts_and_spoofed_victim_is_not_held_against_its_own_sim(spark) -> None:
+    gateway = {"in_trunk_type": "international_gateway", "in_trunk_id": "IGW-1", "a_imsi": None, "a_imei": None,
+               "cell_id": None, "lac": None}
+    wangiri = [
+        cdr(i, a_number="+88216000001", b_number=f"+8491400{i:04d}", release_cause="cancelled",
+            start_time=T0 + dt.timedelta(minutes=i), **gateway)
+        for i in range(20)
+    ]
+    spoofed = [
+        cdr(100 + i, a_number=PERSON, b_number=f"+8491500{i:04d}", start_time=T0 + dt.timedelta(minutes=i),
+            operator="vinaphone", **gateway)
+        for i in range(20)
+    ]
+    rows = rows_by_entity(spark, wangiri + spoofed)
+    w = rows["+88216000001"]
+    assert w["cli_international_premium"] == 1 and w["gateway_share_24h"] == 1.0
+    assert w["cancelled_share_24h"] == 1.0 and w["answered_share_24h"] == 0.0
+    assert PERSON not in rows  # its calls on the gateway are the spoofing model's to judge
+
+
+def test_call_features_for_spoofing(spark) -> None:
+    gateway = {"in_trunk_type": "international_gateway", "in_trunk_id": "IGW-1", "a_imsi": None, "a_imei": None,
+               "cell_id": None, "lac": None, "operator": "vinaphone"}
+    at = T0 + dt.timedelta(hours=4)
+    records = [
+        # the owner calls from their own SIM while the same CLI arrives from abroad
+        cdr(1, a_number=PERSON, start_time=at),
+        cdr(2, a_number=PERSON, start_time=at + dt.timedelta(seconds=20), **gateway),
+        # a roamer calling home with their own number
+        cdr(3, a_number=FRIEND, start_time=at, a_roaming=True, **gateway),
+        # a Do-Not-Originate hotline and an unallocated number as CLIs
+        cdr(4, a_number="+842439000001", start_time=at, **gateway),
+        cdr(5, a_number="+84100000000", start_time=at, **gateway),
+        # an enterprise presenting its own number over domestic interconnect
+        cdr(6, a_number="+84246123456789"[:13], start_time=at, in_trunk_type="domestic_interconnect",
+            in_trunk_id="IC-VT", a_imsi=None, cell_id=None, lac=None),
+    ]
+    frame = build_call_features(spark_frame(spark, records), settings=SETTINGS).toPandas().set_index("record_id")
+    assert "r000001" not in frame.index  # subscriber-originated calls are not scored
+    spoof = frame.loc["r000002"]
+    assert spoof["domestic_cli_on_international"] == 1 and spoof["cli_owner_roaming"] == 0
+    assert spoof["same_cli_subscriber_calls_1m"] == 1 and spoof["same_cli_calls_1m"] == 1
+    assert spoof["same_cli_operators_1m"] == 2
+    roamer = frame.loc["r000003"]
+    assert roamer["domestic_cli_on_international"] == 1 and roamer["cli_owner_roaming"] == 1
+    assert roamer["same_cli_subscriber_calls_1m"] == 0
+    assert frame.loc["r000004", "cli_do_not_originate"] == 1
+    assert frame.loc["r000005", "cli_invalid_or_unallocated"] == 1
+    enterprise = frame.loc["r000006"]
+    assert enterprise["ingress_interconnect"] == 1 and enterprise["domestic_cli_on_international"] == 0
+    assert enterprise["cli_home_operator_is_reporter"] == 1
+    assert list(frame.columns)[-len(call_feature_names(SETTINGS)):] == call_feature_names(SETTINGS)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from features.errors import ConfigError
 from features.settings import FeatureSettings
 from models.settings import ModelSettings
+from streaming.settings import StreamSettings
 
 ENV_PREFIX = "SIMGUARD_"
 #: environment variables with this prefix that are not field overrides
@@ -146,6 +147,7 @@ class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     features: FeatureSettings = FeatureSettings()
     models: ModelSettings = ModelSettings()
+    stream: StreamSettings = StreamSettings()
 
     @property
     def home_abs(self) -> Path:

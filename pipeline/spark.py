@@ -16,7 +16,9 @@ the installed pyspark version:
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,6 +67,9 @@ def build_spark(settings: SparkSettings, *, jars_dir: Path) -> SparkSession:
     """Create (or join, under ``spark-submit``) the SparkSession with the Kafka connector."""
     from pyspark.sql import SparkSession
 
+    # Python workers must run the interpreter that has SIMGuard's dependencies (numpy, pandas,
+    # lightgbm); on a cluster, set PYSPARK_PYTHON or spark.pyspark.python to the shipped env.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(settings.app_name)
     if settings.master:
         builder = builder.master(settings.master)

@@ -1,0 +1,297 @@
+"""``simguard stream``: Kafka CDRs -> validation -> features -> champion models -> decisions.
+
+``ingest -> transform -> write``, as several Structured Streaming queries over the one topic:
+
+- ``validate``: every record is parsed and validated once per micro-batch; invalid ones go to the
+  dead-letter topic with their reason and source partition and offset; the batch's counts are
+  kept (records in = valid + dead-lettered);
+- ``cell``, ``imei``, ``cli``: the cross-SIM aggregates the features need (cell cohorts, IMEIs
+  shared by SIMs, calls per CLI), in update mode with a watermark, into update logs;
+- ``sim``: the per-SIM window aggregate, in update mode, so a SIM's row is refreshed and scored
+  in every micro-batch that touches it, before its window closes; one row per active SIM;
+- ``calls``: voice calls arriving on trunks, scored for spoofing.
+
+Scores go to a :class:`DecisionSink` (policy, blocklist store, distribution) with deterministic
+keys (query, batch id, number, scope), so a micro-batch that Spark re-runs after a crash writes
+nothing twice. With ``available_now`` the queries run in phases (context first, then SIM scoring,
+then call scoring), which makes a backfill's result, entry order included, independent of how
+the run was interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pandas as pd
+
+from features.calls import CALL_KEY_COLUMNS, assemble_call_features, trunk_calls
+from features.numbering import NumberingPlan
+from features.schema import FIELD_NAMES
+from features.settings import FeatureSettings
+from features.sim import ENTITY, KEY_COLUMNS, WINDOW_START, assemble_sim_features
+from models.scoring import SCORE
+from streaming.features_stream import Trigger, aggregate_streams, latest
+from streaming.metrics import StreamMetrics
+from streaming.scoring import ChampionScorer
+from streaming.settings import StreamSettings
+from streaming.source import kafka_stream
+from streaming.validate import VALID, dead_letter_payload, validate_stream
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.streaming import StreamingQuery
+
+log = logging.getLogger("simguard.stream")
+
+CONTEXT_QUERIES = ("cell", "imei", "cli")
+
+
+class DecisionSink(Protocol):
+    """Where scores become decisions (policy, blocklist store, distribution)."""
+
+    def min_score(self, kind: str) -> float:
+        """Scores at or below this can only be allowed: they need not leave the executors."""
+
+    def apply(self, candidates: pd.DataFrame, *, kind: str, query: str, batch_id: int) -> dict[str, int]:
+        """Decide and store; returns counts (e.g. ``block:simbox``) for the batch's metrics."""
+
+    def after_batch(self) -> None:
+        """Publish and deliver what the batch decided."""
+
+
+@dataclass
+class StreamJob:
+    spark: SparkSession
+    kafka_options: dict[str, str]
+    cdr_topic: str
+    dead_letter_topic: str
+    stream: StreamSettings
+    features: FeatureSettings
+    state_dir: Path
+    spam: ChampionScorer
+    spoof: ChampionScorer
+    sink: DecisionSink
+    reasons_top_k: int = 3
+    plan: NumberingPlan | None = None
+    metrics: StreamMetrics = field(default_factory=StreamMetrics)
+
+    # -- sources ---------------------------------------------------------------------------
+    def _validated(self) -> DataFrame:
+        raw = kafka_stream(
+            self.spark,
+            kafka_options=self.kafka_options,
+            topic=self.cdr_topic,
+            starting_offsets=self.stream.starting_offsets,
+            max_offsets_per_trigger=self.stream.max_offsets_per_trigger,
+        )
+        return validate_stream(raw, rules=self.stream.validation)
+
+    def _valid_cdrs(self) -> DataFrame:
+        from pyspark.sql import functions as F
+
+        return self._validated().where(F.col(VALID)).select(*FIELD_NAMES)
+
+    @property
+    def logs(self) -> Path:
+        return self.state_dir / "state"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.state_dir / "checkpoints"
+
+    # -- queries ---------------------------------------------------------------------------
+    def _start(self, name: str, frame: DataFrame, fn: Callable[[DataFrame, int], None], *,
+               trigger: Trigger, mode: str = "update") -> StreamingQuery:
+        writer = (
+            frame.writeStream.outputMode(mode)
+            .queryName(f"simguard-{name}")
+            .option("checkpointLocation", str(self.checkpoints / name))
+            .foreachBatch(fn)
+        )
+        return trigger.apply(writer).start()
+
+    def _validate_batch(self, batch: DataFrame, batch_id: int) -> None:
+        from pyspark.sql import functions as F
+
+        started = time.monotonic()
+        batch = batch.persist()
+        try:
+            counts = {r["_valid"]: r["n"] for r in batch.groupBy(VALID).agg(F.count("*").alias("n")).collect()}
+            reasons = {
+                r["reason_code"]: r["n"]
+                for r in batch.where(~F.col(VALID)).groupBy("reason_code").agg(F.count("*").alias("n")).collect()
+            }
+            if reasons:
+                (
+                    dead_letter_payload(batch)
+                    .write.format("kafka")
+                    .options(**self.kafka_options)
+                    .option("topic", self.dead_letter_topic)
+                    .save()
+                )
+        finally:
+            batch.unpersist()
+        record = {
+            "batch_id": batch_id,
+            "records_in": int(counts.get(True, 0) + counts.get(False, 0)),
+            "valid": int(counts.get(True, 0)),
+            "dead_lettered": int(counts.get(False, 0)),
+            "dead_letter_reasons": {str(k): int(v) for k, v in reasons.items()},
+            "duration_s": round(time.monotonic() - started, 3),
+        }
+        self._write_batch_record("validate", batch_id, record)
+        self.metrics.observe_validation(record)
+        log.info("validate batch %s: %s", batch_id, record)
+
+    def _write_batch_record(self, query: str, batch_id: int, record: dict[str, Any]) -> None:
+        # one file per batch id: a re-run batch overwrites its own record
+        folder = self.state_dir / "batches" / query
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{batch_id:08d}.json").write_text(json.dumps(record, sort_keys=True))
+
+    def _log_writer(self, name: str) -> Callable[[DataFrame, int], None]:
+        def write(batch: DataFrame, batch_id: int) -> None:
+            batch.write.mode("overwrite").parquet(str(self.logs / name / f"batch_id={batch_id}"))
+
+        return write
+
+    def _score_sims(self, batch: DataFrame, batch_id: int) -> None:
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+
+        started = time.monotonic()
+        self._log_writer("sim")(batch, batch_id)
+        updated = self.spark.read.parquet(str(self.logs / "sim" / f"batch_id={batch_id}"))
+        features = assemble_sim_features(
+            updated,
+            self._latest_or_empty("cell"),
+            self._latest_or_empty("imei"),
+            settings=self.features,
+            plan=self.plan,
+        )
+        if self.stream.latest_window_only:
+            newest = Window.partitionBy(ENTITY).orderBy(F.col(WINDOW_START).desc())
+            features = features.withColumn("_n", F.row_number().over(newest)).where("_n = 1").drop("_n")
+        self.spam.refresh(self.spark)
+        scored = self.spam.score(features, keep=list(features.columns))
+        candidates = scored.where(F.col(SCORE) > self.sink.min_score("sim")).toPandas()
+        counts = self._decide(candidates, kind="sim", query="sim", batch_id=batch_id, model=self.spam)
+        self._finish("sim", batch_id, started, active=updated.select(ENTITY).distinct().count(), counts=counts)
+
+    def _score_calls(self, batch: DataFrame, batch_id: int) -> None:
+        from pyspark.sql import functions as F
+
+        started = time.monotonic()
+        features = assemble_call_features(batch, self._latest_or_empty("cli"), settings=self.features, plan=self.plan)
+        self.spoof.refresh(self.spark)
+        scored = self.spoof.score(features, keep=list(features.columns))
+        candidates = scored.where(F.col(SCORE) > self.sink.min_score("call")).toPandas()
+        counts = self._decide(candidates, kind="call", query="calls", batch_id=batch_id, model=self.spoof)
+        self._finish("calls", batch_id, started, active=None, counts=counts)
+
+    def _decide(self, candidates: pd.DataFrame, *, kind: str, query: str, batch_id: int,
+                model: ChampionScorer) -> dict[str, int]:
+        if candidates.empty:
+            return {}
+        assert model.model is not None
+        reasons = model.model.reasons(candidates, top_k=self.reasons_top_k, feature_settings=self.features)
+        candidates = candidates.copy()
+        candidates["reasons"] = [[r.text for r in rs] for rs in reasons]
+        candidates["model_name"] = model.name
+        candidates["model_version"] = int(model.model.version or 0)
+        return self.sink.apply(candidates, kind=kind, query=query, batch_id=batch_id)
+
+    def _finish(self, query: str, batch_id: int, started: float, *, active: int | None,
+                counts: dict[str, int]) -> None:
+        self.sink.after_batch()
+        record = {
+            "batch_id": batch_id,
+            "active_sims": active,
+            "decisions": counts,
+            "duration_s": round(time.monotonic() - started, 3),
+        }
+        self._write_batch_record(query, batch_id, record)
+        self.metrics.observe_decisions(query, record)
+        log.info("%s batch %s: %s", query, batch_id, record)
+
+    def _latest_or_empty(self, name: str) -> DataFrame:
+        folder = self.logs / name
+        if folder.exists() and any(folder.rglob("*.parquet")):
+            return latest(self.spark, self.logs, name)
+        return self._empty_aggregate(name)
+
+    def _empty_aggregate(self, name: str) -> DataFrame:
+        static = self.spark.createDataFrame([], schema=self._aggregate_schemas[name])
+        return static
+
+    # -- running ---------------------------------------------------------------------------
+    def start_queries(self, names: tuple[str, ...], *, trigger: Trigger) -> dict[str, StreamingQuery]:
+        aggregates = aggregate_streams(self._valid_cdrs(), settings=self.features, plan=self.plan)
+        self._aggregate_schemas = {k: v.schema for k, v in aggregates.items()}
+        queries: dict[str, StreamingQuery] = {}
+        for name in names:
+            if name == "validate":
+                queries[name] = self._start(name, self._validated(), self._validate_batch, trigger=trigger,
+                                            mode="append")
+            elif name in CONTEXT_QUERIES:
+                queries[name] = self._start(name, aggregates[name], self._log_writer(name), trigger=trigger)
+            elif name == "sim":
+                queries[name] = self._start(name, aggregates["sim"], self._score_sims, trigger=trigger)
+            elif name == "calls":
+                queries[name] = self._start(name, trunk_calls(self._valid_cdrs()), self._score_calls,
+                                            trigger=trigger, mode="append")
+            else:
+                raise ValueError(f"unknown query {name}")
+        return queries
+
+    def run(self, *, available_now: bool, timeout_s: float | None = None) -> dict[str, Any]:
+        """Run until the topic is drained (``available_now``) or until stopped."""
+        self.metrics.serve(self.stream.metrics_port)
+        if available_now:
+            trigger = Trigger(available_now=True)
+            for phase in (("validate", *CONTEXT_QUERIES), ("sim",), ("calls",)):
+                queries = self.start_queries(phase, trigger=trigger)
+                for q in queries.values():
+                    q.awaitTermination(timeout_s)
+                    if q.exception() is not None:
+                        raise q.exception()  # type: ignore[misc]
+                    self.metrics.observe_progress(q)
+            return self.summary()
+        queries = self.start_queries(("validate", *CONTEXT_QUERIES, "sim", "calls"),
+                                     trigger=Trigger(interval_s=self.stream.trigger_interval_s))
+        try:
+            self.spark.streams.awaitAnyTermination(timeout_s)
+        finally:
+            for q in queries.values():
+                self.metrics.observe_progress(q)
+                q.stop()
+        for q in queries.values():
+            if q.exception() is not None:
+                raise q.exception()  # type: ignore[misc]
+        return self.summary()
+
+    def summary(self) -> dict[str, Any]:
+        """Totals over the batch records (each batch counted once, whatever was re-run)."""
+        out: dict[str, Any] = {"records_in": 0, "valid": 0, "dead_lettered": 0, "dead_letter_reasons": {},
+                               "decisions": {}}
+        folder = self.state_dir / "batches"
+        for path in sorted((folder / "validate").glob("*.json")) if folder.exists() else []:
+            rec = json.loads(path.read_text())
+            for k in ("records_in", "valid", "dead_lettered"):
+                out[k] += rec[k]
+            for k, v in rec["dead_letter_reasons"].items():
+                out["dead_letter_reasons"][k] = out["dead_letter_reasons"].get(k, 0) + v
+        for query in ("sim", "calls"):
+            for path in sorted((folder / query).glob("*.json")) if folder.exists() else []:
+                for k, v in json.loads(path.read_text())["decisions"].items():
+                    out["decisions"][k] = out["decisions"].get(k, 0) + v
+        return out
+
+
+__all__ = ["CALL_KEY_COLUMNS", "KEY_COLUMNS", "DecisionSink", "StreamJob"]

@@ -1,0 +1,27 @@
+"""Settings of the streaming job (``simguard stream``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from features.validation import ValidationRules
+
+
+class StreamSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Kafka ``startingOffsets`` for a new checkpoint (a restart resumes from the checkpoint)
+    starting_offsets: Literal["earliest", "latest"] = "earliest"
+    #: cap per micro-batch, so a backlog is worked off in bounded steps
+    max_offsets_per_trigger: int | None = Field(200_000, ge=1)
+    trigger_interval_s: float = Field(10.0, gt=0)
+    #: checkpoints and the feature update logs; ``None``: ``<home>/stream``
+    state_dir: Path | None = None
+    #: Prometheus metrics port of the running job (0: off)
+    metrics_port: int = Field(9464, ge=0, le=65535)
+    #: score only the newest window row of each SIM in a micro-batch
+    latest_window_only: bool = True
+    validation: ValidationRules = ValidationRules()

@@ -1,0 +1,92 @@
+"""Malformed records on the CDR topic go to the dead-letter topic with reasons and source
+coordinates, the job keeps running, and records in = valid + dead-lettered (real broker, Spark's
+Kafka source and sink)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from factories import cdr
+from features.schema import record_to_json
+from features.settings import FeatureSettings
+from features.validation import ValidationRules
+from streaming.features_stream import Trigger
+from streaming.job import StreamJob
+from streaming.scoring import ChampionScorer
+from streaming.settings import StreamSettings
+
+pytestmark = [pytest.mark.spark, pytest.mark.kafka]
+
+
+class NoDecisions:
+    """The validate query takes no decisions; any call here is a test failure."""
+
+    def min_score(self, kind: str) -> float:
+        raise AssertionError("validate must not score")
+
+    def apply(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        raise AssertionError("validate must not decide")
+
+    def after_batch(self) -> None:
+        raise AssertionError("validate must not publish")
+
+
+def test_malformed_records_are_dead_lettered_with_reasons(spark, kafka_bootstrap, new_topic, tmp_path) -> None:  # noqa: ANN001
+    from kafka import KafkaConsumer, KafkaProducer
+
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    good = [record_to_json(cdr(i, start_time=now - dt.timedelta(minutes=30 + i))) for i in range(40)]
+    ok = json.loads(good[0])
+    bad = {
+        "bad_json": b'{"record_id": "x", ',
+        "bad_type": json.dumps({**ok, "duration_s": "forty"}).encode(),
+        "missing_field": json.dumps({k: v for k, v in ok.items() if k != "a_number"}).encode(),
+        "value_too_large": json.dumps({**ok, "cell_id": "x" * (1024 * 1024)}).encode(),
+        "bad_encoding": b'{"record_id": "\xff\xfe"}',
+        "time_too_old": json.dumps({**ok, "start_time": "1970-01-01T00:00:00.000000Z",
+                                    "answer_time": "1970-01-01T00:00:05.000000Z"}).encode(),
+        "time_in_future": json.dumps({**ok, "start_time": "2100-01-01T00:00:00.000000Z",
+                                      "answer_time": "2100-01-01T00:00:05.000000Z"}).encode(),
+    }
+    cdr_topic, dlq_topic = new_topic(partitions=2), new_topic(partitions=1)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap.split(","), max_request_size=4 * 1024 * 1024)
+    sent = [(None, v) for v in good[:20]] + [(code, v) for code, v in bad.items()] + [(None, v) for v in good[20:]]
+    for _, value in sent:
+        producer.send(cdr_topic, value=value)
+    producer.flush()
+    producer.close()
+
+    job = StreamJob(
+        spark=spark,
+        kafka_options={"kafka.bootstrap.servers": kafka_bootstrap},
+        cdr_topic=cdr_topic,
+        dead_letter_topic=dlq_topic,
+        stream=StreamSettings(max_offsets_per_trigger=15, metrics_port=0, validation=ValidationRules()),
+        features=FeatureSettings(),
+        state_dir=tmp_path,
+        spam=ChampionScorer("unused", "sqlite:///unused"),
+        spoof=ChampionScorer("unused", "sqlite:///unused"),
+        sink=NoDecisions(),
+    )
+    query = job.start_queries(("validate",), trigger=Trigger(available_now=True))["validate"]
+    query.awaitTermination(180)
+    assert query.exception() is None
+    summary = job.summary()
+    assert summary["records_in"] == len(sent) == summary["valid"] + summary["dead_lettered"]
+    assert summary["valid"] == len(good) and summary["dead_lettered"] == len(bad)
+    assert summary["dead_letter_reasons"] == {code: 1 for code in bad}
+    assert len(list((tmp_path / "batches" / "validate").glob("*.json"))) >= 3  # several micro-batches
+
+    consumer = KafkaConsumer(dlq_topic, bootstrap_servers=kafka_bootstrap.split(","), auto_offset_reset="earliest",
+                             consumer_timeout_ms=10000, group_id=f"dlq-{dlq_topic}")
+    letters = [json.loads(m.value) for m in consumer]
+    consumer.close()
+    assert sorted(x["reason_code"] for x in letters) == sorted(bad)
+    for letter in letters:
+        assert letter["source"]["topic"] == cdr_topic and letter["source"]["offset"] >= 0
+        assert letter["reason"]
+    huge = next(x for x in letters if x["reason_code"] == "value_too_large")
+    assert "bytes" in huge["reason"] and len(huge["raw"]) < 1000  # the head and where to find the rest

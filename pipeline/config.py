@@ -21,11 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from features.errors import ConfigError
 from features.settings import FeatureSettings
 from models.settings import ModelSettings
+from streaming.blocklist.settings import BlocklistSettings, ServiceSettings
+from streaming.policy import PolicySettings
 from streaming.settings import StreamSettings
 
 ENV_PREFIX = "SIMGUARD_"
 #: environment variables with this prefix that are not field overrides
-_ENV_NOT_OVERRIDES = {"SIMGUARD_CONFIG"}
+_ENV_NOT_OVERRIDES = {"SIMGUARD_CONFIG", "SIMGUARD_TEST_POSTGRES_URL"}
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
@@ -148,6 +150,12 @@ class Settings(_Section):
     features: FeatureSettings = FeatureSettings()
     models: ModelSettings = ModelSettings()
     stream: StreamSettings = StreamSettings()
+    #: block / review thresholds and TTL per fraud type
+    policy: PolicySettings = PolicySettings()
+    #: operators (webhooks, API tokens), analysts, distribution channels
+    blocklist: BlocklistSettings = BlocklistSettings()
+    #: ``simguard serve``
+    service: ServiceSettings = ServiceSettings()
 
     @property
     def home_abs(self) -> Path:
@@ -188,8 +196,9 @@ def env_overrides(environ: Mapping[str, str]) -> list[tuple[str, list[str], Any]
         if not name.startswith(ENV_PREFIX) or name in _ENV_NOT_OVERRIDES:
             continue
         parts = name[len(ENV_PREFIX) :].split("__")
-        # section and field names are lower case; free-form keys (spark.conf) keep their case
-        path = [p.lower() for p in parts[:2]] + parts[2:]
+        # field names are lower case; keys of the free-form spark.conf mapping keep their case
+        lowered = [p.lower() for p in parts]
+        path = lowered[:2] + parts[2:] if lowered[:2] == ["spark", "conf"] else lowered
         try:
             value = yaml.safe_load(raw) if raw != "" else None
         except yaml.YAMLError:

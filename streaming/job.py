@@ -106,8 +106,15 @@ class StreamJob:
         return self.state_dir / "checkpoints"
 
     # -- queries ---------------------------------------------------------------------------
-    def _start(self, name: str, frame: DataFrame, fn: Callable[[DataFrame, int], None], *,
-               trigger: Trigger, mode: str = "update") -> StreamingQuery:
+    def _start(
+        self,
+        name: str,
+        frame: DataFrame,
+        fn: Callable[[DataFrame, int], None],
+        *,
+        trigger: Trigger,
+        mode: str = "update",
+    ) -> StreamingQuery:
         writer = (
             frame.writeStream.outputMode(mode)
             .queryName(f"simguard-{name}")
@@ -195,8 +202,9 @@ class StreamJob:
         counts = self._decide(candidates, kind="call", query="calls", batch_id=batch_id, model=self.spoof)
         self._finish("calls", batch_id, started, active=None, counts=counts)
 
-    def _decide(self, candidates: pd.DataFrame, *, kind: str, query: str, batch_id: int,
-                model: ChampionScorer) -> dict[str, int]:
+    def _decide(
+        self, candidates: pd.DataFrame, *, kind: str, query: str, batch_id: int, model: ChampionScorer
+    ) -> dict[str, int]:
         if candidates.empty:
             return {}
         assert model.model is not None
@@ -205,10 +213,14 @@ class StreamJob:
         candidates["reasons"] = [[r.text for r in rs] for rs in reasons]
         candidates["model_name"] = model.name
         candidates["model_version"] = int(model.model.version or 0)
-        return self.sink.apply(candidates, kind=kind, query=query, batch_id=batch_id)
+        # batch ids restart with a new checkpoint; the query id (kept in the checkpoint) does not
+        return self.sink.apply(candidates, kind=kind, query=f"{query}@{self._query_id(query)}", batch_id=batch_id)
 
-    def _finish(self, query: str, batch_id: int, started: float, *, active: int | None,
-                counts: dict[str, int]) -> None:
+    def _query_id(self, name: str) -> str:
+        meta = self.checkpoints / name / "metadata"
+        return str(json.loads(meta.read_text())["id"]) if meta.exists() else "new"
+
+    def _finish(self, query: str, batch_id: int, started: float, *, active: int | None, counts: dict[str, int]) -> None:
         self.sink.after_batch()
         record = {
             "batch_id": batch_id,
@@ -237,15 +249,17 @@ class StreamJob:
         queries: dict[str, StreamingQuery] = {}
         for name in names:
             if name == "validate":
-                queries[name] = self._start(name, self._validated(), self._validate_batch, trigger=trigger,
-                                            mode="append")
+                queries[name] = self._start(
+                    name, self._validated(), self._validate_batch, trigger=trigger, mode="append"
+                )
             elif name in CONTEXT_QUERIES:
                 queries[name] = self._start(name, aggregates[name], self._log_writer(name), trigger=trigger)
             elif name == "sim":
                 queries[name] = self._start(name, aggregates["sim"], self._score_sims, trigger=trigger)
             elif name == "calls":
-                queries[name] = self._start(name, trunk_calls(self._valid_cdrs()), self._score_calls,
-                                            trigger=trigger, mode="append")
+                queries[name] = self._start(
+                    name, trunk_calls(self._valid_cdrs()), self._score_calls, trigger=trigger, mode="append"
+                )
             else:
                 raise ValueError(f"unknown query {name}")
         return queries
@@ -263,8 +277,9 @@ class StreamJob:
                         raise q.exception()  # type: ignore[misc]
                     self.metrics.observe_progress(q)
             return self.summary()
-        queries = self.start_queries(("validate", *CONTEXT_QUERIES, "sim", "calls"),
-                                     trigger=Trigger(interval_s=self.stream.trigger_interval_s))
+        queries = self.start_queries(
+            ("validate", *CONTEXT_QUERIES, "sim", "calls"), trigger=Trigger(interval_s=self.stream.trigger_interval_s)
+        )
         try:
             self.spark.streams.awaitAnyTermination(timeout_s)
         finally:
@@ -278,8 +293,13 @@ class StreamJob:
 
     def summary(self) -> dict[str, Any]:
         """Totals over the batch records (each batch counted once, whatever was re-run)."""
-        out: dict[str, Any] = {"records_in": 0, "valid": 0, "dead_lettered": 0, "dead_letter_reasons": {},
-                               "decisions": {}}
+        out: dict[str, Any] = {
+            "records_in": 0,
+            "valid": 0,
+            "dead_lettered": 0,
+            "dead_letter_reasons": {},
+            "decisions": {},
+        }
         folder = self.state_dir / "batches"
         for path in sorted((folder / "validate").glob("*.json")) if folder.exists() else []:
             rec = json.loads(path.read_text())

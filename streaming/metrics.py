@@ -21,15 +21,17 @@ class StreamMetrics:
         r = self.registry
         self.records_in = Counter("simguard_records_in", "CDR records read from Kafka", registry=r)
         self.valid = Counter("simguard_records_valid", "records that passed validation", registry=r)
-        self.dead = Counter("simguard_records_dead_lettered", "records sent to the dead-letter topic",
-                            ["reason_code"], registry=r)
+        self.dead = Counter(
+            "simguard_records_dead_lettered", "records sent to the dead-letter topic", ["reason_code"], registry=r
+        )
         self.decisions = Counter("simguard_decisions", "decisions taken", ["query", "decision"], registry=r)
-        self.batch_duration = Gauge("simguard_batch_duration_seconds", "last micro-batch duration",
-                                    ["query"], registry=r)
-        self.lag = Gauge("simguard_consumer_lag_records", "offsets behind the latest (max over partitions)",
-                         ["query"], registry=r)
-        self.rows_per_s = Gauge("simguard_input_rows_per_second", "processed rows per second",
-                                ["query"], registry=r)
+        self.batch_duration = Gauge(
+            "simguard_batch_duration_seconds", "last micro-batch duration", ["query"], registry=r
+        )
+        self.lag = Gauge(
+            "simguard_consumer_lag_records", "offsets behind the latest (max over partitions)", ["query"], registry=r
+        )
+        self.rows_per_s = Gauge("simguard_input_rows_per_second", "processed rows per second", ["query"], registry=r)
 
     def serve(self, port: int) -> None:
         if port and not self._served:

@@ -57,9 +57,7 @@ class ChampionScorer:
             if self._broadcast is not None:
                 self._broadcast.unpersist()
             self.model = current
-            self._broadcast = spark.sparkContext.broadcast(
-                (current.booster.model_to_string(), current.card.to_json())
-            )
+            self._broadcast = spark.sparkContext.broadcast((current.booster.model_to_string(), current.card.to_json()))
         return current
 
     def score(self, frame: DataFrame, *, keep: list[str]) -> DataFrame:

@@ -42,7 +42,5 @@ def parse_cdr_json(raw: DataFrame) -> DataFrame:
     """Canonical CDR columns from Kafka JSON values (well-formed records; see validation)."""
     from pyspark.sql import functions as F
 
-    parsed = F.from_json(
-        F.col("value").cast("string"), spark_schema(), {"timestampFormat": JSON_TIMESTAMP_FORMAT}
-    )
+    parsed = F.from_json(F.col("value").cast("string"), spark_schema(), {"timestampFormat": JSON_TIMESTAMP_FORMAT})
     return raw.select(parsed.alias("r")).select(*[F.col(f"r.{name}") for name in FIELD_NAMES])

@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from features.schema import arrow_schema
 
-T0 = dt.datetime(2026, 11, 2, 0, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 2, 0, 0, tzinfo=dt.UTC)
 
 
 def cdr(i: int, **overrides: Any) -> dict[str, Any]:

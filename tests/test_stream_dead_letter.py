@@ -8,8 +8,8 @@ import datetime as dt
 import json
 
 import pytest
-
 from factories import cdr
+
 from features.schema import record_to_json
 from features.settings import FeatureSettings
 from features.validation import ValidationRules
@@ -27,14 +27,14 @@ class NoDecisions:
     def min_score(self, kind: str) -> float:
         raise AssertionError("validate must not score")
 
-    def apply(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+    def apply(self, *args, **kwargs):
         raise AssertionError("validate must not decide")
 
     def after_batch(self) -> None:
         raise AssertionError("validate must not publish")
 
 
-def test_malformed_records_are_dead_lettered_with_reasons(spark, kafka_bootstrap, new_topic, tmp_path) -> None:  # noqa: ANN001
+def test_malformed_records_are_dead_lettered_with_reasons(spark, kafka_bootstrap, new_topic, tmp_path) -> None:
     from kafka import KafkaConsumer, KafkaProducer
 
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)

@@ -23,7 +23,19 @@ app = typer.Typer(
 )
 
 #: command modules under pipeline/cli; each exposes ``register(app)``
-COMMAND_MODULES = ("doctor", "kafka", "ingest", "simulate", "features", "train", "evaluate", "score")
+COMMAND_MODULES = (
+    "doctor",
+    "kafka",
+    "ingest",
+    "simulate",
+    "features",
+    "train",
+    "evaluate",
+    "score",
+    "serve",
+    "blocklist",
+    "stream",
+)
 
 
 @app.callback()
@@ -52,13 +64,7 @@ def settings_from(ctx: typer.Context):
 
 def _register_all() -> None:
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"pipeline.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"pipeline.cli.{name}":
-                continue
-            raise
-        module.register(app)
+        importlib.import_module(f"pipeline.cli.{name}").register(app)
 
 
 _register_all()

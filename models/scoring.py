@@ -1,0 +1,129 @@
+"""A trained booster with everything needed to score: classes, features, threshold.
+
+The same class serves a model just trained and one loaded from the registry
+(``models.registry.load_champion``), so the batch scorer, the evaluation and the streaming job
+score identically.
+
+Scores: the spam-SIM model is multiclass; its score is ``1 - P(normal)`` and its fraud type is
+the most probable fraud class. The spoof-call model is binary; its score is ``P(spoofed)``.
+A row is flagged when its score is strictly above the threshold chosen on validation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from models.errors import ModelError
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
+
+    from models.reasons import Reason
+
+SCORE = "score"
+FRAUD_TYPE = "fraud_type"
+FLAGGED = "flagged"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What is stored beside the booster in the registry (``simguard_model.json``)."""
+
+    task: str
+    classes: tuple[str, ...]
+    feature_names: tuple[str, ...]
+    #: flag when score > threshold; chosen on validation for ``target_fpr``
+    threshold: float
+    target_fpr: float
+    best_iteration: int
+    #: the ``FeatureSettings`` the features were built with: a scorer must use the same
+    feature_settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelCard:
+        raw = json.loads(text)
+        raw["classes"] = tuple(raw["classes"])
+        raw["feature_names"] = tuple(raw["feature_names"])
+        return cls(**raw)
+
+    @property
+    def binary(self) -> bool:
+        return len(self.classes) == 2
+
+
+def feature_matrix(frame: pd.DataFrame, feature_names: tuple[str, ...] | list[str]) -> np.ndarray:
+    """The model input as float64 (missing values as NaN, which LightGBM routes natively)."""
+    missing = [f for f in feature_names if f not in frame.columns]
+    if missing:
+        raise ModelError(f"input lacks feature column(s) {missing}: rebuild features with the model's settings")
+    return frame[list(feature_names)].to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+class ScoringModel:
+    """``score(frame)`` is vectorised over a pandas DataFrame holding the feature columns.
+
+    >>> model.score(features)[["score", "fraud_type", "flagged"]]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        booster: lgb.Booster,
+        card: ModelCard,
+        *,
+        name: str | None = None,
+        version: int | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.booster = booster
+        self.card = card
+        self.name = name
+        self.version = version
+        self.run_id = run_id
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.card.feature_names
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.card.classes
+
+    @property
+    def threshold(self) -> float:
+        return self.card.threshold
+
+    def with_threshold(self, threshold: float) -> ScoringModel:
+        card = ModelCard(**{**asdict(self.card), "threshold": float(threshold)})
+        return ScoringModel(self.booster, card, name=self.name, version=self.version, run_id=self.run_id)
+
+    def proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Class probabilities, shape ``(n, len(classes))``."""
+        raw = np.asarray(self.booster.predict(feature_matrix(frame, self.feature_names)), dtype=np.float64)
+        if self.card.binary:
+            return np.column_stack([1.0 - raw, raw])
+        return raw.reshape(len(frame), len(self.classes))
+
+    def score(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``score``, ``fraud_type`` and ``flagged`` per row, on the input's index."""
+        p = self.proba(frame)
+        fraud = p[:, 1:]
+        kind = np.asarray(self.classes[1:], dtype=object)[fraud.argmax(axis=1)]
+        # 1 - P(normal) rounds to exactly 1.0 for confident rows; the sum keeps them ordered
+        score = fraud.sum(axis=1)
+        return pd.DataFrame(
+            {SCORE: score, FRAUD_TYPE: kind, FLAGGED: score > self.threshold}, index=frame.index
+        )
+
+    def reasons(self, frame: pd.DataFrame, *, top_k: int, feature_settings: Any) -> list[list[Reason]]:
+        """The ``top_k`` features that pushed each row towards its fraud type, as sentences."""
+        from models.reasons import explain
+
+        return explain(self, frame, top_k=top_k, feature_settings=feature_settings)

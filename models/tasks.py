@@ -1,0 +1,278 @@
+"""The two detection tasks end to end on pandas: label, split, train, threshold, evaluate.
+
+``spam-sim``: multiclass (normal, spam_robocall, simbox, wangiri) on per-SIM window rows.
+``spoof-call``: binary (legitimate, spoofed) on trunk-call rows.
+
+:func:`fit_task` trains a new version; :func:`evaluate_model` evaluates any version (new, the
+champion, an older one) on a split, beside the rules baseline tuned on the same validation data.
+Pure pandas and LightGBM: the Spark feature job and the registry are composed in ``pipeline/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from features.calls import call_feature_names
+from features.settings import FeatureSettings
+from features.sim import sim_feature_names
+from models.baseline import SpamRules, SpoofRules
+from models.dataset import CALL_CLASSES, ROW_START, SIM_CLASSES, label_call_rows, label_sim_rows
+from models.evaluate import (
+    evaluate_units,
+    recall_at_fpr_curve,
+    row_calibration,
+    threshold_at_fpr,
+    unit_scores,
+)
+from models.scoring import SCORE, ScoringModel
+from models.settings import BoosterSettings, ModelSettings
+from models.split import Boundaries, Split, day_boundaries, time_split
+from models.train import train_booster
+
+SPAM_SIM = "spam-sim"
+SPOOF_CALL = "spoof-call"
+TASKS: tuple[str, ...] = (SPAM_SIM, SPOOF_CALL)
+
+
+class Scorer(Protocol):
+    threshold: float
+
+    def score(self, frame: pd.DataFrame) -> pd.DataFrame: ...
+
+    def with_threshold(self, threshold: float) -> Scorer: ...
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    task: str
+    classes: tuple[str, ...]
+    feature_names: tuple[str, ...]
+    target_fpr: float
+    booster: BoosterSettings
+    registered_name: str
+    #: thresholds are chosen on validation for ``target_fpr * fpr_scale`` (see
+    #: :func:`window_fpr_scale`); 1.0 for calls, which are scored once each
+    fpr_scale: float = 1.0
+
+    def label(self, features: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+        if self.task == SPAM_SIM:
+            return label_sim_rows(features, labels)
+        return label_call_rows(features, labels)
+
+    def baseline(self, settings: ModelSettings, features: FeatureSettings) -> Scorer:
+        if self.task == SPAM_SIM:
+            return SpamRules(settings.baseline, features)
+        return SpoofRules(features)
+
+
+def window_fpr_scale(settings: ModelSettings, features: FeatureSettings) -> float:
+    """How much stricter than the target the validation threshold must be for per-SIM FPR.
+
+    A SIM is flagged when any of its windows scores above the threshold, so its chance of a false
+    flag grows with the number of windows it is scored in. After purging, a SIM has
+    ``V = (validation_days * 24 h - window) / slide + 1`` windows in validation but
+    ``T = test_days * 24 h / slide`` in the test period (and in a deployed day). By the union
+    bound, a threshold chosen for ``target * V / T`` on validation keeps the per-SIM FPR over
+    ``T`` windows at or below the target. Fixed by the split geometry, never fitted to test data.
+
+    >>> window_fpr_scale(ModelSettings(), FeatureSettings())  # 1 validation window, 4 per test day
+    0.25
+    """
+    if not settings.sim_fpr_window_correction:
+        return 1.0
+    day = 86400
+    v = max(1, (settings.split.validation_days * day - features.window_s) // features.slide_s + 1)
+    t = max(1, settings.split.test_days * day // features.slide_s)
+    return min(1.0, v / t)
+
+
+def task_spec(task: str, settings: ModelSettings, features: FeatureSettings) -> TaskSpec:
+    if task == SPAM_SIM:
+        return TaskSpec(
+            task=SPAM_SIM,
+            classes=SIM_CLASSES,
+            feature_names=tuple(sim_feature_names(features)),
+            target_fpr=settings.target_fpr_sim,
+            booster=settings.spam_sim,
+            registered_name=settings.spam_sim_name,
+            fpr_scale=window_fpr_scale(settings, features),
+        )
+    if task == SPOOF_CALL:
+        return TaskSpec(
+            task=SPOOF_CALL,
+            classes=CALL_CLASSES,
+            feature_names=tuple(call_feature_names(features)),
+            target_fpr=settings.target_fpr_call,
+            booster=settings.spoof_call,
+            registered_name=settings.spoof_call_name,
+        )
+    raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+
+
+def split_frame(frame: pd.DataFrame, boundaries: Boundaries) -> Split:
+    return time_split(frame, boundaries)
+
+
+def boundaries_for(sim_rows: pd.DataFrame, settings: ModelSettings) -> Boundaries:
+    """One set of day boundaries for both tasks, from the last day with SIM activity."""
+    return day_boundaries(
+        sim_rows[ROW_START].max(),
+        validation_days=settings.split.validation_days,
+        test_days=settings.split.test_days,
+    )
+
+
+def _units(spec: TaskSpec, split: pd.DataFrame, scorer: Scorer) -> tuple[pd.DataFrame, pd.DataFrame]:
+    scored = scorer.score(split)
+    return scored, unit_scores(split, scored, negative_class=spec.classes[0])
+
+
+def tune_threshold(spec: TaskSpec, scorer: Scorer, validation: pd.DataFrame) -> float:
+    """The threshold for ``spec.target_fpr`` (times ``fpr_scale``) over validation's negative units."""
+    _, units = _units(spec, validation, scorer)
+    negatives = units.loc[units["role"] == "negative", SCORE].to_numpy()
+    return threshold_at_fpr(negatives, spec.target_fpr * spec.fpr_scale)
+
+
+def validation_key(spec: TaskSpec, model: Scorer, validation: pd.DataFrame) -> tuple[float, float]:
+    """What "better" means for the champion: recall at the FPR its threshold is chosen for on
+    validation, then PR-AUC (both on the same validation rows for old and new versions)."""
+    _, units = _units(spec, validation, model)
+    kept = units[units["role"] != "excluded"]
+    y = (kept["role"] == "positive").to_numpy(dtype=np.int32)
+    s = kept[SCORE].to_numpy(dtype=np.float64)
+    from sklearn.metrics import average_precision_score
+
+    pr_auc = float(average_precision_score(y, s)) if 0 < y.sum() < len(y) else 0.0
+    recall = recall_at_fpr_curve(y, s, spec.target_fpr * spec.fpr_scale)
+    return (0.0 if np.isnan(recall) else recall, pr_auc)
+
+
+def fit_task(
+    spec: TaskSpec,
+    split: Split,
+    *,
+    settings: ModelSettings,
+    features: FeatureSettings,
+    seed: int,
+) -> ScoringModel:
+    """Train a version on ``split.train`` (early stopping on validation) and set its threshold."""
+    model = train_booster(
+        split.train,
+        split.validation,
+        task=spec.task,
+        classes=spec.classes,
+        feature_names=spec.feature_names,
+        settings=spec.booster,
+        seed=seed,
+        num_threads=settings.num_threads,
+        target_fpr=spec.target_fpr,
+        feature_settings=features.model_dump(),
+    )
+    return model.with_threshold(tune_threshold(spec, model, split.validation))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    report: dict[str, Any]
+    #: per-unit test scores of the model and the baseline (for plots)
+    model_units: pd.DataFrame
+    baseline_units: pd.DataFrame
+    #: per-row test scores of the model (for calibration plots)
+    model_rows: pd.DataFrame
+
+
+def evaluate_model(
+    spec: TaskSpec,
+    model: Scorer,
+    split: Split,
+    *,
+    settings: ModelSettings,
+    features: FeatureSettings,
+    boundaries: Boundaries,
+) -> Evaluation:
+    """The model at its stored threshold and the baseline tuned on this validation, on test."""
+    ks = settings.precision_at_k
+    metrics = {}
+    for name, frame in (("validation", split.validation), ("test", split.test)):
+        _, units = _units(spec, frame, model)
+        metrics[name] = evaluate_units(
+            units, threshold=model.threshold, target_fpr=spec.target_fpr, classes=spec.classes, ks=ks
+        )
+    test_rows, model_units = _units(spec, split.test, model)
+
+    baseline = spec.baseline(settings, features)
+    if getattr(baseline, "tunable", False):
+        baseline = baseline.with_threshold(tune_threshold(spec, baseline, split.validation))
+    _, base_units = _units(spec, split.test, baseline)
+    base_test = evaluate_units(
+        base_units, threshold=baseline.threshold, target_fpr=spec.target_fpr, classes=spec.classes, ks=ks
+    )
+
+    kept = model_units[model_units["role"] != "excluded"]
+    y = (kept["role"] == "positive").to_numpy(dtype=np.int32)
+    s = kept[SCORE].to_numpy(dtype=np.float64)
+    at_base_fpr = recall_at_fpr_curve(y, s, base_test["fpr"]) if not np.isnan(base_test["fpr"]) else float("nan")
+    test = metrics["test"]
+    report: dict[str, Any] = {
+        "model": spec.task,
+        "registered_name": spec.registered_name,
+        "target_fpr": spec.target_fpr,
+        "threshold_fpr": spec.target_fpr * spec.fpr_scale,
+        "split": {
+            **boundaries.as_dict(),
+            "train_rows": len(split.train),
+            "validation_rows": len(split.validation),
+            "test_rows": len(split.test),
+            "purged_rows": split.purged,
+        },
+        "validation": metrics["validation"],
+        "test": test,
+        "calibration": row_calibration(split.test, test_rows, bins=settings.calibration_bins),
+        "baseline": {"threshold": baseline.threshold, "tuned": bool(getattr(baseline, "tunable", False)),
+                     "test": base_test},
+        "comparison": {
+            # both at their validation-chosen operating points
+            "recall_gain_at_fpr": test["recall_at_fpr"] - base_test["recall_at_fpr"],
+            # both read off the test ROC curve at exactly the target FPR
+            "recall_gain_at_target_fpr_curve": test["recall_at_fpr_curve"] - base_test["recall_at_fpr_curve"],
+            # the model at the FPR the baseline actually reached on test (fair for a knob-less rule)
+            "model_recall_at_baseline_fpr": at_base_fpr,
+            "recall_gain_at_baseline_fpr": at_base_fpr - base_test["recall_at_fpr"],
+        },
+    }
+    return Evaluation(report=report, model_units=model_units, baseline_units=base_units, model_rows=test_rows)
+
+
+def summary_line(report: dict[str, Any], *, version: int | str | None) -> dict[str, Any]:
+    """The one-line JSON summary ``simguard evaluate --json`` prints per model."""
+    test, base = report["test"], report["baseline"]["test"]
+    return {
+        "model": report["model"],
+        "registered_name": report["registered_name"],
+        "version": version,
+        "target_fpr": report["target_fpr"],
+        "threshold": test["threshold"],
+        "recall_at_fpr": test["recall_at_fpr"],
+        "fpr": test["fpr"],
+        "precision": test["precision"],
+        "pr_auc": test["pr_auc"],
+        "roc_auc": test["roc_auc"],
+        "recall_at_fpr_curve": test["recall_at_fpr_curve"],
+        "precision_at_k": test["precision_at_k"],
+        "recall_by_type": test["recall_by_type"],
+        "recall_by_population": test["recall_by_population"],
+        "fpr_by_population": test["fpr_by_population"],
+        "n_positive": test["n_positive"],
+        "n_negative": test["n_negative"],
+        "brier": report["calibration"]["brier"],
+        "baseline_recall_at_fpr": base["recall_at_fpr"],
+        "baseline_fpr": base["fpr"],
+        "baseline_recall_at_fpr_curve": base["recall_at_fpr_curve"],
+        "baseline_recall_by_type": base["recall_by_type"],
+        **report["comparison"],
+    }

@@ -1,0 +1,229 @@
+"""``simguard blocklist ...``: snapshots, a number's history, expiry, allowlist loading, audits."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import typer
+
+from pipeline.cli import settings_from
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from streaming.blocklist.store import BlocklistStore
+
+blocklist_app = typer.Typer(help="The versioned blocklist: export, inspect, expire, audit.", no_args_is_help=True)
+
+
+def _store(ctx: typer.Context) -> BlocklistStore:
+    from streaming.blocklist.sink import open_store
+
+    return open_store(settings_from(ctx), load_businesses=False)
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _ts(value: dt.datetime | None) -> str:
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@blocklist_app.command("migrate")
+def migrate(ctx: typer.Context) -> None:
+    """Bring the blocklist database to the latest schema (every command does this on start)."""
+    from streaming.blocklist.migrate import current_revision
+
+    store = _store(ctx)
+    try:
+        typer.echo(f"blocklist schema at {current_revision(store.engine)}")
+    finally:
+        store.close()
+
+
+@blocklist_app.command("export")
+def export(
+    ctx: typer.Context,
+    operator: str = typer.Option(..., "--operator", help="Operator key (viettel, vinaphone, ...)."),
+    out: Path = typer.Option(..., "--out", help="CSV file to write."),
+    at_version: Optional[int] = typer.Option(None, "--at-version", min=0, help="Default: the latest version."),
+) -> None:
+    """Write the blocks in force for OPERATOR as CSV; the version is in the file's first line."""
+    from streaming.blocklist.export import export_csv
+
+    store = _store(ctx)
+    try:
+        version, rows = export_csv(store, operator=operator, out=out, plan=store.plan, at_version=at_version)
+    finally:
+        store.close()
+    typer.echo(f"{out}: {rows} blocks in force at version {version} for {operator}")
+
+
+@blocklist_app.command("show")
+def show(ctx: typer.Context, number: str = typer.Argument(..., help="E.164 number, e.g. +84961000001.")) -> None:
+    """A number's history: allowlists, current state, entries, detections (why it was flagged), reviews."""
+    store = _store(ctx)
+    try:
+        h = store.history(number)
+    finally:
+        store.close()
+    console = _console()
+
+    def say(text: str = "") -> None:
+        console.print(text, soft_wrap=True)  # long lines stay whole, for grep and for copying
+
+    info = store.plan.classify(number)
+    say(f"[bold]{number}[/bold]: {info.kind}" + (f" ({info.operator})" if info.operator else ""))
+    if h.special:
+        say(f"  always allowed: {h.special.replace('_', ' ')} (numbering plan)")
+    for a in h.allowlist:
+        say(f"  allowlisted: {a.source} by {a.added_by or '?'} at {_ts(a.created_at)}: {a.note or ''}")
+    now = dt.datetime.now(dt.UTC)
+    for st in h.states:
+        if not st.active:
+            say(f"  {st.scope}: not blocked (version {st.version})")
+            continue
+        lapsed = " (lapsed: lifted at the next expiry round)" if st.expires_at and st.expires_at <= now else ""
+        say(f"  {st.scope}: [red]BLOCKED[/red] until {_ts(st.expires_at)}{lapsed} (version {st.version})")
+    if not (h.states or h.entries or h.detections or h.reviews):
+        say("  never flagged")
+        return
+    if h.entries:
+        say("entries:")
+    for e in h.entries:
+        model = f" model {e.model_name} v{e.model_version}" if e.model_version else ""
+        score = f" {e.score:.3f}" if e.score is not None else ""
+        expires = f" expires {_ts(e.expires_at)}" if e.expires_at else ""
+        lifts = f" lifts v{e.lifts_version}" if e.lifts_version else ""
+        say(
+            f"  v{e.version} {_ts(e.created_at)} {e.action} {e.scope} {e.fraud_type or ''}{score}"
+            f" by {e.decided_by} ({e.actor or '-'}){model}{expires}{lifts}"
+        )
+        why = "; ".join(e.reasons) if e.reasons else e.note
+        if why:
+            say(f"      why: {why}")
+    if h.detections:
+        shown = h.detections[-50:]
+        say(
+            f"detections (last {len(shown)} of {len(h.detections)}):"
+            if len(shown) < len(h.detections)
+            else "detections:"
+        )
+    for d in h.detections[-50:]:
+        trunk = f" on {d.trunk_type}/{d.trunk_id}" if d.trunk_type else ""
+        reported = f" reported by {d.reported_by}" if d.reported_by else ""
+        model = f" model v{d.model_version}" if d.model_version else ""
+        say(
+            f"  {_ts(d.observed_at)} {d.scope} {d.fraud_type} {d.score:.3f} -> {d.outcome}{trunk}{reported}{model}:"
+            f" {d.why}"
+        )
+        if d.reasons:
+            say(f"      reasons: {'; '.join(d.reasons)}")
+    if h.reviews:
+        say("reviews:")
+    for r in h.reviews:
+        resolved = f", resolved by {r.resolved_by} at {_ts(r.resolved_at)}" if r.resolved_by else ""
+        say(
+            f"  review {r.id}: {r.status} {r.scope} {r.fraud_type} {r.score:.3f} seen {r.detections}x since "
+            f"{_ts(r.created_at)}{resolved}"
+        )
+
+
+@blocklist_app.command("expire")
+def expire(ctx: typer.Context) -> None:
+    """Lift blocks whose TTL has passed (writes unblock entries for every operator)."""
+    store = _store(ctx)
+    try:
+        entries = store.expire()
+    finally:
+        store.close()
+    typer.echo(
+        f"{len(entries)} blocks expired"
+        + (f" (versions {entries[0].version}..{entries[-1].version})" if entries else "")
+        + "; operators get the unblocks with the next distribution round (simguard serve, the streaming "
+        "job, or simguard blocklist publish)"
+    )
+
+
+@blocklist_app.command("publish")
+def publish(ctx: typer.Context) -> None:
+    """One distribution round: expire, publish to the Kafka topics, deliver due webhooks."""
+    from streaming.blocklist.sink import BlocklistSink
+
+    sink = BlocklistSink.from_settings(settings_from(ctx))
+    try:
+        report = sink.distribute()
+    finally:
+        sink.close()
+    typer.echo(
+        f"expired {len(report.expired)}; kafka records {sum(report.kafka.values())}; "
+        f"webhooks delivered {report.webhooks.total_delivered}, retrying {sum(report.webhooks.retrying.values())}, "
+        f"failed {sum(report.webhooks.failed.values())}"
+    )
+    for line in report.errors:
+        typer.echo(f"error: {line}", err=True)
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@blocklist_app.command("load-businesses")
+def load_businesses(
+    ctx: typer.Context,
+    path: Path = typer.Argument(..., help="CSV or Parquet with an a_number (or number) column."),
+) -> None:
+    """Make the registered-business allowlist exactly the numbers in PATH; lift their blocks."""
+    from streaming.blocklist.store import read_numbers
+
+    numbers = read_numbers(path)
+    store = _store(ctx)
+    try:
+        sync = store.sync_registered_businesses(numbers, source=str(path))
+    finally:
+        store.close()
+    typer.echo(
+        f"registered businesses: {len(set(numbers))} numbers, {sync.added} added, {sync.removed} removed, "
+        f"{len(sync.entries)} blocks lifted"
+    )
+
+
+@blocklist_app.command("redeliver")
+def redeliver(
+    ctx: typer.Context, operator: str = typer.Option(..., "--operator", help="Operator whose failed webhooks to retry.")
+) -> None:
+    """Put an operator's failed webhook deliveries back in the queue (after fixing its endpoint)."""
+    from streaming.blocklist.publish_webhook import redeliver_failed
+
+    store = _store(ctx)
+    try:
+        n = redeliver_failed(store, operator)
+    finally:
+        store.close()
+    typer.echo(f"{n} deliveries to {operator} queued again")
+
+
+@blocklist_app.command("audit")
+def audit(ctx: typer.Context) -> None:
+    """Per model version: blocks issued, overturned by analysts, lifted for the allowlist, expired; reviews."""
+    store = _store(ctx)
+    try:
+        rows = store.model_audit()
+    finally:
+        store.close()
+    if not rows:
+        typer.echo("no model decisions yet")
+    for r in rows:
+        typer.echo(
+            f"{r['model_name'] or '(unnamed model)'} v{r['model_version']}: blocked {r['blocked']}, "
+            f"overturned {r['overturned']}, lifted for the allowlist {r['lifted_for_allowlist']}, "
+            f"expired {r['expired']}; reviews open {r['reviews_open']}, confirmed {r['reviews_confirmed']}, "
+            f"overturned {r['reviews_overturned']}"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(blocklist_app, name="blocklist")

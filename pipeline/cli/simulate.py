@@ -1,0 +1,131 @@
+"""``simguard simulate`` (synthetic CDRs with ground truth) and ``simguard replay`` (CDR files
+into Kafka in event-time order). Thin: the work is in :mod:`pipeline.simulate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import typer
+
+from pipeline.cli import settings_from
+
+if TYPE_CHECKING:  # rich is imported when a command runs, to keep --help fast
+    from rich.progress import Progress
+
+
+def _progress() -> Progress:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description:<34}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        transient=False,
+    )
+
+
+def _replay(ctx: typer.Context, source: Path, *, topic: str, rate: Optional[float], shift_to_now: bool) -> int:
+    import datetime as dt
+
+    from pipeline.simulate import count_records, replay_to_kafka
+
+    settings = settings_from(ctx)
+    total = count_records(source)
+    with _progress() as progress:
+        task = progress.add_task(f"replay to {topic}", total=total)
+
+        def advance(sent: int, _total: int) -> None:
+            progress.update(task, completed=sent)
+
+        sent = replay_to_kafka(
+            source,
+            topic=topic,
+            producer_options=settings.kafka.client_options(),
+            rate=rate,
+            shift_to=dt.datetime.now(dt.UTC) if shift_to_now else None,
+            progress=advance,
+        )
+    return sent
+
+
+def simulate_command(
+    ctx: typer.Context,
+    subscribers: int = typer.Option(..., "--subscribers", min=200, help="SIMs in the simulated base."),
+    days: int = typer.Option(1, "--days", min=1, help="Days to simulate (UTC days from network.start_date)."),
+    seed: int = typer.Option(1, "--seed", help="Random seed: the same seed gives byte-identical output."),
+    out: Path = typer.Option(..., "--out", help="Output folder; a previous simulation in it is replaced."),
+    config_sim: Optional[Path] = typer.Option(
+        None, "--config-sim", help="YAML merged over configs/simulator.yaml (only the keys it changes)."
+    ),
+    to_kafka: Optional[str] = typer.Option(
+        None, "--to-kafka", metavar="TOPIC", help="Then replay the CDRs into this Kafka topic."
+    ),
+    rate: Optional[float] = typer.Option(
+        None, "--rate", min=0.001, help="Replay speed in records/s (default: as fast as possible)."
+    ),
+    shift_to_now: bool = typer.Option(
+        False, "--shift-to-now", help="Replay with timestamps moved so that the first record starts now."
+    ),
+) -> None:
+    """Generate CDRs with ground-truth labels (spam SIMs, SIM boxes, Wangiri, spoofed calls)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipeline.simulate import load_simulator_config, simulate
+
+    if (rate is not None or shift_to_now) and to_kafka is None:
+        raise typer.BadParameter("--rate and --shift-to-now only apply with --to-kafka", param_hint="--to-kafka")
+    config = load_simulator_config(config_sim)
+    with _progress() as progress:
+        task = progress.add_task("simulating", total=None)
+
+        def advance(description: str, completed: int, total: int) -> None:
+            progress.update(task, description=description, completed=completed, total=total)
+
+        result = simulate(out, subscribers=subscribers, days=days, seed=seed, config=config, progress=advance)
+
+    console = Console(highlight=False)
+    table = Table(title=f"simulation in {result.out_dir}", show_edge=False)
+    for column in ("population", "entities", "with records", "records"):
+        table.add_column(column, justify="left" if column == "population" else "right")
+    for name, counts in result.manifest["populations"].items():
+        table.add_row(name, str(counts["entities"]), str(counts["with_records"]), str(counts["records"]))
+    console.print(table)
+    spoofed = result.manifest["rows"]["spoofed"]
+    console.print(
+        f"{result.rows} CDRs over {days} day(s), {sum(spoofed.values())} spoofed calls; "
+        f"labels in {result.out_dir / 'labels'}"
+    )
+    if to_kafka is not None:
+        sent = _replay(ctx, result.out_dir, topic=to_kafka, rate=rate, shift_to_now=shift_to_now)
+        console.print(f"replayed {sent} CDRs into Kafka topic {to_kafka}")
+
+
+def replay_command(
+    ctx: typer.Context,
+    source: Path = typer.Argument(..., help="A simulation folder (or any folder of cdrs/day=*/part-*.parquet)."),
+    topic: Optional[str] = typer.Option(None, "--topic", help="Kafka topic (default: kafka.topics.cdrs)."),
+    rate: Optional[float] = typer.Option(None, "--rate", min=0.001, help="Records/s (default: as fast as possible)."),
+    shift_to_now: bool = typer.Option(
+        False, "--shift-to-now", help="Move timestamps so that the first record starts now (live demo)."
+    ),
+) -> None:
+    """Replay CDR Parquet files into Kafka in event-time order, keyed by a_number."""
+    topic = topic or settings_from(ctx).kafka.topics.cdrs
+    sent = _replay(ctx, source, topic=topic, rate=rate, shift_to_now=shift_to_now)
+    typer.echo(f"replayed {sent} CDRs into Kafka topic {topic}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("simulate")(simulate_command)
+    app.command("replay")(replay_command)

@@ -1,0 +1,442 @@
+"""Batch composition for the models: Spark feature job -> pandas -> ``models`` -> MLflow.
+
+``train``, ``evaluate`` and ``score`` are what the CLI commands call. Feature tables are built
+once per input and feature settings and cached under ``<home>/features/<key>`` (the key hashes
+the CDR files' names, sizes and modification times, the feature settings and the numbering plan),
+so ``simguard evaluate`` after ``simguard train`` on the same CDRs reads the same tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from features.errors import SchemaError
+from features.numbering import DEFAULT_PLAN_PATH
+from features.sim import ENTITY, WINDOW_END, WINDOW_START
+from models.dataset import CALL_LABELS_FILE, SIM_LABELS_FILE, read_labels
+from models.errors import ModelError
+from models.evaluate import flatten
+from models.reasons import reason_text
+from models.registry import (
+    champion_version,
+    code_version,
+    data_fingerprint,
+    load_champion,
+    load_version,
+    log_version,
+    should_promote,
+)
+from models.scoring import FLAGGED, FRAUD_TYPE, SCORE, ScoringModel
+from models.split import Boundaries, Split
+from models.tasks import (
+    SPAM_SIM,
+    SPOOF_CALL,
+    TASKS,
+    Evaluation,
+    TaskSpec,
+    boundaries_for,
+    evaluate_model,
+    fit_task,
+    split_frame,
+    summary_line,
+    task_spec,
+    validation_key,
+)
+from pipeline.featurize import CALL_TABLE, SIM_TABLE, FeatureTables, build_features
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from pipeline.config import Settings
+
+Progress = Callable[[str], None]
+_COMPLETE = "_SIMGUARD_COMPLETE"
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+# -- features ------------------------------------------------------------------------------------
+
+
+def features_key(cdr_dir: Path, settings: Settings) -> str:
+    """Identifies a feature build: the CDR files (name, size, mtime), feature settings, plan."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in Path(cdr_dir).rglob("*.parquet"))
+    if not files:
+        raise SchemaError(f"no CDR Parquet files under {cdr_dir}: run `simguard simulate` or `simguard ingest`")
+    for p in files:
+        st = p.stat()
+        digest.update(f"{p.relative_to(cdr_dir)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    digest.update(settings.features.model_dump_json().encode())
+    digest.update(DEFAULT_PLAN_PATH.read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def cached_features(
+    spark: SparkSession, settings: Settings, cdr_dir: Path, *, progress: Progress = _quiet
+) -> FeatureTables:
+    """Feature tables for ``cdr_dir``, built with Spark unless this exact build is cached."""
+    out = settings.home_abs / "features" / features_key(Path(cdr_dir), settings)
+    tables = FeatureTables(sim=out / SIM_TABLE, calls=out / CALL_TABLE)
+    if (out / _COMPLETE).exists():
+        progress(f"features: cached {out}")
+        return tables
+    progress("features: building per-SIM windows and per-call rows with Spark")
+    if out.exists():
+        shutil.rmtree(out)
+    tables = build_features(spark, cdr_dir, features=settings.features, out_dir=out)
+    (out / _COMPLETE).write_text(json.dumps({"cdrs": str(Path(cdr_dir).resolve())}))
+    return tables
+
+
+def read_feature_tables(tables: FeatureTables) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both tables in pandas, sorted by key so that row order never depends on Spark."""
+    sim = pd.read_parquet(tables.sim)
+    calls = pd.read_parquet(tables.calls)
+    sim = sim.sort_values([ENTITY, WINDOW_START], kind="stable").reset_index(drop=True)
+    calls = calls.sort_values("record_id", kind="stable").reset_index(drop=True)
+    return sim, calls
+
+
+# -- data for both tasks -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskData:
+    spec: TaskSpec
+    split: Split
+
+
+@dataclass(frozen=True)
+class Prepared:
+    tasks: dict[str, TaskData]
+    boundaries: Boundaries
+    fingerprint: str
+    features_dir: Path
+
+
+def prepare(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    cdrs: Path,
+    labels: Path,
+    progress: Progress = _quiet,
+) -> Prepared:
+    """Features, labels and the time split for both tasks."""
+    sim_labels, call_labels = read_labels(labels)
+    tables = cached_features(spark, settings, cdrs, progress=progress)
+    progress("features: loading into pandas")
+    sim, calls = read_feature_tables(tables)
+    fingerprint = data_fingerprint(
+        [sim, calls], [Path(labels) / SIM_LABELS_FILE, Path(labels) / CALL_LABELS_FILE]
+    )
+    specs = {t: task_spec(t, settings.models, settings.features) for t in TASKS}
+    labelled = {
+        SPAM_SIM: specs[SPAM_SIM].label(sim, sim_labels),
+        SPOOF_CALL: specs[SPOOF_CALL].label(calls, call_labels),
+    }
+    boundaries = boundaries_for(labelled[SPAM_SIM], settings.models)
+    tasks = {t: TaskData(specs[t], split_frame(labelled[t], boundaries)) for t in TASKS}
+    return Prepared(tasks=tasks, boundaries=boundaries, fingerprint=fingerprint, features_dir=tables.sim.parent)
+
+
+# -- train ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    task: str
+    registered_name: str
+    version: int
+    promoted: bool
+    champion_version: int | None
+    #: validation (recall at target FPR, PR-AUC) of the new version and of the previous champion
+    validation_key: tuple[float, float]
+    previous_champion_key: tuple[float, float] | None
+    previous_champion_version: int | None
+    summary: dict[str, Any]
+
+
+def _champion_key(
+    spec: TaskSpec, settings: Settings, validation: pd.DataFrame
+) -> tuple[int | None, tuple[float, float] | None]:
+    """The current champion scored on the NEW validation data (``None`` if none or unusable)."""
+    registry = settings.mlflow.registry_uri
+    current = champion_version(
+        spec.registered_name, settings.mlflow_tracking_uri, alias=settings.models.champion_alias,
+        registry_uri=registry,
+    )
+    if current is None:
+        return None, None
+    champion = load_version(spec.registered_name, settings.mlflow_tracking_uri, version=current, registry_uri=registry)
+    if not _compatible(champion, spec, settings):
+        # features were redefined: the old champion cannot score today's rows, so any new one wins
+        return current, None
+    return current, validation_key(spec, champion, validation)
+
+
+def train(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    cdrs: Path,
+    labels: Path,
+    seed: int | None = None,
+    progress: Progress = _quiet,
+) -> list[TrainOutcome]:
+    """Train, evaluate, log and register both models; move ``champion`` on improvement only."""
+    from models.plots import evaluation_figures
+
+    seed = settings.models.seed if seed is None else seed
+    data = prepare(spark, settings, cdrs=cdrs, labels=labels, progress=progress)
+    versions = code_version()
+    outcomes = []
+    for task, td in data.tasks.items():
+        spec, split = td.spec, td.split
+        progress(f"{task}: training on {len(split.train):,} rows (validation {len(split.validation):,})")
+        model = fit_task(spec, split, settings=settings.models, features=settings.features, seed=seed)
+        progress(f"{task}: evaluating on {len(split.test):,} test rows")
+        evaluation = evaluate_model(
+            spec, model, split, settings=settings.models, features=settings.features, boundaries=data.boundaries
+        )
+        new_key = validation_key(spec, model, split.validation)
+        progress(f"{task}: comparing with the champion on this validation split")
+        previous, previous_key = _champion_key(spec, settings, split.validation)
+        promote = should_promote(new_key, previous_key)
+        report = {
+            **evaluation.report,
+            "champion_comparison": {
+                "new_validation_key": list(new_key),
+                "champion_version": previous,
+                "champion_validation_key": list(previous_key) if previous_key else None,
+                "promoted": promote,
+            },
+        }
+        progress(f"{task}: logging to MLflow")
+        figures = evaluation_figures(
+            model, report, model_units=evaluation.model_units, baseline_units=evaluation.baseline_units
+        )
+        params = {
+            "task": task,
+            "seed": seed,
+            "num_threads": settings.models.num_threads,
+            "best_iteration": model.card.best_iteration,
+            "threshold": model.threshold,
+            "target_fpr": spec.target_fpr,
+            "n_features": len(spec.feature_names),
+            **{f"booster.{k}": v for k, v in spec.booster.model_dump().items()},
+            **{f"split.{k}": v for k, v in report["split"].items()},
+            **{f"features.{k}": v for k, v in settings.features.model_dump().items()},
+        }
+        metrics = {
+            **flatten(report["validation"], "validation."),
+            **flatten(report["test"], "test."),
+            **flatten(report["baseline"], "baseline."),
+            **flatten(report["comparison"], "comparison."),
+            "test.brier": report["calibration"]["brier"],
+            "champion.new_validation_recall_at_fpr": new_key[0],
+            "champion.new_validation_pr_auc": new_key[1],
+        }
+        tags = {
+            "data_fingerprint": data.fingerprint,
+            "cdrs": str(Path(cdrs).resolve()),
+            "labels": str(Path(labels).resolve()),
+            **versions,
+        }
+        logged = log_version(
+            model,
+            registered_name=spec.registered_name,
+            tracking_uri=settings.mlflow_tracking_uri,
+            registry_uri=settings.mlflow.registry_uri,
+            experiment=settings.mlflow.experiment,
+            artifact_root=None if settings.mlflow.tracking_uri else settings.mlflow_artifact_root,
+            params=params,
+            metrics=metrics,
+            report=report,
+            figures=figures,
+            tags=tags,
+            input_example=split.validation.head(5),
+            promote=promote,
+            alias=settings.models.champion_alias,
+        )
+        outcomes.append(
+            TrainOutcome(
+                task=task,
+                registered_name=spec.registered_name,
+                version=logged.version,
+                promoted=logged.promoted,
+                champion_version=logged.champion_version,
+                validation_key=new_key,
+                previous_champion_key=previous_key,
+                previous_champion_version=previous,
+                summary=summary_line(report, version=logged.version),
+            )
+        )
+    return outcomes
+
+
+# -- evaluate ------------------------------------------------------------------------------------
+
+
+def _resolve(spec: TaskSpec, settings: Settings, which: str) -> ScoringModel:
+    uri, registry = settings.mlflow_tracking_uri, settings.mlflow.registry_uri
+    if which == settings.models.champion_alias or which == "champion":
+        return load_champion(spec.registered_name, uri, alias=settings.models.champion_alias, registry_uri=registry)
+    try:
+        version = int(which)
+    except ValueError:
+        raise ModelError(f"--model-version must be 'champion' or a version number, not {which!r}") from None
+    return load_version(spec.registered_name, uri, version=version, registry_uri=registry)
+
+
+def _compatible(model: ScoringModel, spec: TaskSpec, settings: Settings) -> bool:
+    """Same features, computed the same way (window, thresholds), and the same classes."""
+    return (
+        model.feature_names == spec.feature_names
+        and model.classes == spec.classes
+        and model.card.feature_settings == settings.features.model_dump()
+    )
+
+
+def _check_compatible(model: ScoringModel, spec: TaskSpec, settings: Settings) -> None:
+    if not _compatible(model, spec, settings):
+        raise ModelError(
+            f"{model.name} version {model.version} was trained on other features than the current "
+            "feature settings define: evaluate it with the config it was trained with, or retrain"
+        )
+
+
+def evaluate(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    cdrs: Path,
+    labels: Path,
+    model_version: str = "champion",
+    progress: Progress = _quiet,
+) -> list[tuple[ScoringModel, Evaluation]]:
+    """A registered version of each model beside the rules baseline, on the test split."""
+    models = {}
+    for task in TASKS:
+        # the registry first: a missing version fails before minutes of feature building
+        progress(f"{task}: loading {model_version} from the registry")
+        spec = task_spec(task, settings.models, settings.features)
+        models[task] = _resolve(spec, settings, model_version)
+        _check_compatible(models[task], spec, settings)
+    data = prepare(spark, settings, cdrs=cdrs, labels=labels, progress=progress)
+    out = []
+    for task, td in data.tasks.items():
+        model = models[task]
+        progress(f"{task}: evaluating version {model.version}")
+        out.append(
+            (
+                model,
+                evaluate_model(
+                    td.spec, model, td.split, settings=settings.models, features=settings.features,
+                    boundaries=data.boundaries,
+                ),
+            )
+        )
+    return out
+
+
+# -- score ---------------------------------------------------------------------------------------
+
+SCORE_COLUMNS = (
+    "kind", "id", "number", "window_start", "window_end", "score", "fraud_type", "reasons",
+    "model", "model_version",
+)
+
+
+def _with_reasons(model: ScoringModel, rows: pd.DataFrame, settings: Settings) -> list[str]:
+    if rows.empty:
+        return []
+    reasons = model.reasons(rows, top_k=settings.models.reasons_top_k, feature_settings=settings.features)
+    return [reason_text(r) for r in reasons]
+
+
+def score_sims(model: ScoringModel, sim: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """One row per flagged SIM: its highest-scoring window, fraud type and reasons."""
+    scored = pd.concat([sim, model.score(sim)], axis=1)
+    flagged = scored[scored[FLAGGED]]
+    top = flagged.sort_values([ENTITY, SCORE], ascending=[True, False], kind="stable").drop_duplicates(ENTITY)
+    return pd.DataFrame(
+        {
+            "kind": "sim",
+            "id": top[ENTITY].astype(str).to_numpy(),
+            "number": top[ENTITY].astype(str).to_numpy(),
+            "window_start": pd.to_datetime(top[WINDOW_START], utc=True).to_numpy(),
+            "window_end": pd.to_datetime(top[WINDOW_END], utc=True).to_numpy(),
+            "score": top[SCORE].to_numpy(),
+            "fraud_type": top[FRAUD_TYPE].astype(str).to_numpy(),
+            "reasons": _with_reasons(model, top, settings),
+            "model": model.name or SPAM_SIM,
+            "model_version": model.version if model.version is not None else -1,
+        }
+    )
+
+
+def score_calls(model: ScoringModel, calls: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """One row per flagged trunk call."""
+    scored = pd.concat([calls, model.score(calls)], axis=1)
+    top = scored[scored[FLAGGED]]
+    start = pd.to_datetime(top["start_time"], utc=True).to_numpy()
+    return pd.DataFrame(
+        {
+            "kind": "call",
+            "id": top["record_id"].astype(str).to_numpy(),
+            "number": top["a_number"].astype(str).to_numpy(),
+            "window_start": start,
+            "window_end": start,
+            "score": top[SCORE].to_numpy(),
+            "fraud_type": top[FRAUD_TYPE].astype(str).to_numpy(),
+            "reasons": _with_reasons(model, top, settings),
+            "model": model.name or SPOOF_CALL,
+            "model_version": model.version if model.version is not None else -1,
+        }
+    )
+
+
+def score(
+    spark: SparkSession, settings: Settings, *, cdrs: Path, out: Path, progress: Progress = _quiet
+) -> pd.DataFrame:
+    """Batch scoring / backfill with both champions; writes Parquet or CSV by ``out``'s suffix."""
+    suffix = Path(out).suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise ModelError(f"--out must end in .parquet or .csv, not {Path(out).name!r}")
+    uri, registry = settings.mlflow_tracking_uri, settings.mlflow.registry_uri
+    alias = settings.models.champion_alias
+    models = {
+        t: load_champion(task_spec(t, settings.models, settings.features).registered_name, uri,
+                         alias=alias, registry_uri=registry)
+        for t in TASKS
+    }
+    for t, m in models.items():
+        _check_compatible(m, task_spec(t, settings.models, settings.features), settings)
+    tables = cached_features(spark, settings, cdrs, progress=progress)
+    progress("scoring: loading features")
+    sim, calls = read_feature_tables(tables)
+    progress(f"scoring: {len(sim):,} SIM windows and {len(calls):,} trunk calls")
+    result = pd.concat(
+        [score_sims(models[SPAM_SIM], sim, settings), score_calls(models[SPOOF_CALL], calls, settings)],
+        ignore_index=True,
+    )
+    result = result.sort_values(["kind", "score", "id"], ascending=[False, False, True], kind="stable")
+    result = result.reset_index(drop=True)[list(SCORE_COLUMNS)]
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".parquet":
+        result.to_parquet(out, index=False)
+    else:
+        result.to_csv(out, index=False)
+    return result

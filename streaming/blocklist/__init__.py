@@ -1,0 +1,17 @@
+"""The blocklist: a versioned store of block and unblock entries and its distribution to operators.
+
+Modules (imported one by one on purpose: ``streaming.policy`` and this package refer to each
+other's small pieces, and the Kafka and HTTP clients load only where they are used):
+
+- ``settings``: operators, analysts, webhook and Kafka publishing, the HTTP service;
+- ``errors``, ``metrics``: one-line errors, Prometheus counters;
+- ``models`` / ``db`` / ``migrate``: the schema (SQLAlchemy ORM, Alembic migrations under
+  ``migrations/``), engines, ``upgrade(engine_url)``;
+- ``store``: :class:`~streaming.blocklist.store.BlocklistStore` (apply decisions, expire,
+  analyst unblock, allowlists, history, audit);
+- ``payload``: the one JSON form of an entry that every channel sends;
+- ``publish_kafka``, ``publish_webhook``, ``export``: the channels (compacted Kafka topic per
+  operator, HTTP webhooks through an outbox, CSV snapshots); ``cursors``: their per-operator
+  cursors and leases;
+- ``sink``: :class:`~streaming.blocklist.sink.BlocklistSink`, what the streaming job calls.
+"""

@@ -1,0 +1,439 @@
+"""Policy: scored rows in, block / review / allow decisions out; the allowlist always wins.
+
+Per fraud type (``spam_robocall``, ``simbox``, ``wangiri`` from the spam-SIM model,
+``spoofed_call`` from the spoof-call model):
+
+- ``score > block_above``: block for ``ttl_hours``;
+- ``review_above < score <= block_above``: a flag in the analysts' review queue;
+- otherwise: allow (no decision object is built for such rows; they are only counted).
+
+The allowlist is consulted before any threshold and always wins (FCC safe harbour: emergency
+calls are never blocked; DOMAIN.md "Redress and blocklist practice"): emergency numbers and short
+codes from the numbering plan, registered business numbers (call centres, telemarketers, taxi
+dispatch: the legitimate look-alikes of DOMAIN.md), and numbers an analyst cleared. An allowlisted
+row that scored at review level or above becomes an ``allow`` decision whose ``why`` names the
+allowlist, so the suppression is counted and kept as evidence, never acted on.
+
+Scopes: a per-SIM decision applies to the number everywhere (scope ``all``: the home operator bars
+outgoing calls, the other operators bar incoming calls from it, DOMAIN.md). A spoofed call never
+blocks its CLI, which belongs to a victim: it yields a trunk-scoped rule, scope
+``trunk:<in_trunk_type>``, meaning "reject calls presenting this CLI that arrive on this kind of
+trunk" (the owner's own roaming calls excepted, as in Ofcom's 2025 rule), and the store counts it
+against the ingress trunk.
+
+>>> import pandas as pd
+>>> rows = pd.DataFrame({"number": ["+84961000001", "113"], "operator": "viettel",
+...     "fraud_type": "spam_robocall", "score": [0.99, 0.99], "reasons": [["many calls"]] * 2,
+...     "model_name": "simguard-spam-sim", "model_version": "3",
+...     "window_end": pd.Timestamp("2026-11-02", tz="UTC")})
+>>> [(d.action, d.number, d.why) for d in decide_sims(rows, policy=PolicySettings(),
+...     allowlist=StaticAllowlist(), batch_key="q:1")]  # doctest: +NORMALIZE_WHITESPACE
+[('block', '+84961000001', 'score 0.9900 > block_above 0.95'), ('allow', '113', 'allowlisted: emergency number')]
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from streaming.blocklist.errors import BlocklistError
+
+if TYPE_CHECKING:
+    # pandas, numpy and the numbering plan load only when rows are decided: ``pipeline.config``
+    # imports this module for :class:`PolicySettings` on every CLI start
+    import numpy as np
+    import pandas as pd
+
+    from features.numbering import NumberingPlan
+
+Action = Literal["block", "review", "allow"]
+
+#: fraud types of the spam-SIM model (``models.dataset.SIM_CLASSES`` minus ``normal``)
+SIM_FRAUD_TYPES: tuple[str, ...] = ("spam_robocall", "simbox", "wangiri")
+SPOOFED_CALL = "spoofed_call"
+FRAUD_TYPES: tuple[str, ...] = (*SIM_FRAUD_TYPES, SPOOFED_CALL)
+
+#: a per-SIM decision applies to the number on every operator
+SCOPE_ALL = "all"
+TRUNK_SCOPE_PREFIX = "trunk:"
+
+
+@cache
+def _e164() -> re.Pattern[str]:
+    from features.numbering import E164_PATTERN
+
+    return re.compile(E164_PATTERN)
+
+
+SIM_COLUMNS = ("number", "operator", "fraud_type", "score", "reasons", "model_name", "model_version", "window_end")
+CALL_COLUMNS = ("cli", "in_trunk_type", "in_trunk_id", "operator", "score", "reasons", "model_version", "start_time")
+
+
+#: the store's key column holds 255 characters, its number columns 32 (E.164 needs 16)
+MAX_KEY_LEN = 255
+MAX_NUMBER_LEN = 32
+
+
+def idempotency_key(text: str) -> str:
+    """``text`` itself when it fits the store's column, else a prefix plus its SHA-256 (still
+    deterministic, still readable enough to find the batch)."""
+    if len(text) <= MAX_KEY_LEN:
+        return text
+    import hashlib
+
+    return f"{text[:150]}#{hashlib.sha256(text.encode()).hexdigest()}"
+
+
+def trunk_scope(trunk_type: str) -> str:
+    """``trunk:international_gateway``: calls presenting the CLI on this kind of ingress trunk."""
+    return f"{TRUNK_SCOPE_PREFIX}{trunk_type}"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FraudTypePolicy(_Section):
+    """Thresholds on the model score (0..1) and how long a block lasts."""
+
+    block_above: float = Field(ge=0, le=1)
+    review_above: float = Field(ge=0, le=1)
+    #: a block lapses after this long unless the number is flagged again after it lapsed; the TTL
+    #: bounds the harm of a wrong block nobody appealed (FCC: redress in reasonable time)
+    ttl_hours: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FraudTypePolicy:
+        if self.review_above > self.block_above:
+            raise ValueError("review_above must not be above block_above")
+        return self
+
+
+class PolicySettings(_Section):
+    """One policy per fraud type; ``pipeline.config.Settings`` composes it as ``policy:``.
+
+    Defaults: robocall SIMs are blocked for 30 days (spammers rotate to fresh SIMs, and a
+    reclaimed number is reassigned); SIM boxes need a higher score to block outright because
+    evasive boxes imitate people and vendors advise flag, investigate, then act (DOMAIN.md), and
+    their SIMs are usually reclaimed, so 90 days; Wangiri CLIs are foreign premium-rate numbers
+    with little collateral but campaigns rotate CLIs within days, so 7 days; a spoofed CLI belongs
+    to a victim, so its trunk rule lasts one day and is renewed only while spoofing goes on.
+    """
+
+    spam_robocall: FraudTypePolicy = FraudTypePolicy(block_above=0.95, review_above=0.7, ttl_hours=720)
+    simbox: FraudTypePolicy = FraudTypePolicy(block_above=0.97, review_above=0.6, ttl_hours=2160)
+    wangiri: FraudTypePolicy = FraudTypePolicy(block_above=0.9, review_above=0.6, ttl_hours=168)
+    spoofed_call: FraudTypePolicy = FraudTypePolicy(block_above=0.9, review_above=0.6, ttl_hours=24)
+
+    def for_type(self, fraud_type: str) -> FraudTypePolicy:
+        if fraud_type not in FRAUD_TYPES:
+            raise BlocklistError(f"no policy for fraud type {fraud_type!r}: the policy knows {', '.join(FRAUD_TYPES)}")
+        return getattr(self, fraud_type)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the policy decided for one scored row (a SIM window or a trunk call).
+
+    ``idempotency_key`` is deterministic in the caller's ``batch_key`` and the row, so applying
+    the same micro-batch twice is recognised by the store.
+    """
+
+    action: Action
+    number: str
+    scope: str
+    fraud_type: str
+    score: float
+    reasons: tuple[str, ...]
+    model_name: str | None
+    model_version: str | None
+    #: the operator whose CDRs produced the row
+    reported_by: str | None
+    #: window end (SIM) or call start (spoofing): when the behaviour was seen
+    observed_at: dt.datetime
+    idempotency_key: str
+    ttl_hours: int
+    #: one line: the threshold crossed, or the allowlist that won
+    why: str
+    trunk_type: str | None = None
+    trunk_id: str | None = None
+
+
+class Allowlist(Protocol):
+    """Answers "may this number never be blocked, and why?" for the numbers of one batch."""
+
+    def why_allowed(self, number: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class StaticAllowlist:
+    """Numbering-plan specials plus given sets; the store builds one per batch
+    (:meth:`streaming.blocklist.store.BlocklistStore.allowlist_for`)."""
+
+    plan: NumberingPlan | None = None
+    registered_businesses: frozenset[str] = frozenset()
+    analyst_cleared: frozenset[str] = frozenset()
+
+    def why_allowed(self, number: str) -> str | None:
+        from features.numbering import load_numbering_plan
+
+        return allowlist_reason(
+            number,
+            plan=self.plan or load_numbering_plan(),
+            sources={
+                **dict.fromkeys(self.registered_businesses, "registered_business"),
+                **dict.fromkeys(self.analyst_cleared, "analyst_cleared"),
+            },
+        )
+
+
+_SOURCE_TEXT = {
+    "registered_business": "allowlisted: registered business number",
+    "analyst_cleared": "allowlisted: cleared by an analyst",
+}
+
+
+def allowlist_reason(number: str, *, plan: NumberingPlan, sources: Mapping[str, str]) -> str | None:
+    """The one-line reason a number is allowlisted, else ``None``. Emergency numbers and short
+    codes come first: they are never blocked whatever a table says."""
+    kind = plan.special_numbers().get(number)
+    if kind == "emergency":
+        return "allowlisted: emergency number"
+    if kind == "short_code":
+        return "allowlisted: short code"
+    source = sources.get(number)
+    if source is not None:
+        return _SOURCE_TEXT.get(source, f"allowlisted: {source}")
+    return None
+
+
+# -- scored rows -> decisions ----------------------------------------------------------------
+
+
+def _require(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise BlocklistError(f"scored {what} rows lack column(s) {', '.join(missing)}")
+
+
+def _reasons(value: Any) -> tuple[str, ...]:
+    """Reasons arrive as a list, a numpy array (Arrow), a single string or nothing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Mapping):
+        return (str(value.get("text", value)),)
+    out = []
+    for item in value:
+        if isinstance(item, Mapping):
+            item = item.get("text", item)
+        out.append(str(item))
+    return tuple(out)
+
+
+def _utc(value: Any) -> dt.datetime:
+    import pandas as pd
+
+    ts = pd.Timestamp(value)
+    if ts is pd.NaT:
+        raise BlocklistError("a scored row has no window_end / start_time")
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.to_pydatetime()
+
+
+def _text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return str(value)
+
+
+def _review_thresholds(fraud_types: pd.Series, policy: PolicySettings) -> np.ndarray:
+    unknown = sorted(set(fraud_types.dropna().unique()) - set(FRAUD_TYPES))
+    if unknown or fraud_types.isna().any():
+        raise BlocklistError(
+            f"no policy for fraud type(s) {unknown or ['<missing>']}: the policy knows {', '.join(FRAUD_TYPES)}"
+        )
+    return fraud_types.map({t: policy.for_type(t).review_above for t in FRAUD_TYPES}).to_numpy(dtype=float)
+
+
+def _decide_row(
+    *,
+    number: str,
+    score: float,
+    ftype: str,
+    policy: PolicySettings,
+    allowlist: Allowlist,
+) -> tuple[Action, str]:
+    why_allowed = allowlist.why_allowed(number)
+    if why_allowed is not None:
+        return "allow", why_allowed
+    rule = policy.for_type(ftype)
+    if score > rule.block_above:
+        return "block", f"score {score:.4f} > block_above {rule.block_above:g}"
+    return "review", f"score {score:.4f} > review_above {rule.review_above:g}"
+
+
+def decide_sims(
+    scored: pd.DataFrame,
+    *,
+    policy: PolicySettings,
+    allowlist: Allowlist,
+    batch_key: str,
+) -> list[Decision]:
+    """Decisions for per-SIM rows (columns :data:`SIM_COLUMNS`), in row order.
+
+    Only rows above their fraud type's ``review_above`` give a decision: ``block``, ``review``,
+    or ``allow`` when an allowlist wins. ``batch_key`` (e.g. ``f"{query_id}:{batch_id}"``) makes
+    the idempotency keys ``{batch_key}:{scope}|{number}@{window_end}``.
+    """
+    import numpy as np
+    import pandas as pd
+
+    _require(scored, SIM_COLUMNS, "SIM")
+    if scored.empty:
+        return []
+    score = pd.to_numeric(scored["score"], errors="coerce").to_numpy(dtype=float)
+    review = _review_thresholds(scored["fraud_type"], policy)
+    # NaN compares False: a row without a score never blocks
+    candidates = np.flatnonzero(score > review)
+    out: list[Decision] = []
+    for i in candidates:
+        row = scored.iloc[int(i)]
+        number = _text(row["number"])
+        if not number or len(number) > MAX_NUMBER_LEN:
+            # longer than any number: no operator could match a rule on it (nor store it)
+            continue
+        ftype = str(row["fraud_type"])
+        if ftype == SPOOFED_CALL:
+            raise BlocklistError("a per-SIM row has fraud type spoofed_call: spoofed calls go through decide_calls")
+        s = float(score[i])
+        action, why = _decide_row(number=number, score=s, ftype=ftype, policy=policy, allowlist=allowlist)
+        if action != "allow" and not _e164().fullmatch(number):
+            # a SIM-wide rule on a malformed number would match nothing on the operators' side
+            action, why = "allow", f"not an E.164 number ({why})"
+        observed = _utc(row["window_end"])
+        out.append(
+            Decision(
+                action=action,
+                number=number,
+                scope=SCOPE_ALL,
+                fraud_type=ftype,
+                score=s,
+                reasons=_reasons(row["reasons"]),
+                model_name=_text(row["model_name"]),
+                model_version=_text(row["model_version"]),
+                reported_by=_text(row["operator"]),
+                observed_at=observed,
+                idempotency_key=idempotency_key(f"{batch_key}:{SCOPE_ALL}|{number}@{observed.isoformat()}"),
+                ttl_hours=policy.for_type(ftype).ttl_hours,
+                why=why,
+            )
+        )
+    return out
+
+
+def decide_calls(
+    scored: pd.DataFrame,
+    *,
+    policy: PolicySettings,
+    allowlist: Allowlist,
+    batch_key: str,
+    model_name: str | None = None,
+) -> list[Decision]:
+    """Decisions for scored trunk calls (columns :data:`CALL_COLUMNS`; ``record_id`` and
+    ``model_name`` are used when present). Every decision is trunk-scoped: the presented CLI is
+    the victim's number and is never blocked outright.
+
+    Idempotency keys are per call, ``{batch_key}:{scope}|{cli}@{operator}/{trunk_id}/{record_id
+    or start_time}``, so every spoofed call counts once against its ingress trunk.
+    """
+    import numpy as np
+    import pandas as pd
+
+    _require(scored, CALL_COLUMNS, "call")
+    if scored.empty:
+        return []
+    rule = policy.spoofed_call
+    score = pd.to_numeric(scored["score"], errors="coerce").to_numpy(dtype=float)
+    # subscriber ingress is authenticated by the SIM: it is never a spoofing candidate
+    trunk_ingress = (scored["in_trunk_type"].astype(str) != "subscriber").to_numpy()
+    candidates = np.flatnonzero((score > rule.review_above) & trunk_ingress)
+    has_record = "record_id" in scored.columns
+    has_model = "model_name" in scored.columns
+    out: list[Decision] = []
+    for i in candidates:
+        row = scored.iloc[int(i)]
+        cli = _text(row["cli"])
+        trunk_type = _text(row["in_trunk_type"])
+        if not cli or not trunk_type or len(cli) > MAX_NUMBER_LEN:
+            # a garbage CLI longer than any number: the operators' invalid-CLI rule rejects it,
+            # a rule naming it would match nothing else
+            continue
+        s = float(score[i])
+        action, why = _decide_row(number=cli, score=s, ftype=SPOOFED_CALL, policy=policy, allowlist=allowlist)
+        scope = trunk_scope(trunk_type)
+        observed = _utc(row["start_time"])
+        trunk_id = _text(row["in_trunk_id"]) or ""
+        call_ref = _text(row["record_id"]) if has_record else None
+        call_ref = call_ref or observed.isoformat()
+        out.append(
+            Decision(
+                action=action,
+                number=cli,
+                scope=scope,
+                fraud_type=SPOOFED_CALL,
+                score=s,
+                reasons=_reasons(row["reasons"]),
+                model_name=(_text(row["model_name"]) if has_model else None) or model_name,
+                model_version=_text(row["model_version"]),
+                reported_by=_text(row["operator"]),
+                observed_at=observed,
+                idempotency_key=idempotency_key(
+                    f"{batch_key}:{scope}|{cli}@{_text(row['operator'])}/{trunk_id}/{call_ref}"
+                ),
+                ttl_hours=rule.ttl_hours,
+                why=why,
+                trunk_type=trunk_type,
+                trunk_id=trunk_id,
+            )
+        )
+    return out
+
+
+def count_actions(decisions: Iterable[Decision]) -> dict[tuple[str, str], int]:
+    """(fraud_type, action) -> how many decisions; for metrics and logs."""
+    counts: dict[tuple[str, str], int] = {}
+    for d in decisions:
+        counts[(d.fraud_type, d.action)] = counts.get((d.fraud_type, d.action), 0) + 1
+    return counts
+
+
+__all__ = [
+    "CALL_COLUMNS",
+    "FRAUD_TYPES",
+    "MAX_KEY_LEN",
+    "MAX_NUMBER_LEN",
+    "SCOPE_ALL",
+    "SIM_COLUMNS",
+    "SIM_FRAUD_TYPES",
+    "SPOOFED_CALL",
+    "Allowlist",
+    "Decision",
+    "FraudTypePolicy",
+    "PolicySettings",
+    "StaticAllowlist",
+    "allowlist_reason",
+    "count_actions",
+    "decide_calls",
+    "decide_sims",
+    "idempotency_key",
+    "trunk_scope",
+]

@@ -251,24 +251,46 @@ def assemble_sim_features(
         .agg(F.max("imei_sims").alias("imei_sims"))
     )
 
-    calls = F.array_sort(F.col("calls"))  # structs sort by t first: time order
-    ts = F.transform(calls, lambda x: x["t"])
+    # Arrays are materialised column by column: an array expression referenced inside a lambda
+    # (or by several outputs) would otherwise be rebuilt, sort included, for every use.
+    active = (
+        active.withColumn("_calls", F.array_sort(F.col("calls")))  # structs sort by t first: time order
+        .withColumn("_ts", F.transform("_calls", lambda x: x["t"]))
+        .withColumn("_digits", F.transform("_calls", lambda x: x["b_digits"]))
+        .withColumn(
+            "_durations",
+            F.array_sort(F.filter(F.transform("_calls", lambda x: x["answered_s"]), lambda v: v.isNotNull())),
+        )
+        .withColumn("_hours", F.transform("_ts", lambda t: F.floor(t / settings.burst_s)))
+        .withColumn("_callees", F.array_distinct(F.transform("_calls", lambda x: x["b_number"])))
+    )
+    ts = F.col("_ts")
     n = F.size(ts)
     n_pairs = F.greatest(F.size(ts) - 1, F.lit(0))
 
     def pairs(arr: Column, fn) -> Column:
         return F.zip_with(F.slice(arr, 2, n_pairs), F.slice(arr, 1, n_pairs), fn)
 
-    gaps = pairs(ts, lambda x, y: x - y)
-    n_gaps = F.size(gaps)
-    gap_mean = F.aggregate(gaps, F.lit(0.0), lambda acc, x: acc + x) / n_gaps
-    gap_var = (
-        F.aggregate(gaps, F.lit(0.0), lambda acc, x: acc + (x - gap_mean) * (x - gap_mean)) / n_gaps
+    active = active.withColumn("_gaps", pairs(ts, lambda x, y: x - y)).withColumn(
+        "_steps", pairs(F.col("_digits"), lambda x, y: F.abs(x - y))
     )
-    digits = F.transform(calls, lambda x: x["b_digits"])
-    steps = pairs(digits, lambda x, y: F.abs(x - y))
-    n_seq = F.size(F.filter(steps, lambda s: (s >= 1) & (s <= settings.sequential_max_step)))
-    durations = F.array_sort(F.filter(F.transform(calls, lambda x: x["answered_s"]), lambda v: v.isNotNull()))
+    gaps = F.col("_gaps")
+    n_gaps = F.size(gaps)
+    # sum and sum of squares in one pass: a mean referenced inside the lambda would be
+    # re-evaluated for every element, which made busy windows quadratic
+    active = active.withColumn(
+        "_gap_sums",
+        F.aggregate(
+            gaps,
+            F.struct(F.lit(0.0).alias("s"), F.lit(0.0).alias("ss")),
+            lambda acc, x: F.struct((acc["s"] + x).alias("s"), (acc["ss"] + x * x).alias("ss")),
+        ),
+    )
+    gap_sums = F.col("_gap_sums")
+    gap_mean = gap_sums["s"] / n_gaps
+    gap_var = F.greatest(gap_sums["ss"] / n_gaps - gap_mean * gap_mean, F.lit(0.0))
+    n_seq = F.size(F.filter("_steps", lambda s: (s >= 1) & (s <= settings.sequential_max_step)))
+    durations = F.col("_durations")
     n_dur = F.size(durations)
     dur_sum = F.aggregate(durations, F.lit(0.0), lambda acc, x: acc + x)
     median = F.when(
@@ -276,11 +298,11 @@ def assemble_sim_features(
         (F.element_at(durations, F.floor((n_dur + 1) / 2).cast("int"))
          + F.element_at(durations, F.ceil((n_dur + 1) / 2).cast("int"))) / 2,
     )
-    hours = F.transform(ts, lambda t: F.floor(t / settings.burst_s))
+    hours = F.col("_hours")
     peak = F.array_max(
         F.transform(F.array_distinct(hours), lambda h: F.size(F.filter(hours, lambda x: x == h)))
     )
-    callees = F.array_distinct(F.transform(calls, lambda x: x["b_number"]))
+    callees = F.col("_callees")
     n_callees = F.size(callees)
     callbacks = F.size(F.array_intersect(callees, F.col("callers")))
     entity_kind = F.col("_entity_kind")

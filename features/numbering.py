@@ -36,7 +36,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -60,18 +60,7 @@ NumberKind = Literal[
     "unallocated",
     "invalid",
 ]
-NUMBER_KINDS: tuple[str, ...] = (
-    "mobile",
-    "fixed",
-    "premium",
-    "toll_free",
-    "emergency",
-    "short_code",
-    "international",
-    "international_premium",
-    "unallocated",
-    "invalid",
-)
+NUMBER_KINDS: tuple[str, ...] = get_args(NumberKind)
 #: kinds whose number belongs to this country (an unallocated +CC number still claims to)
 DOMESTIC_KINDS: frozenset[str] = frozenset(
     {"mobile", "fixed", "premium", "toll_free", "emergency", "short_code", "unallocated"}

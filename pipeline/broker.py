@@ -219,17 +219,20 @@ class LocalBroker:
                 cwd=self.home,
             )
         self.pid_file.write_text(str(proc.pid))
-        self._wait_ready(proc.pid)
+        self._wait_ready(proc.pid, proc=proc)
         return self.status()
 
-    def _wait_ready(self, pid: int) -> None:
+    def _wait_ready(self, pid: int, *, proc: subprocess.Popen[bytes] | None = None) -> None:
         from kafka import KafkaAdminClient
         from kafka.errors import KafkaError
 
         deadline = time.monotonic() + self.settings.start_timeout_s
         last = "no answer"
         while time.monotonic() < deadline:
-            if not self._is_ours(pid):
+            # right after Popen the child may not have exec'd java yet, so its command line is
+            # still ours: ask the Popen object when we have it
+            exited = proc.poll() is not None if proc is not None else not self._is_ours(pid)
+            if exited:
                 tail = self._log_tail()
                 raise PlatformError(f"Kafka broker exited during start-up; see {self.log_file}: {tail}")
             if port_in_use(self.port):
@@ -253,10 +256,12 @@ class LocalBroker:
         )
 
     def _log_tail(self) -> str:
-        try:
-            lines = [ln for ln in self.log_file.read_text(errors="replace").splitlines() if ln.strip()]
-        except OSError:
-            return "(no log)"
+        lines: list[str] = []
+        for path in (self.log_file, self.home / "server.log"):
+            try:
+                lines += [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+            except OSError:
+                continue
         errors = [ln for ln in lines if "ERROR" in ln or "Exception" in ln]
         return (errors or lines or ["(empty log)"])[-1][:300]
 

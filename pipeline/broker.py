@@ -219,7 +219,14 @@ class LocalBroker:
                 cwd=self.home,
             )
         self.pid_file.write_text(str(proc.pid))
-        self._wait_ready(proc.pid, proc=proc)
+        try:
+            self._wait_ready(proc.pid, proc=proc)
+        except BaseException:
+            # never leave a half-started broker behind: whoever called start() gets no handle
+            proc.kill()
+            proc.wait(timeout=30)
+            self.pid_file.unlink(missing_ok=True)
+            raise
         return self.status()
 
     def _wait_ready(self, pid: int, *, proc: subprocess.Popen[bytes] | None = None) -> None:

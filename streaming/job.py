@@ -55,8 +55,9 @@ CONTEXT_QUERIES = ("cell", "imei", "cli")
 class DecisionSink(Protocol):
     """Where scores become decisions (policy, blocklist store, distribution)."""
 
-    def min_score(self, kind: str) -> float:
-        """Scores at or below this can only be allowed: they need not leave the executors."""
+    def min_score(self, kind: str, *, model_threshold: float | None = None) -> float:
+        """Scores at or below this can only be allowed: they need not leave the executors.
+        ``model_threshold``: the scoring version's validated threshold (see ``_decide``)."""
 
     def apply(self, candidates: pd.DataFrame, *, kind: str, query: str, batch_id: int) -> dict[str, int]:
         """Decide and store; returns counts (e.g. ``block:simbox``) for the batch's metrics."""
@@ -185,9 +186,10 @@ class StreamJob:
         if self.stream.latest_window_only:
             newest = Window.partitionBy(ENTITY).orderBy(F.col(WINDOW_START).desc())
             features = features.withColumn("_n", F.row_number().over(newest)).where("_n = 1").drop("_n")
-        self.spam.refresh(self.spark)
+        model = self.spam.refresh(self.spark)
         scored = self.spam.score(features, keep=list(features.columns))
-        candidates = scored.where(F.col(SCORE) > self.sink.min_score("sim")).toPandas()
+        low = self.sink.min_score("sim", model_threshold=model.threshold)
+        candidates = scored.where(F.col(SCORE) > low).toPandas()
         counts = self._decide(candidates, kind="sim", query="sim", batch_id=batch_id, model=self.spam)
         self._finish("sim", batch_id, started, active=updated.select(ENTITY).distinct().count(), counts=counts)
 
@@ -196,9 +198,10 @@ class StreamJob:
 
         started = time.monotonic()
         features = assemble_call_features(batch, self._latest_or_empty("cli"), settings=self.features, plan=self.plan)
-        self.spoof.refresh(self.spark)
+        model = self.spoof.refresh(self.spark)
         scored = self.spoof.score(features, keep=list(features.columns))
-        candidates = scored.where(F.col(SCORE) > self.sink.min_score("call")).toPandas()
+        low = self.sink.min_score("call", model_threshold=model.threshold)
+        candidates = scored.where(F.col(SCORE) > low).toPandas()
         counts = self._decide(candidates, kind="call", query="calls", batch_id=batch_id, model=self.spoof)
         self._finish("calls", batch_id, started, active=None, counts=counts)
 
@@ -208,11 +211,17 @@ class StreamJob:
         if candidates.empty:
             return {}
         assert model.model is not None
+        # Spark hands rows over in no particular order; the store numbers new entries in the
+        # order of the decisions, so a fixed order makes versions independent of the run
+        order = [ENTITY, WINDOW_START] if kind == "sim" else ["record_id"]
+        candidates = candidates.sort_values(order, kind="stable").reset_index(drop=True)
         reasons = model.model.reasons(candidates, top_k=self.reasons_top_k, feature_settings=self.features)
-        candidates = candidates.copy()
         candidates["reasons"] = [[r.text for r in rs] for rs in reasons]
         candidates["model_name"] = model.name
         candidates["model_version"] = int(model.model.version or 0)
+        # the operating point the version was validated at: the block threshold where the
+        # policy's block_above is null (streaming.policy)
+        candidates["model_threshold"] = float(model.model.threshold)
         # batch ids restart with a new checkpoint; the query id (kept in the checkpoint) does not
         return self.sink.apply(candidates, kind=kind, query=f"{query}@{self._query_id(query)}", batch_id=batch_id)
 

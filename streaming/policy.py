@@ -7,6 +7,13 @@ Per fraud type (``spam_robocall``, ``simbox``, ``wangiri`` from the spam-SIM mod
 - ``review_above < score <= block_above``: a flag in the analysts' review queue;
 - otherwise: allow (no decision object is built for such rows; they are only counted).
 
+``block_above: null`` (the default) means "the threshold the scoring model version was validated
+at" (``ScoringModel.threshold``, chosen on validation for the target FPR and stored with the
+version): the rows then carry it in a ``model_threshold`` column, and the blocks are exactly the
+rows ``simguard evaluate`` counts as flagged for that version. A ``review_above`` at or above the
+effective block threshold leaves the review band empty (every row above the block threshold
+blocks, the rest is allowed).
+
 The allowlist is consulted before any threshold and always wins (FCC safe harbour: emergency
 calls are never blocked; DOMAIN.md "Redress and blocklist practice"): emergency numbers and short
 codes from the numbering plan, registered business numbers (call centres, telemarketers, taxi
@@ -24,11 +31,12 @@ against the ingress trunk.
 >>> import pandas as pd
 >>> rows = pd.DataFrame({"number": ["+84961000001", "113"], "operator": "viettel",
 ...     "fraud_type": "spam_robocall", "score": [0.99, 0.99], "reasons": [["many calls"]] * 2,
-...     "model_name": "simguard-spam-sim", "model_version": "3",
+...     "model_name": "simguard-spam-sim", "model_version": "3", "model_threshold": 0.93,
 ...     "window_end": pd.Timestamp("2026-11-02", tz="UTC")})
 >>> [(d.action, d.number, d.why) for d in decide_sims(rows, policy=PolicySettings(),
 ...     allowlist=StaticAllowlist(), batch_key="q:1")]  # doctest: +NORMALIZE_WHITESPACE
-[('block', '+84961000001', 'score 0.9900 > block_above 0.95'), ('allow', '113', 'allowlisted: emergency number')]
+[('block', '+84961000001', 'score 0.9900 > model threshold 0.93 (simguard-spam-sim v3)'),
+ ('allow', '113', 'allowlisted: emergency number')]
 """
 
 from __future__ import annotations
@@ -74,6 +82,8 @@ def _e164() -> re.Pattern[str]:
 
 SIM_COLUMNS = ("number", "operator", "fraud_type", "score", "reasons", "model_name", "model_version", "window_end")
 CALL_COLUMNS = ("cli", "in_trunk_type", "in_trunk_id", "operator", "score", "reasons", "model_version", "start_time")
+#: the scoring model version's validated threshold, needed where ``block_above`` is null
+MODEL_THRESHOLD = "model_threshold"
 
 
 #: the store's key column holds 255 characters, its number columns 32 (E.164 needs 16)
@@ -103,7 +113,9 @@ class _Section(BaseModel):
 class FraudTypePolicy(_Section):
     """Thresholds on the model score (0..1) and how long a block lasts."""
 
-    block_above: float = Field(ge=0, le=1)
+    #: ``None``: the threshold the scoring model version was validated at (its operating point
+    #: for the target FPR, the one ``simguard evaluate`` reports)
+    block_above: float | None = Field(default=None, ge=0, le=1)
     review_above: float = Field(ge=0, le=1)
     #: a block lapses after this long unless the number is flagged again after it lapsed; the TTL
     #: bounds the harm of a wrong block nobody appealed (FCC: redress in reasonable time)
@@ -111,9 +123,15 @@ class FraudTypePolicy(_Section):
 
     @model_validator(mode="after")
     def _ordered(self) -> FraudTypePolicy:
-        if self.review_above > self.block_above:
+        if self.block_above is not None and self.review_above > self.block_above:
             raise ValueError("review_above must not be above block_above")
         return self
+
+    def lowest(self, model_threshold: float | None) -> float:
+        """Scores at or below this give no decision (the lower of review and block thresholds);
+        without the model's threshold where ``block_above`` is null, ``review_above``."""
+        block = self.block_above if self.block_above is not None else model_threshold
+        return self.review_above if block is None else min(self.review_above, block)
 
 
 class PolicySettings(_Section):
@@ -125,12 +143,14 @@ class PolicySettings(_Section):
     their SIMs are usually reclaimed, so 90 days; Wangiri CLIs are foreign premium-rate numbers
     with little collateral but campaigns rotate CLIs within days, so 7 days; a spoofed CLI belongs
     to a victim, so its trunk rule lasts one day and is renewed only while spoofing goes on.
+    Blocks happen above the champion version's validated threshold (``block_above: null``), so
+    the blocklist runs at the operating point the model was chosen and evaluated at.
     """
 
-    spam_robocall: FraudTypePolicy = FraudTypePolicy(block_above=0.95, review_above=0.7, ttl_hours=720)
-    simbox: FraudTypePolicy = FraudTypePolicy(block_above=0.97, review_above=0.6, ttl_hours=2160)
-    wangiri: FraudTypePolicy = FraudTypePolicy(block_above=0.9, review_above=0.6, ttl_hours=168)
-    spoofed_call: FraudTypePolicy = FraudTypePolicy(block_above=0.9, review_above=0.6, ttl_hours=24)
+    spam_robocall: FraudTypePolicy = FraudTypePolicy(review_above=0.7, ttl_hours=720)
+    simbox: FraudTypePolicy = FraudTypePolicy(review_above=0.6, ttl_hours=2160)
+    wangiri: FraudTypePolicy = FraudTypePolicy(review_above=0.6, ttl_hours=168)
+    spoofed_call: FraudTypePolicy = FraudTypePolicy(review_above=0.6, ttl_hours=24)
 
     def for_type(self, fraud_type: str) -> FraudTypePolicy:
         if fraud_type not in FRAUD_TYPES:
@@ -264,21 +284,50 @@ def _review_thresholds(fraud_types: pd.Series, policy: PolicySettings) -> np.nda
     return fraud_types.map({t: policy.for_type(t).review_above for t in FRAUD_TYPES}).to_numpy(dtype=float)
 
 
+def _block_thresholds(scored: pd.DataFrame, fraud_types: pd.Series, policy: PolicySettings) -> np.ndarray:
+    """Per row: the fraud type's ``block_above``, or where that is null the row's
+    ``model_threshold`` (the scoring version's validated threshold)."""
+    import numpy as np
+    import pandas as pd
+
+    fixed = fraud_types.map({t: policy.for_type(t).block_above for t in FRAUD_TYPES})
+    fixed = pd.to_numeric(fixed, errors="coerce").to_numpy(dtype=float)
+    need = np.isnan(fixed)
+    if not need.any():
+        return fixed
+    if MODEL_THRESHOLD not in scored.columns:
+        types = sorted(set(fraud_types[need]))
+        raise BlocklistError(
+            f"block_above is null (the model's validated threshold) for {', '.join(types)}, but the scored rows "
+            f"carry no {MODEL_THRESHOLD} column"
+        )
+    model = pd.to_numeric(scored[MODEL_THRESHOLD], errors="coerce").to_numpy(dtype=float)
+    if np.isnan(model[need]).any():
+        raise BlocklistError(f"a scored row has no {MODEL_THRESHOLD} where its fraud type's block_above is null")
+    return np.where(need, model, fixed)
+
+
 def _decide_row(
     *,
     number: str,
     score: float,
-    ftype: str,
-    policy: PolicySettings,
+    block_above: float,
+    rule: FraudTypePolicy,
+    model: str,
     allowlist: Allowlist,
 ) -> tuple[Action, str]:
     why_allowed = allowlist.why_allowed(number)
     if why_allowed is not None:
         return "allow", why_allowed
-    rule = policy.for_type(ftype)
-    if score > rule.block_above:
-        return "block", f"score {score:.4f} > block_above {rule.block_above:g}"
+    if score > block_above:
+        if rule.block_above is None:
+            return "block", f"score {score:.4f} > model threshold {block_above:.6g} ({model})"
+        return "block", f"score {score:.4f} > block_above {block_above:g}"
     return "review", f"score {score:.4f} > review_above {rule.review_above:g}"
+
+
+def _model_text(name: str | None, version: str | None) -> str:
+    return f"{name or 'model'} v{version or '?'}"
 
 
 def decide_sims(
@@ -290,9 +339,10 @@ def decide_sims(
 ) -> list[Decision]:
     """Decisions for per-SIM rows (columns :data:`SIM_COLUMNS`), in row order.
 
-    Only rows above their fraud type's ``review_above`` give a decision: ``block``, ``review``,
-    or ``allow`` when an allowlist wins. ``batch_key`` (e.g. ``f"{query_id}:{batch_id}"``) makes
-    the idempotency keys ``{batch_key}:{scope}|{number}@{window_end}``.
+    Only rows above their fraud type's ``review_above`` (or its block threshold, if lower) give
+    a decision: ``block``, ``review``, or ``allow`` when an allowlist wins. ``batch_key`` (e.g.
+    ``f"{query_id}:{batch_id}"``) makes the idempotency keys ``{batch_key}:{scope}|{number}@{window_end}``.
+    Where ``block_above`` is null the rows need a ``model_threshold`` column.
     """
     import numpy as np
     import pandas as pd
@@ -302,8 +352,9 @@ def decide_sims(
         return []
     score = pd.to_numeric(scored["score"], errors="coerce").to_numpy(dtype=float)
     review = _review_thresholds(scored["fraud_type"], policy)
+    block = _block_thresholds(scored, scored["fraud_type"], policy)
     # NaN compares False: a row without a score never blocks
-    candidates = np.flatnonzero(score > review)
+    candidates = np.flatnonzero(score > np.minimum(review, block))
     out: list[Decision] = []
     for i in candidates:
         row = scored.iloc[int(i)]
@@ -315,7 +366,14 @@ def decide_sims(
         if ftype == SPOOFED_CALL:
             raise BlocklistError("a per-SIM row has fraud type spoofed_call: spoofed calls go through decide_calls")
         s = float(score[i])
-        action, why = _decide_row(number=number, score=s, ftype=ftype, policy=policy, allowlist=allowlist)
+        action, why = _decide_row(
+            number=number,
+            score=s,
+            block_above=float(block[i]),
+            rule=policy.for_type(ftype),
+            model=_model_text(_text(row["model_name"]), _text(row["model_version"])),
+            allowlist=allowlist,
+        )
         if action != "allow" and not _e164().fullmatch(number):
             # a SIM-wide rule on a malformed number would match nothing on the operators' side
             action, why = "allow", f"not an E.164 number ({why})"
@@ -353,7 +411,8 @@ def decide_calls(
     the victim's number and is never blocked outright.
 
     Idempotency keys are per call, ``{batch_key}:{scope}|{cli}@{operator}/{trunk_id}/{record_id
-    or start_time}``, so every spoofed call counts once against its ingress trunk.
+    or start_time}``, so every spoofed call counts once against its ingress trunk. Where
+    ``block_above`` is null the rows need a ``model_threshold`` column.
     """
     import numpy as np
     import pandas as pd
@@ -363,9 +422,10 @@ def decide_calls(
         return []
     rule = policy.spoofed_call
     score = pd.to_numeric(scored["score"], errors="coerce").to_numpy(dtype=float)
+    block = _block_thresholds(scored, pd.Series(SPOOFED_CALL, index=scored.index), policy)
     # subscriber ingress is authenticated by the SIM: it is never a spoofing candidate
     trunk_ingress = (scored["in_trunk_type"].astype(str) != "subscriber").to_numpy()
-    candidates = np.flatnonzero((score > rule.review_above) & trunk_ingress)
+    candidates = np.flatnonzero((score > np.minimum(rule.review_above, block)) & trunk_ingress)
     has_record = "record_id" in scored.columns
     has_model = "model_name" in scored.columns
     out: list[Decision] = []
@@ -378,7 +438,15 @@ def decide_calls(
             # a rule naming it would match nothing else
             continue
         s = float(score[i])
-        action, why = _decide_row(number=cli, score=s, ftype=SPOOFED_CALL, policy=policy, allowlist=allowlist)
+        name = (_text(row["model_name"]) if has_model else None) or model_name
+        action, why = _decide_row(
+            number=cli,
+            score=s,
+            block_above=float(block[i]),
+            rule=rule,
+            model=_model_text(name, _text(row["model_version"])),
+            allowlist=allowlist,
+        )
         scope = trunk_scope(trunk_type)
         observed = _utc(row["start_time"])
         trunk_id = _text(row["in_trunk_id"]) or ""
@@ -392,7 +460,7 @@ def decide_calls(
                 fraud_type=SPOOFED_CALL,
                 score=s,
                 reasons=_reasons(row["reasons"]),
-                model_name=(_text(row["model_name"]) if has_model else None) or model_name,
+                model_name=name,
                 model_version=_text(row["model_version"]),
                 reported_by=_text(row["operator"]),
                 observed_at=observed,
@@ -421,6 +489,7 @@ __all__ = [
     "FRAUD_TYPES",
     "MAX_KEY_LEN",
     "MAX_NUMBER_LEN",
+    "MODEL_THRESHOLD",
     "SCOPE_ALL",
     "SIM_COLUMNS",
     "SIM_FRAUD_TYPES",

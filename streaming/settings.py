@@ -22,6 +22,10 @@ class StreamSettings(BaseModel):
     state_dir: Path | None = None
     #: Prometheus metrics port of the running job (0: off)
     metrics_port: int = Field(9464, ge=0, le=65535)
-    #: score only the newest window row of each SIM in a micro-batch
-    latest_window_only: bool = True
+    #: score only the newest window row of each SIM in a micro-batch. Off by default: an event
+    #: updates every sliding window that holds it, and the older ones (the window starting at
+    #: midnight holds the whole day) would otherwise never be scored again once a newer window
+    #: opened, unlike ``simguard evaluate``, which flags a SIM when any of its windows scores
+    #: above the threshold
+    latest_window_only: bool = False
     validation: ValidationRules = ValidationRules()

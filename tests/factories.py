@@ -49,3 +49,16 @@ def spark_frame(spark: Any, records: list[dict[str, Any]]) -> Any:
     from features.schema import spark_schema
 
     return spark.createDataFrame(table(records).to_pandas(), schema=spark_schema())
+
+
+def fixed_policy():
+    """A policy with fixed block thresholds (the defaults block above the model version's own
+    threshold, ``block_above: null``): for tests of the policy and store mechanics."""
+    from streaming.policy import FraudTypePolicy, PolicySettings
+
+    return PolicySettings(
+        spam_robocall=FraudTypePolicy(block_above=0.95, review_above=0.7, ttl_hours=720),
+        simbox=FraudTypePolicy(block_above=0.97, review_above=0.6, ttl_hours=2160),
+        wangiri=FraudTypePolicy(block_above=0.9, review_above=0.6, ttl_hours=168),
+        spoofed_call=FraudTypePolicy(block_above=0.9, review_above=0.6, ttl_hours=24),
+    )

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from factories import fixed_policy
 from typer.testing import CliRunner
 
 from pipeline.cli import app
 from streaming.blocklist.export import read_snapshot_version
 from streaming.blocklist.store import BlocklistStore
-from streaming.policy import PolicySettings, StaticAllowlist, decide_sims
+from streaming.policy import StaticAllowlist, decide_sims
 
 PAST = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)  # blocks issued then have lapsed by now
 T = pd.Timestamp("2019-12-31T18:00", tz="UTC")
@@ -51,7 +52,7 @@ def seed(home: Path) -> BlocklistStore:
             "window_end": T,
         }
     )
-    decisions = decide_sims(frame, policy=PolicySettings(), allowlist=StaticAllowlist(), batch_key="s:1")
+    decisions = decide_sims(frame, policy=fixed_policy(), allowlist=StaticAllowlist(), batch_key="s:1")
     store.apply_decisions(decisions, now=PAST)
     return store
 

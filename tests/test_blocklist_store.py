@@ -12,18 +12,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from factories import fixed_policy
 
 from streaming.blocklist.errors import BlocklistError
 from streaming.blocklist.migrate import VERSION_TABLE, current_revision, downgrade, head_revision, upgrade
 from streaming.blocklist.models import Base, Delivery, Detection
 from streaming.blocklist.sink import BlocklistSink
 from streaming.blocklist.store import BlocklistStore, read_numbers
-from streaming.policy import Decision, PolicySettings, StaticAllowlist, decide_calls, decide_sims
+from streaming.policy import Decision, StaticAllowlist, decide_calls, decide_sims
 
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("SIMGUARD_TEST_POSTGRES_URL") else [])
 NOW = dt.datetime(2026, 11, 2, 7, 0, tzinfo=dt.UTC)
 T = pd.Timestamp("2026-11-02T06:00", tz="UTC")
-POLICY = PolicySettings()
+POLICY = fixed_policy()
 WEBHOOKS = ("viettel", "vinaphone")
 
 

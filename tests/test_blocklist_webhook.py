@@ -15,13 +15,14 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from factories import fixed_policy
 
 from pipeline.broker import free_port
 from streaming.blocklist.publish_webhook import WebhookDispatcher, backoff_s, delivery_counts, redeliver_failed
 from streaming.blocklist.settings import OperatorSettings, WebhookSettings
 from streaming.blocklist.sink import BlocklistSink
 from streaming.blocklist.store import BlocklistStore
-from streaming.policy import PolicySettings, StaticAllowlist, decide_sims
+from streaming.policy import StaticAllowlist, decide_sims
 
 NOW = dt.datetime(2026, 11, 2, 7, 0, tzinfo=dt.UTC)
 T = pd.Timestamp("2026-11-02T06:00", tz="UTC")
@@ -96,7 +97,7 @@ def block(store: BlocklistStore, numbers: list[str], *, batch: str, now: dt.date
             "window_end": T,
         }
     )
-    decisions = decide_sims(frame, policy=PolicySettings(), allowlist=StaticAllowlist(), batch_key=batch)
+    decisions = decide_sims(frame, policy=fixed_policy(), allowlist=StaticAllowlist(), batch_key=batch)
     return [e.version for e in store.apply_decisions(decisions, now=now).entries]
 
 
@@ -182,11 +183,11 @@ def test_rows_that_use_up_their_attempts_fail_and_can_be_redelivered(tmp_path: P
 def test_expiry_reaches_the_operator_through_the_sinks_distribution_round(tmp_path: Path, receivers) -> None:
     receivers["viettel"].start()
     store, hooks = make(tmp_path, receivers)
-    sink = BlocklistSink(store=store, policy=PolicySettings(), webhooks=hooks)
+    sink = BlocklistSink(store=store, policy=fixed_policy(), webhooks=hooks)
     try:
         block(store, ["+84961000001"], batch="s:1", now=NOW)
         assert sink.distribute(NOW).webhooks.delivered == {"viettel": 1}
-        lapse = NOW + dt.timedelta(hours=PolicySettings().spam_robocall.ttl_hours)
+        lapse = NOW + dt.timedelta(hours=fixed_policy().spam_robocall.ttl_hours)
         report = sink.distribute(lapse)
         assert [e.version for e in report.expired] == [2] and report.webhooks.delivered == {"viettel": 1}
         assert report.errors == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from factories import fixed_policy
 from pydantic import ValidationError
 
 from features.numbering import load_numbering_plan
@@ -21,7 +22,7 @@ from streaming.policy import (
 )
 
 T = pd.Timestamp("2026-11-02T06:00", tz="UTC")
-POLICY = PolicySettings()
+POLICY = fixed_policy()
 PLAN = load_numbering_plan()
 NOBODY = StaticAllowlist(plan=PLAN)
 

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from factories import fixed_policy
 
 from streaming.blocklist import publish_kafka
 from streaming.blocklist.errors import PublishError
 from streaming.blocklist.publish_kafka import KafkaPublisher
 from streaming.blocklist.store import BlocklistStore
-from streaming.policy import PolicySettings, StaticAllowlist, decide_calls, decide_sims
+from streaming.policy import StaticAllowlist, decide_calls, decide_sims
 
 pytestmark = pytest.mark.kafka
 
@@ -68,7 +69,7 @@ def block(store: BlocklistStore, numbers: list[str], *, batch: str) -> None:
         }
     )
     store.apply_decisions(
-        decide_sims(frame, policy=PolicySettings(), allowlist=StaticAllowlist(), batch_key=batch), now=NOW
+        decide_sims(frame, policy=fixed_policy(), allowlist=StaticAllowlist(), batch_key=batch), now=NOW
     )
 
 
@@ -111,7 +112,7 @@ def test_publishes_every_entry_to_a_compacted_topic_per_operator(kafka_bootstrap
         }
     )
     store.apply_decisions(
-        decide_calls(calls, policy=PolicySettings(), allowlist=StaticAllowlist(), batch_key="c:1"), now=NOW
+        decide_calls(calls, policy=fixed_policy(), allowlist=StaticAllowlist(), batch_key="c:1"), now=NOW
     )
     store.unblock("+84961000001", analyst="lan", reason="appeal", request_id="r1", now=NOW)
     pub = publisher(store, kafka_bootstrap, prefix)

@@ -16,13 +16,14 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
+from factories import fixed_policy
 
 from pipeline.broker import free_port
 from streaming.blocklist.publish_webhook import WebhookDispatcher, delivery_counts
 from streaming.blocklist.settings import BlocklistSettings, OperatorSettings, ServiceSettings
 from streaming.blocklist.sink import BlocklistSink
 from streaming.blocklist.store import BlocklistStore
-from streaming.policy import PolicySettings, StaticAllowlist, decide_sims
+from streaming.policy import StaticAllowlist, decide_sims
 from streaming.service import DistributionLoop, create_app
 
 # the wall clock: the server's own expiry round runs on it and must not lift these blocks
@@ -56,7 +57,7 @@ def block(store: BlocklistStore, numbers: list[str], *, batch: str) -> None:
             "window_end": T,
         }
     )
-    decisions = decide_sims(frame, policy=PolicySettings(), allowlist=StaticAllowlist(), batch_key=batch)
+    decisions = decide_sims(frame, policy=fixed_policy(), allowlist=StaticAllowlist(), batch_key=batch)
     store.apply_decisions(decisions, now=NOW)
 
 
@@ -186,7 +187,7 @@ def test_real_server_distribution_loop_delivers_an_unblock_at_once(tmp_path: Pat
     store = BlocklistStore.open(f"sqlite:///{tmp_path / 'bl.db'}", webhook_operators=["viettel"])
     sink = BlocklistSink(
         store=store,
-        policy=PolicySettings(),
+        policy=fixed_policy(),
         webhooks=WebhookDispatcher(store, operators=bl.operators, settings=bl.webhook),
     )
     loop = DistributionLoop(sink.distribute, interval_s=30)  # a tick far away: only wake() can be fast

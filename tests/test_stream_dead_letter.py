@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 class NoDecisions:
     """The validate query takes no decisions; any call here is a test failure."""
 
-    def min_score(self, kind: str) -> float:
+    def min_score(self, kind: str, *, model_threshold: float | None = None) -> float:
         raise AssertionError("validate must not score")
 
     def apply(self, *args, **kwargs):

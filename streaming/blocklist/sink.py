@@ -28,6 +28,7 @@ from streaming.blocklist.publish_webhook import DeliveryReport, WebhookDispatche
 from streaming.blocklist.settings import BlocklistSettings
 from streaming.blocklist.store import ApplyResult, BlocklistStore, EntryRecord, read_numbers
 from streaming.policy import (
+    MODEL_THRESHOLD,
     SIM_FRAUD_TYPES,
     PolicySettings,
     count_actions,
@@ -152,12 +153,15 @@ class BlocklistSink:
     def _candidates(self, sims: pd.DataFrame | None, calls: pd.DataFrame | None) -> set[str]:
         """Numbers of rows that can reach a decision: only these need an allowlist look-up."""
         numbers: set[str] = set()
-        if sims is not None and not sims.empty and "score" in sims.columns:
-            low = min(self.policy.for_type(t).review_above for t in SIM_FRAUD_TYPES)
-            numbers.update(sims.loc[pd.to_numeric(sims["score"], errors="coerce") > low, "number"].dropna().astype(str))
-        if calls is not None and not calls.empty and "score" in calls.columns:
-            low = self.policy.spoofed_call.review_above
-            numbers.update(calls.loc[pd.to_numeric(calls["score"], errors="coerce") > low, "cli"].dropna().astype(str))
+        for frame, kind, column in ((sims, "sim", "number"), (calls, "call", "cli")):
+            if frame is None or frame.empty or "score" not in frame.columns:
+                continue
+            threshold = None
+            if MODEL_THRESHOLD in frame.columns:
+                threshold = pd.to_numeric(frame[MODEL_THRESHOLD], errors="coerce").min()
+                threshold = None if pd.isna(threshold) else float(threshold)
+            low = self.min_score(kind, model_threshold=threshold)
+            numbers.update(frame.loc[pd.to_numeric(frame["score"], errors="coerce") > low, column].dropna().astype(str))
         return numbers
 
     def process(
@@ -186,12 +190,14 @@ class BlocklistSink:
 
     # -- the streaming job's ``DecisionSink`` protocol (streaming/job.py) -------------------------
 
-    def min_score(self, kind: str) -> float:
-        """Rows scoring at or below this can only be allowed (``kind``: ``sim`` or ``call``)."""
+    def min_score(self, kind: str, *, model_threshold: float | None = None) -> float:
+        """Rows scoring at or below this can only be allowed (``kind``: ``sim`` or ``call``);
+        ``model_threshold``: the scoring version's validated threshold, which is the block
+        threshold of the fraud types whose ``block_above`` is null."""
         if kind == "sim":
-            return min(self.policy.for_type(t).review_above for t in SIM_FRAUD_TYPES)
+            return min(self.policy.for_type(t).lowest(model_threshold) for t in SIM_FRAUD_TYPES)
         if kind == "call":
-            return self.policy.spoofed_call.review_above
+            return self.policy.spoofed_call.lowest(model_threshold)
         raise ValueError(f"unknown kind {kind!r}: 'sim' or 'call'")
 
     def apply(self, candidates: pd.DataFrame, *, kind: str, query: str, batch_id: int) -> dict[str, int]:

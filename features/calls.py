@@ -4,11 +4,17 @@ Only calls that enter on a trunk are scored: a subscriber's own call is authenti
 so its CLI cannot be spoofed at the network edge. Indicators follow DOMAIN.md: a domestic CLI on
 an international trunk while its owner is not roaming; an invalid or unallocated CLI; a CLI on the
 Do-Not-Originate list; the same CLI in several calls at once, on several operators, or while its
-owner is calling from their own SIM.
+owner is calling from their own SIM; and where the owner was lately: a spoofed domestic CLI
+belongs to a victim who is at home, using their SIM on domestic cells, while a subscriber who
+really calls home from abroad has been using their SIM on visited networks (roaming records).
+The HLR's roaming answer on the gateway record is sometimes stale; the owner's own records are
+the second opinion.
 
 Two steps, both usable on a streaming DataFrame:
 :func:`cli_bucket_aggregates` counts the calls presenting each CLI per bucket
-(``concurrency_window_s``), and :func:`assemble_call_features` joins them to the scored calls.
+(``concurrency_window_s``) and the owner's own-SIM records (at home, roaming) in it, and
+:func:`assemble_call_features` joins them to the scored calls: the call's own bucket for
+concurrency, the buckets of the ``owner_lookback_s`` before the call for the owner's whereabouts.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ CLI_KIND_CODES: dict[str, int] = {kind: i for i, kind in enumerate(NUMBER_KINDS)
 
 def call_feature_names(settings: FeatureSettings) -> list[str]:
     c = duration_label(settings.concurrency_window_s)
+    o = duration_label(settings.owner_lookback_s)
     return [
         "cli_kind_code",
         "cli_invalid_or_unallocated",
@@ -49,6 +56,9 @@ def call_feature_names(settings: FeatureSettings) -> list[str]:
         f"same_cli_calls_{c}",
         f"same_cli_operators_{c}",
         f"same_cli_subscriber_calls_{c}",
+        f"owner_home_records_{o}",
+        f"owner_roaming_records_{o}",
+        "owner_last_seen_roaming",
         "answered",
         "duration_s",
     ]
@@ -61,15 +71,57 @@ def _bucket(settings: FeatureSettings):
 
 
 def cli_bucket_aggregates(cdrs: DataFrame, *, settings: FeatureSettings) -> DataFrame:
-    """Calls per (CLI, bucket) over every ingress, with operators and own-SIM calls counted."""
+    """Per (CLI, bucket): voice calls presenting it over every ingress, the operators they were
+    reported by, and the owner's own-SIM records (voice and SMS) at home and roaming."""
     from pyspark.sql import functions as F
 
-    voice = cdrs.where(F.col("event_type") == "voice")
-    return voice.groupBy(F.col("a_number"), _bucket(settings).alias("b")).agg(
-        F.count(F.lit(1)).alias("cli_calls"),
-        F.approx_count_distinct("operator").alias("cli_operators"),
-        F.sum(F.when(F.col("in_trunk_type") == "subscriber", 1).otherwise(0)).alias("cli_subscriber_calls"),
-    ).select("a_number", F.col("b.start").alias("bucket_start"), "cli_calls", "cli_operators", "cli_subscriber_calls")
+    voice = F.col("event_type") == "voice"
+    own = F.col("in_trunk_type") == "subscriber"
+    roaming = F.coalesce(F.col("a_roaming"), F.lit(False))
+
+    def count_if(cond):
+        return F.sum(F.when(cond, 1).otherwise(0)).cast("long")
+
+    return cdrs.groupBy(F.col("a_number"), _bucket(settings).alias("b")).agg(
+        count_if(voice).alias("cli_calls"),
+        F.approx_count_distinct(F.when(voice, F.col("operator"))).alias("cli_operators"),
+        count_if(voice & own).alias("cli_subscriber_calls"),
+        count_if(own & ~roaming).alias("owner_home"),
+        count_if(own & roaming).alias("owner_roaming"),
+    ).select(
+        "a_number",
+        F.col("b.start").alias("bucket_start"),
+        "cli_calls",
+        "cli_operators",
+        "cli_subscriber_calls",
+        "owner_home",
+        "owner_roaming",
+    )
+
+
+def owner_whereabouts(calls: DataFrame, cli_aggs: DataFrame, *, settings: FeatureSettings) -> DataFrame:
+    """Per call (``record_id``): the CLI owner's own-SIM records at home and roaming in the
+    ``owner_lookback_s`` up to the call's bucket, and whether the latest of them was roaming."""
+    from pyspark.sql import functions as F
+
+    owner = cli_aggs.where((F.col("owner_home") + F.col("owner_roaming")) > 0).select(
+        F.col("a_number").alias("_owner"),
+        F.col("bucket_start").alias("_ob"),
+        "owner_home",
+        "owner_roaming",
+    )
+    lookback = F.expr(f"INTERVAL {settings.owner_lookback_s} SECONDS")
+    joined = calls.select("record_id", "a_number", "bucket_start").join(
+        owner,
+        (F.col("a_number") == F.col("_owner"))
+        & (F.col("_ob") <= F.col("bucket_start"))
+        & (F.col("_ob") > F.col("bucket_start") - lookback),
+    )
+    return joined.groupBy("record_id").agg(
+        F.sum("owner_home").alias("_owner_home"),
+        F.sum("owner_roaming").alias("_owner_roaming"),
+        F.max_by(F.col("owner_roaming") > F.col("owner_home"), F.col("_ob")).alias("_owner_last_roaming"),
+    )
 
 
 def trunk_calls(cdrs: DataFrame) -> DataFrame:
@@ -91,6 +143,7 @@ def assemble_call_features(
 
     plan = plan or load_numbering_plan()
     c = duration_label(settings.concurrency_window_s)
+    o = duration_label(settings.owner_lookback_s)
     # classify once into columns: the classifier is a long CASE expression, and repeating it
     # inside one projection overflows the JVM's generated-code limit
     enriched = (
@@ -105,7 +158,13 @@ def assemble_call_features(
         kind_code = F.when(kind == name, F.lit(code)).otherwise(kind_code)
     intl = F.col("in_trunk_type") == "international_gateway"
     domestic = kind.isin(*sorted(DOMESTIC_KINDS))
-    joined = enriched.join(cli_aggs, ["a_number", "bucket_start"], "left")
+    concurrency = cli_aggs.select(
+        "a_number", "bucket_start", "cli_calls", "cli_operators", "cli_subscriber_calls"
+    )
+    whereabouts = owner_whereabouts(enriched, cli_aggs, settings=settings)
+    joined = enriched.join(concurrency, ["a_number", "bucket_start"], "left").join(
+        whereabouts, ["record_id"], "left"
+    )
     # the call itself is in its bucket: "other" calls exclude it
     others = F.coalesce(F.col("cli_calls"), F.lit(1)) - 1
     return joined.select(
@@ -124,6 +183,9 @@ def assemble_call_features(
         others.alias(f"same_cli_calls_{c}"),
         F.coalesce(F.col("cli_operators"), F.lit(1)).alias(f"same_cli_operators_{c}"),
         F.coalesce(F.col("cli_subscriber_calls"), F.lit(0)).alias(f"same_cli_subscriber_calls_{c}"),
+        F.coalesce(F.col("_owner_home"), F.lit(0)).alias(f"owner_home_records_{o}"),
+        F.coalesce(F.col("_owner_roaming"), F.lit(0)).alias(f"owner_roaming_records_{o}"),
+        F.col("_owner_last_roaming").cast("int").alias("owner_last_seen_roaming"),
         (F.col("release_cause") == "answered").cast("int").alias("answered"),
         F.col("duration_s"),
     )

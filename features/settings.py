@@ -37,6 +37,9 @@ class FeatureSettings(BaseModel):
     night_end_hour: int = Field(6, ge=0, le=23)
     #: per call: other calls presenting the same CLI within this many seconds (spoofing)
     concurrency_window_s: int = Field(60, gt=0)
+    #: per call: what the CLI's owner did from their own SIM in this long before the call (a
+    #: victim of spoofing is at home on a domestic cell; a roamer calling home is abroad)
+    owner_lookback_s: int = Field(86400, gt=0)
     #: streaming: how late a CDR may arrive and still count in its window
     watermark_delay_s: int = Field(1800, ge=0)
 

@@ -5,14 +5,20 @@ static DataFrame (batch: training, backfill) and on a streaming one (``streaming
 
 1. :func:`sim_events`: every CDR becomes two events, one for the calling number (``out``) and one
    for the called number (``in``), so that incoming calls are counted from the B side.
-2. Windowed aggregates, all of them usable in Structured Streaming (counts, sums,
-   ``collect_list``/``collect_set``, ``approx_count_distinct``; no exact distinct aggregate):
-   :func:`sim_window_aggregates` per (entity, sliding window), :func:`cell_bucket_aggregates`
-   per (cell, bucket) and :func:`imei_window_aggregates` per (IMEI, window).
-3. :func:`assemble_sim_features` turns the aggregates into the named features. Medians, means,
-   gaps and distinct callees are computed from the sorted lists kept in step 2, never from
-   order-dependent floating-point sums, so a stream that sees the data in many micro-batches
-   produces exactly the rows a batch job does (``tests/test_feature_parity.py``).
+2. Aggregates over tumbling buckets of one slide (6 h by default), all of them usable in
+   Structured Streaming (counts, sums, ``collect_list``/``collect_set``,
+   ``approx_count_distinct``; no exact distinct aggregate): :func:`sim_bucket_aggregates` per
+   (entity, slide bucket), :func:`cell_bucket_aggregates` per (cell, cohort bucket) and
+   :func:`imei_bucket_aggregates` per (IMEI, slide bucket). Every CDR is aggregated once, not
+   once per sliding window that contains it.
+3. :func:`assemble_sim_features` merges a SIM's buckets into window rows and turns them into the
+   named features. A row is the window that starts at a slide boundary ``s`` as seen at the end
+   of a bucket ``e`` in which the SIM was active (``s <= e < s + window``): the full 24 h window,
+   and also the partial windows a stream scores before the window closes (6 h, 12 h, 18 h in).
+   Training, validation and test therefore hold the same kinds of rows the streaming job scores.
+   Medians, means, gaps and distinct callees are computed from the sorted lists kept in step 2,
+   never from order-dependent floating-point sums, so a stream that sees the data in many
+   micro-batches produces exactly the rows a batch job does (``tests/test_feature_parity.py``).
 
 Feature names come from :func:`sim_feature_names` (``calls_out_24h``,
 ``calls_out_peak_1h_24h``, ``distinct_callee_ratio_24h``), generated from ``FeatureSettings``.
@@ -41,6 +47,13 @@ ENTITY = "entity"
 WINDOW_START = "window_start"
 WINDOW_END = "window_end"
 KEY_COLUMNS = (ENTITY, WINDOW_START, WINDOW_END)
+#: start of an entity's slide bucket, epoch seconds
+SLIDE = "slide_start"
+BUCKET_COUNTS = (
+    "n_out", "n_answered", "n_short", "n_in", "n_sms_out", "n_night", "n_intl", "n_premium", "n_onnet",
+    "n_gateway", "n_cancelled",
+)
+BUCKET_ARRAYS = ("calls", "callers", "cells", "imeis", "cell_buckets")
 
 INTERNATIONAL_KINDS = ("international", "international_premium")
 PREMIUM_KINDS = ("premium", "international_premium")
@@ -80,13 +93,8 @@ def sim_feature_names(settings: FeatureSettings) -> list[str]:
         f"cancelled_share_{w}",
         "cli_international_premium",
         "cli_domestic_mobile",
+        f"hours_seen_{w}",
     ]
-
-
-def _window(settings: FeatureSettings) -> Column:
-    from pyspark.sql import functions as F
-
-    return F.window("start_time", f"{settings.window_s} seconds", f"{settings.slide_s} seconds")
 
 
 def sim_events(cdrs: DataFrame, *, plan: NumberingPlan | None = None) -> DataFrame:
@@ -130,8 +138,14 @@ def sim_events(cdrs: DataFrame, *, plan: NumberingPlan | None = None) -> DataFra
     ).select("side.*", "*").drop("side").where(F.col(ENTITY).isNotNull())
 
 
-def sim_window_aggregates(events: DataFrame, *, settings: FeatureSettings) -> DataFrame:
-    """Per (entity, sliding window) aggregates; streaming-safe (update mode with a watermark)."""
+def _slide_bucket(settings: FeatureSettings) -> Column:
+    from pyspark.sql import functions as F
+
+    return F.window("start_time", f"{settings.slide_s} seconds")
+
+
+def sim_bucket_aggregates(events: DataFrame, *, settings: FeatureSettings) -> DataFrame:
+    """Per (entity, slide bucket) aggregates; streaming-safe (update mode with a watermark)."""
     from pyspark.sql import functions as F
 
     d = F.col("direction")
@@ -145,21 +159,23 @@ def sim_window_aggregates(events: DataFrame, *, settings: FeatureSettings) -> Da
         night = (local_hour >= settings.night_start_hour) & (local_hour < settings.night_end_hour)
 
     def count_if(cond: Column) -> Column:
-        return F.sum(F.when(cond, 1).otherwise(0))
+        return F.sum(F.when(cond, 1).otherwise(0)).cast("long")
 
     bucket = F.floor(F.col("t") / settings.cohort_bucket_s) * settings.cohort_bucket_s
-    aggregated = events.groupBy(F.col(ENTITY), _window(settings).alias("w")).agg(
-        count_if(out_voice).alias("n_out"),
-        count_if(out_voice & answered).alias("n_answered"),
-        count_if(out_voice & answered & (F.col("duration_s") < settings.short_call_s)).alias("n_short"),
-        count_if((d == "in") & (F.col("event_type") == "voice")).alias("n_in"),
-        count_if(out & (F.col("event_type") == "sms")).alias("n_sms_out"),
-        count_if(out_voice & night).alias("n_night"),
-        count_if(out_voice & F.col("b_kind").isin(*INTERNATIONAL_KINDS)).alias("n_intl"),
-        count_if(out_voice & F.col("b_kind").isin(*PREMIUM_KINDS)).alias("n_premium"),
-        count_if(out_voice & (F.col("b_home") == F.col("operator"))).alias("n_onnet"),
-        count_if(out_voice & (F.col("in_trunk_type") == "international_gateway")).alias("n_gateway"),
-        count_if(out_voice & (F.col("release_cause") == "cancelled")).alias("n_cancelled"),
+    aggregated = events.groupBy(F.col(ENTITY), _slide_bucket(settings).alias("w")).agg(
+        *[count_if(cond).alias(name) for name, cond in (
+            ("n_out", out_voice),
+            ("n_answered", out_voice & answered),
+            ("n_short", out_voice & answered & (F.col("duration_s") < settings.short_call_s)),
+            ("n_in", (d == "in") & (F.col("event_type") == "voice")),
+            ("n_sms_out", out & (F.col("event_type") == "sms")),
+            ("n_night", out_voice & night),
+            ("n_intl", out_voice & F.col("b_kind").isin(*INTERNATIONAL_KINDS)),
+            ("n_premium", out_voice & F.col("b_kind").isin(*PREMIUM_KINDS)),
+            ("n_onnet", out_voice & (F.col("b_home") == F.col("operator"))),
+            ("n_gateway", out_voice & (F.col("in_trunk_type") == "international_gateway")),
+            ("n_cancelled", out_voice & (F.col("release_cause") == "cancelled")),
+        )],
         # per-call details; sorted in assemble_sim_features so their order does not matter
         F.collect_list(
             F.when(
@@ -182,9 +198,8 @@ def sim_window_aggregates(events: DataFrame, *, settings: FeatureSettings) -> Da
             )
         ).alias("cell_buckets"),
     )
-    measures = [c for c in aggregated.columns if c not in (ENTITY, "w")]
     return aggregated.select(
-        ENTITY, F.col("w.start").alias(WINDOW_START), F.col("w.end").alias(WINDOW_END), *measures
+        ENTITY, F.col("w.start").cast("long").alias(SLIDE), *BUCKET_COUNTS, *BUCKET_ARRAYS
     )
 
 
@@ -201,14 +216,93 @@ def cell_bucket_aggregates(events: DataFrame, *, settings: FeatureSettings) -> D
     )
 
 
-def imei_window_aggregates(events: DataFrame, *, settings: FeatureSettings) -> DataFrame:
-    """Distinct SIMs per (IMEI, window): many IMSIs behind one IMEI is a SIM-box sign."""
+def imei_bucket_aggregates(events: DataFrame, *, settings: FeatureSettings) -> DataFrame:
+    """Distinct SIMs per (IMEI, slide bucket): many IMSIs behind one IMEI is a SIM-box sign."""
     from pyspark.sql import functions as F
 
     active = events.where((F.col("direction") == "out") & F.col("a_imei").isNotNull())
-    return active.groupBy(F.col("a_imei"), _window(settings).alias("w")).agg(
+    return active.groupBy(F.col("a_imei"), _slide_bucket(settings).alias("w")).agg(
         F.approx_count_distinct(ENTITY).alias("imei_sims")
-    ).select("a_imei", F.col("w.start").alias(WINDOW_START), "imei_sims")
+    ).select("a_imei", F.col("w.start").cast("long").alias(SLIDE), "imei_sims")
+
+
+def bucket_context(sim_buckets: DataFrame, cell_aggs: DataFrame, imei_aggs: DataFrame) -> DataFrame:
+    """Each (entity, slide bucket) with its cross-SIM context: the largest cell cohort it was
+    part of (hourly) and the most SIMs seen behind one of its IMEIs in the bucket."""
+    from pyspark.sql import functions as F
+
+    cohort = (
+        sim_buckets.select(ENTITY, SLIDE, F.explode("cell_buckets").alias("cb"))
+        .join(
+            cell_aggs,
+            (F.col("cb.cell_id") == cell_aggs["cell_id"]) & (F.col("cb.bucket") == cell_aggs["bucket"]),
+        )
+        .groupBy(ENTITY, SLIDE)
+        .agg(F.max("cell_sims").alias("cohort_peak"))
+    )
+    imei = (
+        sim_buckets.select(ENTITY, SLIDE, F.explode("imeis").alias("a_imei"))
+        .join(imei_aggs, ["a_imei", SLIDE])
+        .groupBy(ENTITY, SLIDE)
+        .agg(F.max("imei_sims").alias("imei_peak"))
+    )
+    return sim_buckets.join(cohort, [ENTITY, SLIDE], "left").join(imei, [ENTITY, SLIDE], "left")
+
+
+def merge_windows(
+    buckets: DataFrame, *, settings: FeatureSettings, ends: DataFrame | None = None
+) -> DataFrame:
+    """Window rows from a SIM's buckets (output of :func:`bucket_context`).
+
+    One row per window start ``s`` (a slide boundary) and bucket ``e`` in which the entity was
+    active, ``s <= e < s + window``: the window as seen at the end of ``e``, so ``window_end`` is
+    ``e + slide``. ``ends`` (``entity``, ``slide_start``) keeps only the rows ending at those
+    buckets (the streaming job scores the buckets a micro-batch updated).
+    """
+    from pyspark.sql import functions as F
+
+    n = settings.window_s // settings.slide_s
+    slide = settings.slide_s
+    carried = (SLIDE, *BUCKET_COUNTS, "calls", "callers", "cells", "imeis", "cohort_peak", "imei_peak")
+    fields = [F.col(c) for c in carried]
+    per_entity = buckets.groupBy(ENTITY).agg(F.collect_list(F.struct(*fields)).alias("_bk"))
+    active_out = lambda x: (x["n_out"] + x["n_sms_out"]) > 0  # noqa: E731
+    pairs = F.flatten(
+        F.transform(
+            F.filter("_bk", active_out),
+            lambda b: F.transform(
+                F.sequence(F.lit(0), F.lit(n - 1)),
+                lambda j: F.struct((b[SLIDE] - j * slide).alias("s"), b[SLIDE].alias("e")),
+            ),
+        )
+    )
+    rows = per_entity.select(ENTITY, "_bk", F.explode(pairs).alias("_w"))
+    if ends is not None:
+        wanted = ends.select(F.col(ENTITY), F.col(SLIDE).alias("_end")).distinct()
+        rows = rows.join(wanted, [ENTITY]).where(F.col("_w.e") == F.col("_end")).drop("_end")
+    s, e = F.col("_w.s"), F.col("_w.e")
+    rows = rows.withColumn("_sel", F.filter("_bk", lambda x: (x[SLIDE] >= s) & (x[SLIDE] <= e)))
+    sel = F.col("_sel")
+
+    def total(name: str) -> Column:
+        return F.aggregate(sel, F.lit(0).cast("long"), lambda acc, x: acc + x[name])
+
+    def union(name: str) -> Column:
+        return F.flatten(F.transform(sel, lambda x: x[name]))
+
+    return rows.select(
+        ENTITY,
+        s.cast("timestamp").alias(WINDOW_START),
+        (e + slide).cast("timestamp").alias(WINDOW_END),
+        ((e - s) / 3600 + slide / 3600).alias("_hours_seen"),
+        *[total(c).alias(c) for c in BUCKET_COUNTS],
+        union("calls").alias("calls"),
+        F.array_distinct(union("callers")).alias("callers"),
+        F.array_distinct(union("cells")).alias("cells"),
+        F.array_distinct(union("imeis")).alias("imeis"),
+        F.array_max(F.transform(sel, lambda x: x["cohort_peak"])).alias("cohort_peak"),
+        F.array_max(F.transform(sel, lambda x: x["imei_peak"])).alias("imei_sims"),
+    )
 
 
 def _share(num: str, den: str) -> Column:
@@ -218,37 +312,24 @@ def _share(num: str, den: str) -> Column:
 
 
 def assemble_sim_features(
-    sim_aggs: DataFrame,
+    sim_buckets: DataFrame,
     cell_aggs: DataFrame,
     imei_aggs: DataFrame,
     *,
     settings: FeatureSettings,
     plan: NumberingPlan | None = None,
+    ends: DataFrame | None = None,
 ) -> DataFrame:
-    """Named feature rows (one per active entity and window) from the three aggregates."""
+    """Named feature rows (one per window row of an active entity, see :func:`merge_windows`)
+    from the three bucket aggregates."""
     from pyspark.sql import functions as F
 
     plan = plan or load_numbering_plan()
     w, b = settings.window, settings.burst
     c = duration_label(settings.cohort_bucket_s)
-    active = sim_aggs.where((F.col("n_out") + F.col("n_sms_out")) > 0).withColumn(
+    merged = merge_windows(bucket_context(sim_buckets, cell_aggs, imei_aggs), settings=settings, ends=ends)
+    active = merged.where((F.col("n_out") + F.col("n_sms_out")) > 0).withColumn(
         "_entity_kind", cli_class_column(ENTITY, plan)
-    )
-
-    cohort = (
-        active.select(ENTITY, WINDOW_START, F.explode("cell_buckets").alias("cb"))
-        .join(
-            cell_aggs,
-            (F.col("cb.cell_id") == cell_aggs["cell_id"]) & (F.col("cb.bucket") == cell_aggs["bucket"]),
-        )
-        .groupBy(ENTITY, WINDOW_START)
-        .agg(F.max("cell_sims").alias("cohort_peak"))
-    )
-    imei = (
-        active.select(ENTITY, WINDOW_START, F.explode("imeis").alias("a_imei"))
-        .join(imei_aggs, ["a_imei", WINDOW_START])
-        .groupBy(ENTITY, WINDOW_START)
-        .agg(F.max("imei_sims").alias("imei_sims"))
     )
 
     # Arrays are materialised column by column: an array expression referenced inside a lambda
@@ -307,7 +388,7 @@ def assemble_sim_features(
     callbacks = F.size(F.array_intersect(callees, F.col("callers")))
     entity_kind = F.col("_entity_kind")
 
-    base = active.select(
+    return active.select(
         ENTITY,
         WINDOW_START,
         WINDOW_END,
@@ -338,14 +419,10 @@ def assemble_sim_features(
         _share("n_cancelled", "n_out").alias(f"cancelled_share_{w}"),
         (entity_kind == "international_premium").cast("int").alias("cli_international_premium"),
         (entity_kind == "mobile").cast("int").alias("cli_domestic_mobile"),
-    )
-    return (
-        base.join(cohort, [ENTITY, WINDOW_START], "left")
-        .join(imei, [ENTITY, WINDOW_START], "left")
-        .withColumn(f"cell_cohort_peak_{c}_{w}", F.coalesce(F.col("cohort_peak"), F.lit(0)))
-        .withColumn(f"imei_shared_sims_{w}", F.coalesce(F.col("imei_sims"), F.lit(0)))
-        .select(*KEY_COLUMNS, *sim_feature_names(settings))
-    )
+        F.coalesce(F.col("cohort_peak"), F.lit(0)).alias(f"cell_cohort_peak_{c}_{w}"),
+        F.coalesce(F.col("imei_sims"), F.lit(0)).alias(f"imei_shared_sims_{w}"),
+        F.col("_hours_seen").alias(f"hours_seen_{w}"),
+    ).select(*KEY_COLUMNS, *sim_feature_names(settings))
 
 
 def build_sim_features(
@@ -354,9 +431,9 @@ def build_sim_features(
     """Batch path: canonical CDRs in, one feature row per active entity and window out."""
     events = sim_events(cdrs, plan=plan)
     return assemble_sim_features(
-        sim_window_aggregates(events, settings=settings),
+        sim_bucket_aggregates(events, settings=settings),
         cell_bucket_aggregates(events, settings=settings),
-        imei_window_aggregates(events, settings=settings),
+        imei_bucket_aggregates(events, settings=settings),
         settings=settings,
         plan=plan,
     )

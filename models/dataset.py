@@ -36,7 +36,10 @@ LABEL = "label"
 UNIT_CLASS = "unit_class"
 POPULATION = "population"
 ACTIVE = "active"
-META_COLUMNS: tuple[str, ...] = (UNIT, ROW_START, ROW_END, LABEL, UNIT_CLASS, POPULATION, ACTIVE)
+#: the unit is on the allowlist the policy applies (emergency and short codes, registered
+#: businesses): never blocked, so operating points count it as not flagged
+ALLOWLISTED = "allowlisted"
+META_COLUMNS: tuple[str, ...] = (UNIT, ROW_START, ROW_END, LABEL, UNIT_CLASS, POPULATION, ACTIVE, ALLOWLISTED)
 
 #: calling numbers that are not in the SIM labels (foreign callers, victims of spoofing)
 UNLABELLED = "unlabelled"

@@ -67,10 +67,6 @@ class ModelSettings(_Section):
     #: operating points: thresholds are chosen on validation for these false-positive rates
     target_fpr_sim: float = Field(0.001, gt=0, lt=1)
     target_fpr_call: float = Field(0.001, gt=0, lt=1)
-    #: choose the spam-SIM threshold for ``target * (validation windows / test windows)`` per SIM
-    #: (union bound; ``models.tasks.window_fpr_scale``), so that a SIM scored in every window of
-    #: a day still meets the target; off: the target as is, at one window per SIM
-    sim_fpr_window_correction: bool = True
     precision_at_k: tuple[int, ...] = (100, 1000)
     calibration_bins: int = Field(10, ge=2)
     #: reason codes per flagged SIM or call

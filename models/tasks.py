@@ -20,7 +20,15 @@ from features.calls import call_feature_names
 from features.settings import FeatureSettings
 from features.sim import sim_feature_names
 from models.baseline import SpamRules, SpoofRules
-from models.dataset import CALL_CLASSES, ROW_START, SIM_CLASSES, label_call_rows, label_sim_rows
+from models.dataset import (
+    ALLOWLISTED,
+    CALL_CLASSES,
+    ROW_START,
+    SIM_CLASSES,
+    UNIT,
+    label_call_rows,
+    label_sim_rows,
+)
 from models.evaluate import (
     evaluate_units,
     recall_at_fpr_curve,
@@ -54,9 +62,6 @@ class TaskSpec:
     target_fpr: float
     booster: BoosterSettings
     registered_name: str
-    #: thresholds are chosen on validation for ``target_fpr * fpr_scale`` (see
-    #: :func:`window_fpr_scale`); 1.0 for calls, which are scored once each
-    fpr_scale: float = 1.0
 
     def label(self, features: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
         if self.task == SPAM_SIM:
@@ -69,27 +74,6 @@ class TaskSpec:
         return SpoofRules(features)
 
 
-def window_fpr_scale(settings: ModelSettings, features: FeatureSettings) -> float:
-    """How much stricter than the target the validation threshold must be for per-SIM FPR.
-
-    A SIM is flagged when any of its windows scores above the threshold, so its chance of a false
-    flag grows with the number of windows it is scored in. After purging, a SIM has
-    ``V = (validation_days * 24 h - window) / slide + 1`` windows in validation but
-    ``T = test_days * 24 h / slide`` in the test period (and in a deployed day). By the union
-    bound, a threshold chosen for ``target * V / T`` on validation keeps the per-SIM FPR over
-    ``T`` windows at or below the target. Fixed by the split geometry, never fitted to test data.
-
-    >>> window_fpr_scale(ModelSettings(), FeatureSettings())  # 1 validation window, 4 per test day
-    0.25
-    """
-    if not settings.sim_fpr_window_correction:
-        return 1.0
-    day = 86400
-    v = max(1, (settings.split.validation_days * day - features.window_s) // features.slide_s + 1)
-    t = max(1, settings.split.test_days * day // features.slide_s)
-    return min(1.0, v / t)
-
-
 def task_spec(task: str, settings: ModelSettings, features: FeatureSettings) -> TaskSpec:
     if task == SPAM_SIM:
         return TaskSpec(
@@ -99,7 +83,6 @@ def task_spec(task: str, settings: ModelSettings, features: FeatureSettings) -> 
             target_fpr=settings.target_fpr_sim,
             booster=settings.spam_sim,
             registered_name=settings.spam_sim_name,
-            fpr_scale=window_fpr_scale(settings, features),
         )
     if task == SPOOF_CALL:
         return TaskSpec(
@@ -126,16 +109,23 @@ def boundaries_for(sim_rows: pd.DataFrame, settings: ModelSettings) -> Boundarie
     )
 
 
-def _units(spec: TaskSpec, split: pd.DataFrame, scorer: Scorer) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _units(
+    spec: TaskSpec, split: pd.DataFrame, scorer: Scorer, *, allowlist: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Row scores and per-unit scores. Rows marked ``allowlisted`` score 0: the policy never
+    acts on them, so they count as not flagged, exactly as in the streaming job."""
     scored = scorer.score(split)
+    if allowlist and ALLOWLISTED in split.columns:
+        scored = scored.copy()
+        scored[SCORE] = np.where(split[ALLOWLISTED].to_numpy(dtype=bool), 0.0, scored[SCORE].to_numpy())
     return scored, unit_scores(split, scored, negative_class=spec.classes[0])
 
 
 def tune_threshold(spec: TaskSpec, scorer: Scorer, validation: pd.DataFrame) -> float:
-    """The threshold for ``spec.target_fpr`` (times ``fpr_scale``) over validation's negative units."""
+    """The threshold for ``spec.target_fpr`` over validation's negative units (SIMs or calls)."""
     _, units = _units(spec, validation, scorer)
     negatives = units.loc[units["role"] == "negative", SCORE].to_numpy()
-    return threshold_at_fpr(negatives, spec.target_fpr * spec.fpr_scale)
+    return threshold_at_fpr(negatives, spec.target_fpr)
 
 
 def validation_key(spec: TaskSpec, model: Scorer, validation: pd.DataFrame) -> tuple[float, float]:
@@ -148,7 +138,7 @@ def validation_key(spec: TaskSpec, model: Scorer, validation: pd.DataFrame) -> t
     from sklearn.metrics import average_precision_score
 
     pr_auc = float(average_precision_score(y, s)) if 0 < y.sum() < len(y) else 0.0
-    recall = recall_at_fpr_curve(y, s, spec.target_fpr * spec.fpr_scale)
+    recall = recall_at_fpr_curve(y, s, spec.target_fpr)
     return (0.0 if np.isnan(recall) else recall, pr_auc)
 
 
@@ -204,6 +194,13 @@ def evaluate_model(
             units, threshold=model.threshold, target_fpr=spec.target_fpr, classes=spec.classes, ks=ks
         )
     test_rows, model_units = _units(spec, split.test, model)
+    _, raw_units = _units(spec, split.test, model, allowlist=False)
+    without_allowlist = evaluate_units(
+        raw_units, threshold=model.threshold, target_fpr=spec.target_fpr, classes=spec.classes, ks=ks
+    )
+    allowlisted_units = 0
+    if ALLOWLISTED in split.test.columns:
+        allowlisted_units = int(split.test.loc[split.test[ALLOWLISTED].astype(bool), UNIT].nunique())
 
     baseline = spec.baseline(settings, features)
     if getattr(baseline, "tunable", False):
@@ -222,7 +219,6 @@ def evaluate_model(
         "model": spec.task,
         "registered_name": spec.registered_name,
         "target_fpr": spec.target_fpr,
-        "threshold_fpr": spec.target_fpr * spec.fpr_scale,
         "split": {
             **boundaries.as_dict(),
             "train_rows": len(split.train),
@@ -232,6 +228,15 @@ def evaluate_model(
         },
         "validation": metrics["validation"],
         "test": test,
+        # the same model and threshold with the policy's allowlist switched off: what the model
+        # alone would flag among registered businesses and short codes
+        "test_without_allowlist": {
+            "allowlisted_units": allowlisted_units,
+            "recall_at_fpr": without_allowlist["recall_at_fpr"],
+            "fpr": without_allowlist["fpr"],
+            "precision": without_allowlist["precision"],
+            "fpr_by_population": without_allowlist["fpr_by_population"],
+        },
         "calibration": row_calibration(split.test, test_rows, bins=settings.calibration_bins),
         "baseline": {"threshold": baseline.threshold, "tuned": bool(getattr(baseline, "tunable", False)),
                      "test": base_test},
@@ -270,6 +275,9 @@ def summary_line(report: dict[str, Any], *, version: int | str | None) -> dict[s
         "n_positive": test["n_positive"],
         "n_negative": test["n_negative"],
         "brier": report["calibration"]["brier"],
+        "allowlisted_units": report["test_without_allowlist"]["allowlisted_units"],
+        "fpr_without_allowlist": report["test_without_allowlist"]["fpr"],
+        "recall_without_allowlist": report["test_without_allowlist"]["recall_at_fpr"],
         "baseline_recall_at_fpr": base["recall_at_fpr"],
         "baseline_fpr": base["fpr"],
         "baseline_recall_at_fpr_curve": base["recall_at_fpr_curve"],

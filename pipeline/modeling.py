@@ -21,7 +21,7 @@ import pandas as pd
 from features.errors import SchemaError
 from features.numbering import DEFAULT_PLAN_PATH
 from features.sim import ENTITY, WINDOW_END, WINDOW_START
-from models.dataset import CALL_LABELS_FILE, SIM_LABELS_FILE, read_labels
+from models.dataset import ALLOWLISTED, CALL_LABELS_FILE, SIM_LABELS_FILE, UNIT, read_labels
 from models.errors import ModelError
 from models.evaluate import flatten
 from models.reasons import reason_text
@@ -103,12 +103,36 @@ def read_feature_tables(tables: FeatureTables) -> tuple[pd.DataFrame, pd.DataFra
     """Both tables in pandas, sorted by key so that row order never depends on Spark."""
     sim = pd.read_parquet(tables.sim)
     calls = pd.read_parquet(tables.calls)
-    sim = sim.sort_values([ENTITY, WINDOW_START], kind="stable").reset_index(drop=True)
+    sim = sim.sort_values([ENTITY, WINDOW_START, WINDOW_END], kind="stable").reset_index(drop=True)
     calls = calls.sort_values("record_id", kind="stable").reset_index(drop=True)
     return sim, calls
 
 
 # -- data for both tasks -------------------------------------------------------------------------
+
+
+def registered_businesses_file(settings: Settings, labels: Path) -> Path | None:
+    """The registered-business list the policy uses (``blocklist.registered_businesses``), or,
+    when none is configured, the one beside the labels (``simguard simulate`` writes it)."""
+    configured = settings.blocklist.registered_businesses
+    if configured is not None:
+        return Path(configured)
+    beside = Path(labels) / "registered_businesses.parquet"
+    return beside if beside.exists() else None
+
+
+def allowlisted_numbers(settings: Settings, labels: Path, numbers) -> set[str]:
+    """Which of ``numbers`` the streaming policy would never block: emergency and short codes
+    from the numbering plan and registered business numbers (the policy's own function)."""
+    from features.numbering import load_numbering_plan
+    from streaming.blocklist.store import read_numbers
+    from streaming.policy import allowlist_reason
+
+    path = registered_businesses_file(settings, labels)
+    sources = dict.fromkeys(read_numbers(path), "registered_business") if path is not None else {}
+    plan = load_numbering_plan()
+    return {n for n in numbers if allowlist_reason(str(n), plan=plan, sources=sources) is not None}
+
 
 
 @dataclass(frozen=True)
@@ -142,8 +166,9 @@ def prepare(
         [sim, calls], [Path(labels) / SIM_LABELS_FILE, Path(labels) / CALL_LABELS_FILE]
     )
     specs = {t: task_spec(t, settings.models, settings.features) for t in TASKS}
+    allowed = allowlisted_numbers(settings, labels, sim[ENTITY].unique())
     labelled = {
-        SPAM_SIM: specs[SPAM_SIM].label(sim, sim_labels),
+        SPAM_SIM: specs[SPAM_SIM].label(sim, sim_labels).assign(**{ALLOWLISTED: lambda f: f[UNIT].isin(allowed)}),
         SPOOF_CALL: specs[SPOOF_CALL].label(calls, call_labels),
     }
     boundaries = boundaries_for(labelled[SPAM_SIM], settings.models)
@@ -242,6 +267,7 @@ def train(
         metrics = {
             **flatten(report["validation"], "validation."),
             **flatten(report["test"], "test."),
+            **flatten(report["test_without_allowlist"], "test_without_allowlist."),
             **flatten(report["baseline"], "baseline."),
             **flatten(report["comparison"], "comparison."),
             "test.brier": report["calibration"]["brier"],

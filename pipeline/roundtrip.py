@@ -30,7 +30,7 @@ class RoundTrip:
 
 def sample_records(n: int, *, start: dt.datetime | None = None) -> list[dict[str, Any]]:
     """``n`` well-formed canonical CDRs (a subscriber calling sequential numbers)."""
-    start = start or dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+    start = start or dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     return [
         {
             "record_id": f"roundtrip-{i:08d}",
@@ -93,7 +93,7 @@ def kafka_round_trip(spark: SparkSession, kafka: KafkaSettings, *, records: int 
             for r in rows
             if r["record_id"] in got
             and got[r["record_id"]].b_number == r["b_number"]
-            and got[r["record_id"]].start_time.replace(tzinfo=dt.timezone.utc) == r["start_time"]
+            and got[r["record_id"]].start_time.replace(tzinfo=dt.UTC) == r["start_time"]
         )
     finally:
         admin.delete_topics([topic])

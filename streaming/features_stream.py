@@ -21,12 +21,12 @@ from features.numbering import NumberingPlan
 from features.settings import FeatureSettings
 from features.sim import (
     ENTITY,
-    WINDOW_START,
+    SLIDE,
     assemble_sim_features,
     cell_bucket_aggregates,
-    imei_window_aggregates,
+    imei_bucket_aggregates,
+    sim_bucket_aggregates,
     sim_events,
-    sim_window_aggregates,
 )
 
 if TYPE_CHECKING:
@@ -35,9 +35,9 @@ if TYPE_CHECKING:
 
 #: aggregate name -> key columns of its rows
 AGGREGATE_KEYS: dict[str, tuple[str, ...]] = {
-    "sim": (ENTITY, WINDOW_START),
+    "sim": (ENTITY, SLIDE),
     "cell": ("cell_id", "bucket"),
-    "imei": ("a_imei", WINDOW_START),
+    "imei": ("a_imei", SLIDE),
     "cli": ("a_number", "bucket_start"),
 }
 
@@ -62,9 +62,9 @@ def aggregate_streams(
     watermarked = cdrs.withWatermark("start_time", f"{settings.watermark_delay_s} seconds")
     events = sim_events(watermarked, plan=plan)
     return {
-        "sim": sim_window_aggregates(events, settings=settings),
+        "sim": sim_bucket_aggregates(events, settings=settings),
         "cell": cell_bucket_aggregates(events, settings=settings),
-        "imei": imei_window_aggregates(events, settings=settings),
+        "imei": imei_bucket_aggregates(events, settings=settings),
         "cli": cli_bucket_aggregates(watermarked, settings=settings),
     }
 

@@ -90,7 +90,7 @@ def test_streaming_and_batch_features_are_identical(spark, kafka_bootstrap, new_
 
     static = spark_frame(spark, records)
     stream_sim, stream_calls = assemble_from_state(spark, tmp_path / "state", cdrs=static, settings=SETTINGS)
-    keys = ["entity", "window_start"]
+    keys = ["entity", "window_start", "window_end"]
     got = canonical(stream_sim.toPandas(), keys)
     want = canonical(build_sim_features(static, settings=SETTINGS).toPandas(), keys)
     assert len(want) > 50 and {"+84970000001", "+88216000001", "+84980000003"} <= set(want["entity"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pandas as pd
 import pytest
 from factories import T0, cdr, spark_frame
 
@@ -21,8 +22,10 @@ FRIEND = "+84912000001"
 
 def rows_by_entity(spark, records):
     frame = build_sim_features(spark_frame(spark, records), settings=SETTINGS).toPandas()
-    # the window that starts at T0 holds everything these tests send (all within 24 h of T0)
-    return {r["entity"]: r for r in frame[frame["window_start"] == T0.replace(tzinfo=None)].to_dict("records")}
+    # the window that starts at T0 holds everything these tests send (all within 24 h of T0); of
+    # its rows (as seen at the end of each bucket the SIM was active in) the last one has it all
+    frame = frame[frame["window_start"] == T0.replace(tzinfo=None)].sort_values("window_end")
+    return {r["entity"]: r for r in frame.to_dict("records")}
 
 
 def test_names_are_generated_from_parameters() -> None:
@@ -144,3 +147,58 @@ def test_call_features_for_spoofing(spark) -> None:
     assert enterprise["ingress_interconnect"] == 1 and enterprise["domestic_cli_on_international"] == 0
     assert enterprise["cli_home_operator_is_reporter"] == 1
     assert list(frame.columns)[-len(call_feature_names(SETTINGS)):] == call_feature_names(SETTINGS)
+
+
+def test_owner_whereabouts_tell_a_spoofed_victim_from_a_roamer_with_a_stale_hlr(spark) -> None:
+    """Both gateway calls present a domestic CLI and the HLR says "not roaming" for both; the
+    owners' own records of the previous hours tell them apart."""
+    gateway = {"in_trunk_type": "international_gateway", "in_trunk_id": "IGW-1", "a_imsi": None, "a_imei": None,
+               "cell_id": None, "lac": None, "operator": "vinaphone", "a_roaming": False}
+    at = T0 + dt.timedelta(hours=20)
+    victim, roamer = PERSON, FRIEND
+    records = [
+        # the victim used their SIM at home 3 h and 1 h before (a call and an SMS)
+        cdr(1, a_number=victim, start_time=at - dt.timedelta(hours=3)),
+        cdr(2, a_number=victim, start_time=at - dt.timedelta(hours=1), event_type="sms"),
+        # the roamer was at home 30 h before (outside the 24 h look-back), then abroad 2 h before
+        cdr(3, a_number=roamer, start_time=at - dt.timedelta(hours=30)),
+        cdr(4, a_number=roamer, start_time=at - dt.timedelta(hours=2), a_roaming=True, cell_id="45201-9-9"),
+        cdr(5, a_number=victim, start_time=at, **gateway),
+        cdr(6, a_number=roamer, start_time=at, **gateway),
+        # the victim's own call after the spoofed one is not used for it
+        cdr(7, a_number=victim, start_time=at + dt.timedelta(hours=2)),
+        # a CLI with no own records at all
+        cdr(8, a_number="+84961000099", start_time=at, **gateway),
+    ]
+    frame = build_call_features(spark_frame(spark, records), settings=SETTINGS).toPandas().set_index("record_id")
+    spoofed, roaming, unknown = frame.loc["r000005"], frame.loc["r000006"], frame.loc["r000008"]
+    assert (spoofed["owner_home_records_24h"], spoofed["owner_roaming_records_24h"]) == (2, 0)
+    assert spoofed["owner_last_seen_roaming"] == 0
+    assert (roaming["owner_home_records_24h"], roaming["owner_roaming_records_24h"]) == (0, 1)
+    assert roaming["owner_last_seen_roaming"] == 1
+    assert (unknown["owner_home_records_24h"], unknown["owner_roaming_records_24h"]) == (0, 0)
+    assert pd.isna(unknown["owner_last_seen_roaming"])
+
+
+def test_partial_windows_are_rows_as_the_stream_sees_them(spark) -> None:
+    """A SIM active at 02:00 and 14:00 gets, for the window starting at 00:00, a row as seen at
+    06:00 (the first call only) and one as seen at 18:00 (both); windows starting earlier too."""
+    records = [
+        cdr(1, a_number=ROBO, b_number=FRIEND, start_time=T0 + dt.timedelta(hours=2), duration_s=5.0),
+        cdr(2, a_number=ROBO, b_number=PERSON, start_time=T0 + dt.timedelta(hours=14), duration_s=50.0),
+    ]
+    frame = build_sim_features(spark_frame(spark, records), settings=SETTINGS).toPandas()
+    robo = frame[frame["entity"] == ROBO].set_index(["window_start", "window_end"]).sort_index()
+    t0 = pd.Timestamp(T0.replace(tzinfo=None))
+    h = pd.Timedelta(hours=1)
+    early = robo.loc[(t0, t0 + 6 * h)]
+    late = robo.loc[(t0, t0 + 18 * h)]
+    assert (early["calls_out_24h"], early["hours_seen_24h"], early["duration_max_24h"]) == (1, 6.0, 5.0)
+    assert (late["calls_out_24h"], late["hours_seen_24h"], late["duration_max_24h"]) == (2, 18.0, 50.0)
+    # rows end only at buckets the SIM was active in: (00:00, 12:00) would repeat (00:00, 06:00)
+    assert (t0, t0 + 12 * h) not in robo.index
+    # the window that started 18 h before T0 sees the first call in its last bucket
+    assert robo.loc[(t0 - 18 * h, t0 + 6 * h), "calls_out_24h"] == 1
+    # and the window starting at 12:00 sees only the second
+    assert robo.loc[(t0 + 12 * h, t0 + 18 * h), "calls_out_24h"] == 1
+    assert len(robo) == 8  # 4 window starts for each of the 2 active buckets

@@ -269,6 +269,12 @@ def _utc(value: Any) -> dt.datetime:
     return ts.to_pydatetime()
 
 
+def _missing(value: Any) -> bool:
+    import pandas as pd
+
+    return value is None or bool(pd.isna(value))
+
+
 def _text(value: Any) -> str | None:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
@@ -341,7 +347,9 @@ def decide_sims(
 
     Only rows above their fraud type's ``review_above`` (or its block threshold, if lower) give
     a decision: ``block``, ``review``, or ``allow`` when an allowlist wins. ``batch_key`` (e.g.
-    ``f"{query_id}:{batch_id}"``) makes the idempotency keys ``{batch_key}:{scope}|{number}@{window_end}``.
+    ``f"{query_id}:{batch_id}"``) makes the idempotency keys ``{batch_key}:{scope}|{number}@{window_end}``,
+    or ``...@{window_start}/{window_end}`` when the rows have a ``window_start`` (a SIM may have
+    several windows ending together, 6 h to 24 h long: each is its own detection).
     Where ``block_above`` is null the rows need a ``model_threshold`` column.
     """
     import numpy as np
@@ -355,6 +363,7 @@ def decide_sims(
     block = _block_thresholds(scored, scored["fraud_type"], policy)
     # NaN compares False: a row without a score never blocks
     candidates = np.flatnonzero(score > np.minimum(review, block))
+    has_start = "window_start" in scored.columns
     out: list[Decision] = []
     for i in candidates:
         row = scored.iloc[int(i)]
@@ -378,6 +387,9 @@ def decide_sims(
             # a SIM-wide rule on a malformed number would match nothing on the operators' side
             action, why = "allow", f"not an E.164 number ({why})"
         observed = _utc(row["window_end"])
+        window = observed.isoformat()
+        if has_start and not _missing(row["window_start"]):
+            window = f"{_utc(row['window_start']).isoformat()}/{window}"
         out.append(
             Decision(
                 action=action,
@@ -390,7 +402,7 @@ def decide_sims(
                 model_version=_text(row["model_version"]),
                 reported_by=_text(row["operator"]),
                 observed_at=observed,
-                idempotency_key=idempotency_key(f"{batch_key}:{SCOPE_ALL}|{number}@{observed.isoformat()}"),
+                idempotency_key=idempotency_key(f"{batch_key}:{SCOPE_ALL}|{number}@{window}"),
                 ttl_hours=policy.for_type(ftype).ttl_hours,
                 why=why,
             )

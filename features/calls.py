@@ -14,7 +14,10 @@ Two steps, both usable on a streaming DataFrame:
 :func:`cli_bucket_aggregates` counts the calls presenting each CLI per bucket
 (``concurrency_window_s``) and the owner's own-SIM records (at home, roaming) in it, and
 :func:`assemble_call_features` joins them to the scored calls: the call's own bucket for
-concurrency, the buckets of the ``owner_lookback_s`` before the call for the owner's whereabouts.
+concurrency, the buckets of the ``owner_lookback_s`` before the call for the owner's whereabouts;
+and :func:`trunk_bucket_aggregates` counts, per ingress trunk group and hour, the calls that
+present a domestic CLI from abroad while the HLR says its owner is at home, and the calls with
+invalid, unallocated or Do-Not-Originate CLIs: a spoofing campaign's burst on its route.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ CLI_KIND_CODES: dict[str, int] = {kind: i for i, kind in enumerate(NUMBER_KINDS)
 def call_feature_names(settings: FeatureSettings) -> list[str]:
     c = duration_label(settings.concurrency_window_s)
     o = duration_label(settings.owner_lookback_s)
+    t = duration_label(settings.trunk_bucket_s)
     return [
         "cli_kind_code",
         "cli_invalid_or_unallocated",
@@ -59,6 +63,10 @@ def call_feature_names(settings: FeatureSettings) -> list[str]:
         f"owner_home_records_{o}",
         f"owner_roaming_records_{o}",
         "owner_last_seen_roaming",
+        "callee_known_to_owner",
+        f"trunk_calls_{t}",
+        f"trunk_domestic_not_roaming_{t}",
+        f"trunk_bad_cli_share_{t}",
         "answered",
         "duration_s",
     ]
@@ -88,6 +96,7 @@ def cli_bucket_aggregates(cdrs: DataFrame, *, settings: FeatureSettings) -> Data
         count_if(voice & own).alias("cli_subscriber_calls"),
         count_if(own & ~roaming).alias("owner_home"),
         count_if(own & roaming).alias("owner_roaming"),
+        F.collect_set(F.when(own, F.col("b_number"))).alias("owner_callees"),
     ).select(
         "a_number",
         F.col("b.start").alias("bucket_start"),
@@ -96,12 +105,15 @@ def cli_bucket_aggregates(cdrs: DataFrame, *, settings: FeatureSettings) -> Data
         "cli_subscriber_calls",
         "owner_home",
         "owner_roaming",
+        "owner_callees",
     )
 
 
 def owner_whereabouts(calls: DataFrame, cli_aggs: DataFrame, *, settings: FeatureSettings) -> DataFrame:
     """Per call (``record_id``): the CLI owner's own-SIM records at home and roaming in the
-    ``owner_lookback_s`` up to the call's bucket, and whether the latest of them was roaming."""
+    ``owner_lookback_s`` up to the call's bucket, whether the latest of them was roaming, and
+    whether the owner called this call's callee from their own SIM in that time (someone calling
+    home from abroad calls family and friends; a spoofer calls strangers)."""
     from pyspark.sql import functions as F
 
     owner = cli_aggs.where((F.col("owner_home") + F.col("owner_roaming")) > 0).select(
@@ -109,9 +121,10 @@ def owner_whereabouts(calls: DataFrame, cli_aggs: DataFrame, *, settings: Featur
         F.col("bucket_start").alias("_ob"),
         "owner_home",
         "owner_roaming",
+        "owner_callees",
     )
     lookback = F.expr(f"INTERVAL {settings.owner_lookback_s} SECONDS")
-    joined = calls.select("record_id", "a_number", "bucket_start").join(
+    joined = calls.select("record_id", "a_number", "b_number", "bucket_start").join(
         owner,
         (F.col("a_number") == F.col("_owner"))
         & (F.col("_ob") <= F.col("bucket_start"))
@@ -121,7 +134,40 @@ def owner_whereabouts(calls: DataFrame, cli_aggs: DataFrame, *, settings: Featur
         F.sum("owner_home").alias("_owner_home"),
         F.sum("owner_roaming").alias("_owner_roaming"),
         F.max_by(F.col("owner_roaming") > F.col("owner_home"), F.col("_ob")).alias("_owner_last_roaming"),
+        F.max(F.array_contains("owner_callees", F.col("b_number")).cast("int")).alias("_callee_known"),
     )
+
+
+def _suspect_and_bad(kind, plan: NumberingPlan):
+    """(domestic CLI on an international gateway while the HLR says the owner is not roaming,
+    invalid / unallocated / Do-Not-Originate CLI) for trunk calls with CLI class ``kind``."""
+    from pyspark.sql import functions as F
+
+    intl = F.col("in_trunk_type") == "international_gateway"
+    not_roaming = ~F.coalesce(F.col("a_roaming"), F.lit(False))
+    suspect = kind.isin(*sorted(DOMESTIC_KINDS)) & intl & not_roaming
+    bad = kind.isin("invalid", "unallocated") | dno_column("a_number", plan)
+    return suspect, bad
+
+
+def trunk_bucket_aggregates(
+    cdrs: DataFrame, *, settings: FeatureSettings, plan: NumberingPlan | None = None
+) -> DataFrame:
+    """Per (ingress trunk group, bucket): trunk calls, those presenting a domestic CLI from
+    abroad whose owner the HLR says is at home, and those with an invalid, unallocated or
+    Do-Not-Originate CLI. A route carrying a spoofing campaign shows bursts of both."""
+    from pyspark.sql import functions as F
+
+    plan = plan or load_numbering_plan()
+    calls = trunk_calls(cdrs).withColumn("_kind", cli_class_column("a_number", plan))
+    suspect, bad = _suspect_and_bad(F.col("_kind"), plan)
+    return calls.groupBy(
+        F.col("in_trunk_id"), F.window("start_time", f"{settings.trunk_bucket_s} seconds").alias("b")
+    ).agg(
+        F.count(F.lit(1)).alias("trunk_calls"),
+        F.sum(F.when(suspect, 1).otherwise(0)).cast("long").alias("trunk_suspect"),
+        F.sum(F.when(bad, 1).otherwise(0)).cast("long").alias("trunk_bad"),
+    ).select("in_trunk_id", F.col("b.start").alias("trunk_bucket"), "trunk_calls", "trunk_suspect", "trunk_bad")
 
 
 def trunk_calls(cdrs: DataFrame) -> DataFrame:
@@ -134,6 +180,7 @@ def trunk_calls(cdrs: DataFrame) -> DataFrame:
 def assemble_call_features(
     calls: DataFrame,
     cli_aggs: DataFrame,
+    trunk_aggs: DataFrame,
     *,
     settings: FeatureSettings,
     plan: NumberingPlan | None = None,
@@ -144,6 +191,7 @@ def assemble_call_features(
     plan = plan or load_numbering_plan()
     c = duration_label(settings.concurrency_window_s)
     o = duration_label(settings.owner_lookback_s)
+    t = duration_label(settings.trunk_bucket_s)
     # classify once into columns: the classifier is a long CASE expression, and repeating it
     # inside one projection overflows the JVM's generated-code limit
     enriched = (
@@ -151,6 +199,7 @@ def assemble_call_features(
         .withColumn("bucket_start", _bucket(settings).start)
         .withColumn("_kind", cli_class_column("a_number", plan))
         .withColumn("_home", home_operator_column("a_number", plan))
+        .withColumn("trunk_bucket", F.window("start_time", f"{settings.trunk_bucket_s} seconds").start)
     )
     kind = F.col("_kind")
     kind_code = F.lit(None).cast("int")
@@ -162,9 +211,16 @@ def assemble_call_features(
         "a_number", "bucket_start", "cli_calls", "cli_operators", "cli_subscriber_calls"
     )
     whereabouts = owner_whereabouts(enriched, cli_aggs, settings=settings)
-    joined = enriched.join(concurrency, ["a_number", "bucket_start"], "left").join(
-        whereabouts, ["record_id"], "left"
+    joined = (
+        enriched.join(concurrency, ["a_number", "bucket_start"], "left")
+        .join(whereabouts, ["record_id"], "left")
+        .join(trunk_aggs, ["in_trunk_id", "trunk_bucket"], "left")
     )
+    # the call itself is counted in its trunk's bucket: "other" calls exclude it
+    suspect, bad = _suspect_and_bad(kind, plan)
+    trunk_others = F.greatest(F.coalesce(F.col("trunk_calls"), F.lit(1)) - 1, F.lit(0))
+    trunk_suspect = F.greatest(F.coalesce(F.col("trunk_suspect"), F.lit(0)) - suspect.cast("long"), F.lit(0))
+    trunk_bad = F.greatest(F.coalesce(F.col("trunk_bad"), F.lit(0)) - bad.cast("long"), F.lit(0))
     # the call itself is in its bucket: "other" calls exclude it
     others = F.coalesce(F.col("cli_calls"), F.lit(1)) - 1
     return joined.select(
@@ -186,6 +242,10 @@ def assemble_call_features(
         F.coalesce(F.col("_owner_home"), F.lit(0)).alias(f"owner_home_records_{o}"),
         F.coalesce(F.col("_owner_roaming"), F.lit(0)).alias(f"owner_roaming_records_{o}"),
         F.col("_owner_last_roaming").cast("int").alias("owner_last_seen_roaming"),
+        F.coalesce(F.col("_callee_known"), F.lit(0)).alias("callee_known_to_owner"),
+        trunk_others.alias(f"trunk_calls_{t}"),
+        trunk_suspect.alias(f"trunk_domestic_not_roaming_{t}"),
+        F.when(trunk_others > 0, trunk_bad / trunk_others).alias(f"trunk_bad_cli_share_{t}"),
         (F.col("release_cause") == "answered").cast("int").alias("answered"),
         F.col("duration_s"),
     )
@@ -196,5 +256,9 @@ def build_call_features(
 ) -> DataFrame:
     """Batch path: canonical CDRs in, one feature row per trunk voice call out."""
     return assemble_call_features(
-        cdrs, cli_bucket_aggregates(cdrs, settings=settings), settings=settings, plan=plan
+        cdrs,
+        cli_bucket_aggregates(cdrs, settings=settings),
+        trunk_bucket_aggregates(cdrs, settings=settings, plan=plan),
+        settings=settings,
+        plan=plan,
     )

@@ -40,6 +40,9 @@ class FeatureSettings(BaseModel):
     #: per call: what the CLI's owner did from their own SIM in this long before the call (a
     #: victim of spoofing is at home on a domestic cell; a roamer calling home is abroad)
     owner_lookback_s: int = Field(86400, gt=0)
+    #: per call: what else arrived on the same ingress trunk group in this bucket (a spoofing
+    #: campaign sends bursts of other people's numbers over one route)
+    trunk_bucket_s: int = Field(3600, gt=0)
     #: streaming: how late a CDR may arrive and still count in its window
     watermark_delay_s: int = Field(1800, ge=0)
 

@@ -84,6 +84,8 @@ def sentence_templates(settings: FeatureSettings) -> dict[str, Template]:
     w, b = settings.window, settings.burst
     c = duration_label(settings.cohort_bucket_s)
     cc = duration_label(settings.concurrency_window_s)
+    o = duration_label(settings.owner_lookback_s)
+    t = duration_label(settings.trunk_bucket_s)
     short = f"{settings.short_call_s:g}"
     night = f"{settings.night_start_hour:02d}:00-{settings.night_end_hour:02d}:00 local time"
 
@@ -163,6 +165,7 @@ def sentence_templates(settings: FeatureSettings) -> dict[str, Template]:
         f"cancelled_share_{w}": _share(
             "{p} of its calls were cancelled before answer (one ring)", none="made no calls"
         ),
+        f"hours_seen_{w}": _count(f"this {w} window had run for {{n}} h"),
         "cli_international_premium": _flag(
             "calls from an international premium-rate number", "does not call from a premium-rate range"
         ),
@@ -192,6 +195,29 @@ def sentence_templates(settings: FeatureSettings) -> dict[str, Template]:
         f"same_cli_operators_{cc}": _count(f"the same number appeared at {{n}} operators within {cc}"),
         f"same_cli_subscriber_calls_{cc}": _count(
             f"the number's owner made {{n}} calls from their own SIM within the same {cc}"
+        ),
+        f"owner_home_records_{o}": _count(
+            f"the number's owner used their own SIM at home {{n}} times in the previous {o}"
+        ),
+        f"owner_roaming_records_{o}": _count(
+            f"the number's owner used their own SIM abroad {{n}} times in the previous {o}"
+        ),
+        "owner_last_seen_roaming": _flag(
+            "the number's owner was last seen abroad", "the number's owner was last seen at home (or not at all)"
+        ),
+        "callee_known_to_owner": _flag(
+            "the number's owner had called this callee from their own SIM",
+            "the number's owner had not called this callee from their own SIM",
+        ),
+        f"trunk_calls_{t}": _count(f"{{n}} other calls arrived on the same trunk group within the {t}"),
+        f"trunk_domestic_not_roaming_{t}": _count(
+            f"{{n}} other calls on the same trunk group within the {t} presented domestic numbers "
+            "whose owners were not roaming"
+        ),
+        f"trunk_bad_cli_share_{t}": _share(
+            f"{{p}} of the other calls on the same trunk group within the {t} presented invalid, unallocated "
+            "or Do-Not-Originate numbers",
+            none=f"no other calls arrived on the same trunk group within the {t}",
         ),
         "answered": _flag("was answered", "was not answered"),
         "duration_s": _seconds("lasted {s} s", none="lasted 0 s"),

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from features.calls import assemble_call_features, cli_bucket_aggregates
+from features.calls import assemble_call_features, cli_bucket_aggregates, trunk_bucket_aggregates
 from features.numbering import NumberingPlan
 from features.settings import FeatureSettings
 from features.sim import (
@@ -39,6 +39,7 @@ AGGREGATE_KEYS: dict[str, tuple[str, ...]] = {
     "cell": ("cell_id", "bucket"),
     "imei": ("a_imei", SLIDE),
     "cli": ("a_number", "bucket_start"),
+    "trunk": ("in_trunk_id", "trunk_bucket"),
 }
 
 
@@ -58,7 +59,7 @@ class Trigger:
 def aggregate_streams(
     cdrs: DataFrame, *, settings: FeatureSettings, plan: NumberingPlan | None = None
 ) -> dict[str, DataFrame]:
-    """The four streaming aggregates of a (watermarked) canonical CDR stream."""
+    """The streaming aggregates of a (watermarked) canonical CDR stream, by name."""
     watermarked = cdrs.withWatermark("start_time", f"{settings.watermark_delay_s} seconds")
     events = sim_events(watermarked, plan=plan)
     return {
@@ -66,6 +67,7 @@ def aggregate_streams(
         "cell": cell_bucket_aggregates(events, settings=settings),
         "imei": imei_bucket_aggregates(events, settings=settings),
         "cli": cli_bucket_aggregates(watermarked, settings=settings),
+        "trunk": trunk_bucket_aggregates(watermarked, settings=settings, plan=plan),
     }
 
 
@@ -129,5 +131,7 @@ def assemble_from_state(
     )
     calls = None
     if cdrs is not None:
-        calls = assemble_call_features(cdrs, latest(spark, state_dir, "cli"), settings=settings, plan=plan)
+        calls = assemble_call_features(
+            cdrs, latest(spark, state_dir, "cli"), latest(spark, state_dir, "trunk"), settings=settings, plan=plan
+        )
     return sim, calls

@@ -34,7 +34,7 @@ from features.calls import CALL_KEY_COLUMNS, assemble_call_features, trunk_calls
 from features.numbering import NumberingPlan
 from features.schema import FIELD_NAMES
 from features.settings import FeatureSettings
-from features.sim import ENTITY, KEY_COLUMNS, WINDOW_START, assemble_sim_features
+from features.sim import ENTITY, KEY_COLUMNS, SLIDE, WINDOW_START, assemble_sim_features
 from models.scoring import SCORE
 from streaming.features_stream import Trigger, aggregate_streams, latest
 from streaming.metrics import StreamMetrics
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("simguard.stream")
 
-CONTEXT_QUERIES = ("cell", "imei", "cli")
+CONTEXT_QUERIES = ("cell", "imei", "cli", "trunk")
 
 
 class DecisionSink(Protocol):
@@ -175,19 +175,25 @@ class StreamJob:
 
         started = time.monotonic()
         self._log_writer("sim")(batch, batch_id)
-        updated = self.spark.read.parquet(str(self.logs / "sim" / f"batch_id={batch_id}"))
+        # the buckets this batch updated, and every current bucket of those SIMs: a window row
+        # merges the SIM's buckets of the last 24 h up to the updated one
+        updated = self.spark.read.parquet(str(self.logs / "sim" / f"batch_id={batch_id}")).select(ENTITY, SLIDE)
+        history = self._latest_or_empty("sim").join(updated.select(ENTITY).distinct(), [ENTITY], "left_semi")
         features = assemble_sim_features(
-            updated,
+            history,
             self._latest_or_empty("cell"),
             self._latest_or_empty("imei"),
             settings=self.features,
             plan=self.plan,
+            ends=updated,
         )
-        if self.stream.latest_window_only:
-            newest = Window.partitionBy(ENTITY).orderBy(F.col(WINDOW_START).desc())
-            features = features.withColumn("_n", F.row_number().over(newest)).where("_n = 1").drop("_n")
         model = self.spam.refresh(self.spark)
         scored = self.spam.score(features, keep=list(features.columns))
+        if self.stream.latest_window_only:
+            # the SIM's windows up to the updated bucket (6 h to 24 h long): decide on the one
+            # that scores highest, one decision per SIM and bucket
+            top = Window.partitionBy(ENTITY).orderBy(F.col(SCORE).desc(), F.col(WINDOW_START).desc())
+            scored = scored.withColumn("_n", F.row_number().over(top)).where("_n = 1").drop("_n")
         low = self.sink.min_score("sim", model_threshold=model.threshold)
         candidates = scored.where(F.col(SCORE) > low).toPandas()
         counts = self._decide(candidates, kind="sim", query="sim", batch_id=batch_id, model=self.spam)
@@ -197,7 +203,13 @@ class StreamJob:
         from pyspark.sql import functions as F
 
         started = time.monotonic()
-        features = assemble_call_features(batch, self._latest_or_empty("cli"), settings=self.features, plan=self.plan)
+        features = assemble_call_features(
+            batch,
+            self._latest_or_empty("cli"),
+            self._latest_or_empty("trunk"),
+            settings=self.features,
+            plan=self.plan,
+        )
         model = self.spoof.refresh(self.spark)
         scored = self.spoof.score(features, keep=list(features.columns))
         low = self.sink.min_score("call", model_threshold=model.threshold)

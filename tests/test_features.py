@@ -158,13 +158,15 @@ def test_owner_whereabouts_tell_a_spoofed_victim_from_a_roamer_with_a_stale_hlr(
     victim, roamer = PERSON, FRIEND
     records = [
         # the victim used their SIM at home 3 h and 1 h before (a call and an SMS)
-        cdr(1, a_number=victim, start_time=at - dt.timedelta(hours=3)),
+        cdr(1, a_number=victim, start_time=at - dt.timedelta(hours=3), b_number=ROBO),
         cdr(2, a_number=victim, start_time=at - dt.timedelta(hours=1), event_type="sms"),
         # the roamer was at home 30 h before (outside the 24 h look-back), then abroad 2 h before
         cdr(3, a_number=roamer, start_time=at - dt.timedelta(hours=30)),
-        cdr(4, a_number=roamer, start_time=at - dt.timedelta(hours=2), a_roaming=True, cell_id="45201-9-9"),
-        cdr(5, a_number=victim, start_time=at, **gateway),
-        cdr(6, a_number=roamer, start_time=at, **gateway),
+        cdr(4, a_number=roamer, start_time=at - dt.timedelta(hours=2), a_roaming=True, cell_id="45201-9-9",
+            b_number="+84912555001"),
+        cdr(5, a_number=victim, start_time=at, b_number="+84912555001", **gateway),
+        # the roamer calls home to someone they called from their own SIM 2 h before
+        cdr(6, a_number=roamer, start_time=at, b_number="+84912555001", **gateway),
         # the victim's own call after the spoofed one is not used for it
         cdr(7, a_number=victim, start_time=at + dt.timedelta(hours=2)),
         # a CLI with no own records at all
@@ -176,6 +178,7 @@ def test_owner_whereabouts_tell_a_spoofed_victim_from_a_roamer_with_a_stale_hlr(
     assert spoofed["owner_last_seen_roaming"] == 0
     assert (roaming["owner_home_records_24h"], roaming["owner_roaming_records_24h"]) == (0, 1)
     assert roaming["owner_last_seen_roaming"] == 1
+    assert (roaming["callee_known_to_owner"], spoofed["callee_known_to_owner"]) == (1, 0)
     assert (unknown["owner_home_records_24h"], unknown["owner_roaming_records_24h"]) == (0, 0)
     assert pd.isna(unknown["owner_last_seen_roaming"])
 

@@ -92,6 +92,8 @@ def call_tables(seed: int = 0, *, days: int = 3, per_day: int = 1500) -> tuple[p
     domestic = spoofed | roamer | (~intl)
     names = call_feature_names(FEATURES)
     c = names[9].removeprefix("same_cli_calls_")
+    o = names[12].removeprefix("owner_home_records_")
+    t = names[16].removeprefix("trunk_calls_")
     features = pd.DataFrame(
         {
             "record_id": [f"r{i:07d}" for i in range(n)],
@@ -113,6 +115,15 @@ def call_tables(seed: int = 0, *, days: int = 3, per_day: int = 1500) -> tuple[p
             f"same_cli_calls_{c}": rng.poisson(0.1, n) + spoofed * rng.poisson(2, n),
             f"same_cli_operators_{c}": 1 + spoofed * rng.integers(0, 2, n),
             f"same_cli_subscriber_calls_{c}": rng.poisson(0.05, n),
+            # the owner's own records: at home for victims and most callers, abroad for roamers
+            f"owner_home_records_{o}": np.where(roamer, 0, rng.poisson(4, n)),
+            f"owner_roaming_records_{o}": np.where(roamer, rng.poisson(2, n), 0),
+            "owner_last_seen_roaming": roamer.astype(float),
+            "callee_known_to_owner": (roamer & (rng.random(n) < 0.7)).astype(int),
+            # a campaign's route carries bursts of domestic numbers whose owners are at home
+            f"trunk_calls_{t}": rng.poisson(60, n),
+            f"trunk_domestic_not_roaming_{t}": rng.poisson(0.5, n) + spoofed * rng.poisson(10, n),
+            f"trunk_bad_cli_share_{t}": rng.uniform(0, 0.02, n) + spoofed * rng.uniform(0, 0.3, n),
             "answered": rng.integers(0, 2, n),
             "duration_s": rng.exponential(60, n),
         }

@@ -29,6 +29,11 @@ class BoosterSettings(_Section):
     #: class weights are "balanced" (n / (k * n_class)) but no class gets more than this times
     #: the weight of the majority class: a few hundred fraud SIMs would otherwise dominate
     max_class_weight_ratio: float = Field(50.0, ge=1)
+    #: share of the first class's rows (normal SIM windows, legitimate calls) kept for fitting
+    #: and early stopping, the kept ones weighted up by its inverse; fraud rows are all kept.
+    #: A SIM's partial windows repeat much of its full one, so 1 in 4 normal rows loses little
+    #: and quarters the fit. Thresholds are still chosen on every validation row.
+    negative_sample_rate: float = Field(1.0, gt=0, le=1)
 
 
 class SplitSettings(_Section):
@@ -62,7 +67,7 @@ class ModelSettings(_Section):
     #: fixed so that training is reproducible (LightGBM results depend on the thread count)
     num_threads: int = Field(2, ge=1)
     split: SplitSettings = SplitSettings()
-    spam_sim: BoosterSettings = BoosterSettings()
+    spam_sim: BoosterSettings = BoosterSettings(negative_sample_rate=0.25)
     spoof_call: BoosterSettings = BoosterSettings(num_leaves=15, min_data_in_leaf=50)
     #: operating points: thresholds are chosen on validation for these false-positive rates
     target_fpr_sim: float = Field(0.001, gt=0, lt=1)

@@ -61,6 +61,23 @@ def class_weights(labels: np.ndarray, n_classes: int, *, max_ratio: float) -> np
     return np.minimum(weights, floor * max_ratio)
 
 
+def negative_sample(
+    labels: np.ndarray, class_weight: np.ndarray, rate: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows to keep (every row not of class 0, a ``rate`` share of class 0 drawn with ``rng``) and
+    their weights (class 0 weighted up by ``1 / rate``, so the loss is unbiased).
+
+    >>> keep, w = negative_sample(np.array([0, 0, 0, 0, 1]), np.array([1.0, 4.0]), 1.0,
+    ...                           np.random.default_rng(0))
+    >>> keep.tolist(), w.tolist()
+    ([True, True, True, True, True], [1.0, 1.0, 1.0, 1.0, 4.0])
+    """
+    draw = rng.random(len(labels))
+    keep = (labels != 0) | (draw < rate)
+    weights = class_weight[labels[keep]] * np.where(labels[keep] == 0, 1.0 / rate, 1.0)
+    return keep, weights
+
+
 def train_booster(
     train: pd.DataFrame,
     validation: pd.DataFrame,
@@ -82,13 +99,16 @@ def train_booster(
         raise ModelError(f"{task}: the training split has a single class; simulate more days or SIMs")
     weights = class_weights(y_train, k, max_ratio=settings.max_class_weight_ratio)
     names = list(feature_names)
+    rng = np.random.default_rng(seed)
+    keep_train, w_train = negative_sample(y_train, weights, settings.negative_sample_rate, rng)
+    keep_val, w_val = negative_sample(y_val, weights, settings.negative_sample_rate, rng)
     train_set = lgb.Dataset(
-        feature_matrix(train, feature_names), label=y_train, weight=weights[y_train], feature_name=names,
-        free_raw_data=True,
+        feature_matrix(train, feature_names)[keep_train], label=y_train[keep_train], weight=w_train,
+        feature_name=names, free_raw_data=True,
     )
     val_set = lgb.Dataset(
-        feature_matrix(validation, feature_names), label=y_val, weight=weights[y_val], feature_name=names,
-        reference=train_set, free_raw_data=True,
+        feature_matrix(validation, feature_names)[keep_val], label=y_val[keep_val], weight=w_val,
+        feature_name=names, reference=train_set, free_raw_data=True,
     )
     params = booster_params(k, settings, seed=seed, num_threads=num_threads)
     booster = lgb.train(

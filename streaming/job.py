@@ -314,25 +314,32 @@ class StreamJob:
 
     def summary(self) -> dict[str, Any]:
         """Totals over the batch records (each batch counted once, whatever was re-run)."""
-        out: dict[str, Any] = {
-            "records_in": 0,
-            "valid": 0,
-            "dead_lettered": 0,
-            "dead_letter_reasons": {},
-            "decisions": {},
-        }
-        folder = self.state_dir / "batches"
-        for path in sorted((folder / "validate").glob("*.json")) if folder.exists() else []:
-            rec = json.loads(path.read_text())
-            for k in ("records_in", "valid", "dead_lettered"):
-                out[k] += rec[k]
-            for k, v in rec["dead_letter_reasons"].items():
-                out["dead_letter_reasons"][k] = out["dead_letter_reasons"].get(k, 0) + v
-        for query in ("sim", "calls"):
-            for path in sorted((folder / query).glob("*.json")) if folder.exists() else []:
-                for k, v in json.loads(path.read_text())["decisions"].items():
-                    out["decisions"][k] = out["decisions"].get(k, 0) + v
-        return out
+        return summarize(self.state_dir)
 
 
-__all__ = ["CALL_KEY_COLUMNS", "KEY_COLUMNS", "DecisionSink", "StreamJob"]
+def summarize(state_dir: Path) -> dict[str, Any]:
+    """A stream's totals from the batch records under ``state_dir`` (each batch counted once,
+    whatever was re-run): records in, valid, dead-lettered by reason, decisions by action and
+    fraud type. Readable after the job stopped (``simguard report``)."""
+    out: dict[str, Any] = {
+        "records_in": 0,
+        "valid": 0,
+        "dead_lettered": 0,
+        "dead_letter_reasons": {},
+        "decisions": {},
+    }
+    folder = Path(state_dir) / "batches"
+    for path in sorted((folder / "validate").glob("*.json")) if folder.exists() else []:
+        rec = json.loads(path.read_text())
+        for k in ("records_in", "valid", "dead_lettered"):
+            out[k] += rec[k]
+        for k, v in rec["dead_letter_reasons"].items():
+            out["dead_letter_reasons"][k] = out["dead_letter_reasons"].get(k, 0) + v
+    for query in ("sim", "calls"):
+        for path in sorted((folder / query).glob("*.json")) if folder.exists() else []:
+            for k, v in json.loads(path.read_text())["decisions"].items():
+                out["decisions"][k] = out["decisions"].get(k, 0) + v
+    return out
+
+
+__all__ = ["CALL_KEY_COLUMNS", "KEY_COLUMNS", "DecisionSink", "StreamJob", "summarize"]

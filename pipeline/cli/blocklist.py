@@ -49,8 +49,12 @@ def migrate(ctx: typer.Context) -> None:
 @blocklist_app.command("export")
 def export(
     ctx: typer.Context,
-    operator: str = typer.Option(..., "--operator", help="Operator key (viettel, vinaphone, ...)."),
-    out: Path = typer.Option(..., "--out", help="CSV file to write."),
+    operator: str = typer.Option(
+        ..., "--operator", help="Operator key (viettel, vinaphone, ...), or 'all': one file per operator."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="CSV file to write; with --operator all, a folder (blocklist-<operator>.csv in it)."
+    ),
     at_version: Optional[int] = typer.Option(None, "--at-version", min=0, help="Default: the latest version."),
 ) -> None:
     """Write the blocks in force for OPERATOR as CSV; the version is in the file's first line."""
@@ -58,10 +62,17 @@ def export(
 
     store = _store(ctx)
     try:
-        version, rows = export_csv(store, operator=operator, out=out, plan=store.plan, at_version=at_version)
+        if operator == "all":
+            # one snapshot version for every file, even if the stream writes meanwhile
+            version = store.head_version() if at_version is None else at_version
+            targets = [(op, out / f"blocklist-{op}.csv") for op in store.plan.operators]
+        else:
+            version, targets = at_version, [(operator, out)]
+        for op, path in targets:
+            written, rows = export_csv(store, operator=op, out=path, plan=store.plan, at_version=version)
+            typer.echo(f"{path}: {rows} blocks in force at version {written} for {op}")
     finally:
         store.close()
-    typer.echo(f"{out}: {rows} blocks in force at version {version} for {operator}")
 
 
 @blocklist_app.command("show")

@@ -44,6 +44,43 @@ def status(ctx: typer.Context) -> None:
         raise typer.Exit(1)
 
 
+@kafka_app.command("delete-topics")
+def delete_topics(
+    ctx: typer.Context,
+    prefix: str = typer.Option(..., "--prefix", help="Delete every topic whose name starts with this."),
+    timeout_s: float = typer.Option(60.0, "--timeout", help="Seconds to wait until they are gone."),
+) -> None:
+    """Delete a run's topics (e.g. the demo's, before it runs again) and wait until they are gone."""
+    import time
+
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    from features.errors import PlatformError
+
+    if len(prefix) < 3:
+        raise typer.BadParameter("give a prefix of at least 3 characters", param_hint="--prefix")
+    settings = settings_from(ctx)
+    try:
+        admin = KafkaAdminClient(**settings.kafka.client_options(), client_id="simguard-cli")
+    except KafkaError as exc:
+        raise PlatformError(
+            f"cannot reach Kafka at {settings.kafka.bootstrap_servers} ({exc}); start it with `simguard kafka up`"
+        ) from None
+    try:
+        doomed = sorted(t for t in admin.list_topics() if t.startswith(prefix))
+        if doomed:
+            admin.delete_topics(doomed, timeout_ms=int(timeout_s * 1000))
+        deadline = time.monotonic() + timeout_s
+        while doomed and any(t.startswith(prefix) for t in admin.list_topics()):
+            if time.monotonic() > deadline:
+                raise PlatformError(f"topics {doomed} were not deleted within {timeout_s:g}s")
+            time.sleep(0.5)
+    finally:
+        admin.close()
+    typer.echo(f"deleted {len(doomed)} topic(s) starting with {prefix!r}")
+
+
 @kafka_app.command("roundtrip")
 def roundtrip(
     ctx: typer.Context,

@@ -3,6 +3,8 @@ into Kafka in event-time order). Thin: the work is in :mod:`pipeline.simulate`."
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -34,7 +36,33 @@ def _progress() -> Progress:
     )
 
 
-def _replay(ctx: typer.Context, source: Path, *, topic: str, rate: Optional[float], shift_to_now: bool) -> int:
+@contextmanager
+def _last_days(source: Path, last_days: Optional[int]) -> Iterator[Path]:
+    """``source``, or a temporary folder that links only its last ``last_days`` day folders."""
+    if last_days is None:
+        yield source
+        return
+    import tempfile
+
+    from pipeline.report import day_files
+
+    folders = sorted({p.parent for p in day_files(source, last_days=last_days)})
+    with tempfile.TemporaryDirectory(prefix="simguard-replay-") as tmp:
+        (Path(tmp) / "cdrs").mkdir()
+        for folder in folders:
+            (Path(tmp) / "cdrs" / folder.name).symlink_to(folder.resolve(), target_is_directory=True)
+        yield Path(tmp)
+
+
+def _replay(
+    ctx: typer.Context, source: Path, *, topic: str, rate: Optional[float], shift_to_now: bool,
+    last_days: Optional[int] = None,
+) -> int:
+    with _last_days(source, last_days) as folder:
+        return _replay_folder(ctx, folder, topic=topic, rate=rate, shift_to_now=shift_to_now)
+
+
+def _replay_folder(ctx: typer.Context, source: Path, *, topic: str, rate: Optional[float], shift_to_now: bool) -> int:
     import datetime as dt
 
     from pipeline.simulate import count_records, replay_to_kafka
@@ -119,10 +147,13 @@ def replay_command(
     shift_to_now: bool = typer.Option(
         False, "--shift-to-now", help="Move timestamps so that the first record starts now (live demo)."
     ),
+    last_days: Optional[int] = typer.Option(
+        None, "--last-days", min=1, help="Only the last N days (e.g. the test day the models never saw)."
+    ),
 ) -> None:
     """Replay CDR Parquet files into Kafka in event-time order, keyed by a_number."""
     topic = topic or settings_from(ctx).kafka.topics.cdrs
-    sent = _replay(ctx, source, topic=topic, rate=rate, shift_to_now=shift_to_now)
+    sent = _replay(ctx, source, topic=topic, rate=rate, shift_to_now=shift_to_now, last_days=last_days)
     typer.echo(f"replayed {sent} CDRs into Kafka topic {topic}")
 
 

@@ -108,17 +108,12 @@ def sim_events(cdrs: DataFrame, *, plan: NumberingPlan | None = None) -> DataFra
     own_or_foreign = (F.col("in_trunk_type") == "subscriber") | ~F.col("a_number").startswith(
         plan.domestic_prefix
     )
-    sides = F.explode(
-        F.array(
-            F.struct(
-                F.when(own_or_foreign, F.col("a_number")).alias(ENTITY), F.lit("out").alias("direction")
-            ),
-            F.struct(F.col("b_number").alias(ENTITY), F.lit("in").alias("direction")),
-        )
-    )
     digits = F.regexp_replace("b_number", r"[^0-9]", "")
-    return cdrs.select(
-        sides.alias("side"),
+    # per CDR, before the explode: only the out side reads the callee's class, operator and
+    # digits, so they are computed once per CDR, and only for CDRs that make an out event (the
+    # classifiers are long CASE chains; per event they were a third of the feature job)
+    per_cdr = cdrs.select(
+        F.when(own_or_foreign, F.col("a_number")).alias("_out_entity"),
         "record_id",
         "operator",
         "event_type",
@@ -132,10 +127,22 @@ def sim_events(cdrs: DataFrame, *, plan: NumberingPlan | None = None) -> DataFra
         "in_trunk_type",
         F.col("start_time").cast("double").alias("t"),
         # the last 12 digits fit a long and keep neighbouring numbers neighbours
-        F.substring(digits, -12, 12).cast("long").alias("b_digits"),
-        cli_class_column("b_number", plan).alias("b_kind"),
-        home_operator_column("b_number", plan).alias("b_home"),
-    ).select("side.*", "*").drop("side").where(F.col(ENTITY).isNotNull())
+        F.when(own_or_foreign, F.substring(digits, -12, 12).cast("long")).alias("b_digits"),
+        F.when(own_or_foreign, cli_class_column("b_number", plan)).alias("b_kind"),
+        F.when(own_or_foreign, home_operator_column("b_number", plan)).alias("b_home"),
+    )
+    sides = F.explode(
+        F.array(
+            F.struct(F.col("_out_entity").alias(ENTITY), F.lit("out").alias("direction")),
+            F.struct(F.col("b_number").alias(ENTITY), F.lit("in").alias("direction")),
+        )
+    )
+    return (
+        per_cdr.select(sides.alias("side"), "*")
+        .select("side.*", "*")
+        .drop("side", "_out_entity")
+        .where(F.col(ENTITY).isNotNull())
+    )
 
 
 def _slide_bucket(settings: FeatureSettings) -> Column:
@@ -227,8 +234,9 @@ def imei_bucket_aggregates(events: DataFrame, *, settings: FeatureSettings) -> D
 
 
 def bucket_context(sim_buckets: DataFrame, cell_aggs: DataFrame, imei_aggs: DataFrame) -> DataFrame:
-    """Each (entity, slide bucket) with its cross-SIM context: the largest cell cohort it was
-    part of (hourly) and the most SIMs seen behind one of its IMEIs in the bucket."""
+    """Per (entity, slide bucket) its cross-SIM context: the largest cell cohort it was part of
+    (hourly) and the most SIMs seen behind one of its IMEIs in the bucket. Only the narrow
+    columns travel through these joins, never the buckets' call lists."""
     from pyspark.sql import functions as F
 
     cohort = (
@@ -246,13 +254,18 @@ def bucket_context(sim_buckets: DataFrame, cell_aggs: DataFrame, imei_aggs: Data
         .groupBy(ENTITY, SLIDE)
         .agg(F.max("imei_sims").alias("imei_peak"))
     )
-    return sim_buckets.join(cohort, [ENTITY, SLIDE], "left").join(imei, [ENTITY, SLIDE], "left")
+    return cohort.join(imei, [ENTITY, SLIDE], "full")
 
 
 def merge_windows(
-    buckets: DataFrame, *, settings: FeatureSettings, ends: DataFrame | None = None
+    buckets: DataFrame,
+    context: DataFrame,
+    *,
+    settings: FeatureSettings,
+    ends: DataFrame | None = None,
 ) -> DataFrame:
-    """Window rows from a SIM's buckets (output of :func:`bucket_context`).
+    """Window rows from a SIM's buckets (:func:`sim_bucket_aggregates`) and their context
+    (:func:`bucket_context`).
 
     One row per window start ``s`` (a slide boundary) and bucket ``e`` in which the entity was
     active, ``s <= e < s + window``: the window as seen at the end of ``e``, so ``window_end`` is
@@ -263,9 +276,13 @@ def merge_windows(
 
     n = settings.window_s // settings.slide_s
     slide = settings.slide_s
-    carried = (SLIDE, *BUCKET_COUNTS, "calls", "callers", "cells", "imeis", "cohort_peak", "imei_peak")
-    fields = [F.col(c) for c in carried]
-    per_entity = buckets.groupBy(ENTITY).agg(F.collect_list(F.struct(*fields)).alias("_bk"))
+    carried = (SLIDE, *BUCKET_COUNTS, "calls", "callers", "cells", "imeis")
+    # both sides grouped by entity: the join needs no further shuffle of the call lists
+    per_entity = buckets.groupBy(ENTITY).agg(F.collect_list(F.struct(*[F.col(c) for c in carried])).alias("_bk"))
+    ctx = context.groupBy(ENTITY).agg(
+        F.collect_list(F.struct(F.col(SLIDE), F.col("cohort_peak"), F.col("imei_peak"))).alias("_ctx")
+    )
+    per_entity = per_entity.join(ctx, [ENTITY], "left")
     active_out = lambda x: (x["n_out"] + x["n_sms_out"]) > 0  # noqa: E731
     pairs = F.flatten(
         F.transform(
@@ -276,12 +293,18 @@ def merge_windows(
             ),
         )
     )
-    rows = per_entity.select(ENTITY, "_bk", F.explode(pairs).alias("_w"))
+    rows = per_entity.select(ENTITY, "_bk", "_ctx", F.explode(pairs).alias("_w"))
     if ends is not None:
         wanted = ends.select(F.col(ENTITY), F.col(SLIDE).alias("_end")).distinct()
         rows = rows.join(wanted, [ENTITY]).where(F.col("_w.e") == F.col("_end")).drop("_end")
     s, e = F.col("_w.s"), F.col("_w.e")
-    rows = rows.withColumn("_sel", F.filter("_bk", lambda x: (x[SLIDE] >= s) & (x[SLIDE] <= e)))
+
+    def in_window(x):
+        return (x[SLIDE] >= s) & (x[SLIDE] <= e)
+
+    rows = rows.withColumn("_sel", F.filter("_bk", in_window)).withColumn(
+        "_ctx_sel", F.filter(F.coalesce(F.col("_ctx"), F.array()), in_window)
+    )
     sel = F.col("_sel")
 
     def total(name: str) -> Column:
@@ -300,8 +323,8 @@ def merge_windows(
         F.array_distinct(union("callers")).alias("callers"),
         F.array_distinct(union("cells")).alias("cells"),
         F.array_distinct(union("imeis")).alias("imeis"),
-        F.array_max(F.transform(sel, lambda x: x["cohort_peak"])).alias("cohort_peak"),
-        F.array_max(F.transform(sel, lambda x: x["imei_peak"])).alias("imei_sims"),
+        F.array_max(F.transform("_ctx_sel", lambda x: x["cohort_peak"])).alias("cohort_peak"),
+        F.array_max(F.transform("_ctx_sel", lambda x: x["imei_peak"])).alias("imei_sims"),
     )
 
 
@@ -327,7 +350,9 @@ def assemble_sim_features(
     plan = plan or load_numbering_plan()
     w, b = settings.window, settings.burst
     c = duration_label(settings.cohort_bucket_s)
-    merged = merge_windows(bucket_context(sim_buckets, cell_aggs, imei_aggs), settings=settings, ends=ends)
+    merged = merge_windows(
+        sim_buckets, bucket_context(sim_buckets, cell_aggs, imei_aggs), settings=settings, ends=ends
+    )
     active = merged.where((F.col("n_out") + F.col("n_sms_out")) > 0).withColumn(
         "_entity_kind", cli_class_column(ENTITY, plan)
     )

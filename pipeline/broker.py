@@ -180,11 +180,13 @@ class LocalBroker:
     def _format_storage(self) -> None:
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster_id = uuid.uuid4().bytes
-        # Kafka cluster ids are url-safe base64 of 16 bytes without padding
+        # Kafka cluster ids are url-safe base64 of 16 bytes without padding; one that starts with
+        # "-" reads as an option to kafka-storage ("--cluster-id: expected one argument")
         import base64
 
-        cid = base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")
+        cid = "-"
+        while not cid[0].isalnum():
+            cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         out = subprocess.run(
             self._java_cmd(STORAGE_TOOL, "format", "-t", cid, "-c", str(self.config_file)),
             capture_output=True,

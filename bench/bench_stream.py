@@ -1,0 +1,161 @@
+"""Benchmark: sustained throughput of the whole streaming job against a preloaded backlog.
+
+A local KRaft broker is started on free ports in a temporary folder. The CDRs are loaded into a
+fresh topic with Spark's Kafka sink (the same JSON as ``simguard replay``). The same topic is then
+read twice, each time from a new checkpoint:
+
+1. **ceiling**: a Structured Streaming query that only reads the topic and counts the records
+   (``availableNow``), the most the connector and this machine can deliver;
+2. **job**: ``simguard stream --available-now`` as composed by ``pipeline.stream`` (validation,
+   dead letters, feature aggregates, champion scoring, policy, blocklist store and Kafka
+   publication), with the champions of an existing home (``--home``, e.g. the home of a
+   ``bench_train.py`` run).
+
+Both report records per second of wall time. Simulated CDRs are historical, so the job's
+validation window is widened for this backfill (``stream.validation.max_past_days``).
+
+    .venv/bin/python bench/bench_stream.py --cdrs /tmp/sim100k/cdrs --day 2025-03-05 \\
+        --home /tmp/b100b/home --work /tmp/bench_stream
+
+Writes ``<work>/bench_stream.json`` and prints a Markdown table for BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _load_topic(spark, cdrs, *, bootstrap: str, topic: str) -> int:
+    from pyspark.sql import functions as F
+
+    from features.schema import FIELD_NAMES
+
+    value = F.to_json(
+        F.struct(*[F.col(c) for c in FIELD_NAMES]),
+        {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'", "ignoreNullFields": "false"},
+    )
+    out = cdrs.select(F.col("record_id").alias("key"), value.alias("value"))
+    out.write.format("kafka").option("kafka.bootstrap.servers", bootstrap).option("topic", topic).save()
+    return cdrs.count()
+
+
+def _ceiling(spark, *, bootstrap: str, topic: str, checkpoint: Path) -> tuple[int, float]:
+    counted = []
+
+    def count(batch, batch_id: int) -> None:
+        counted.append(batch.count())
+
+    started = time.monotonic()
+    query = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", bootstrap)
+        .option("subscribe", topic)
+        .option("startingOffsets", "earliest")
+        .load()
+        .writeStream.option("checkpointLocation", str(checkpoint))
+        .foreachBatch(count)
+        .trigger(availableNow=True)
+        .start()
+    )
+    query.awaitTermination()
+    return sum(counted), time.monotonic() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cdrs", required=True, type=Path, help="canonical CDR Parquet folder")
+    parser.add_argument("--day", help="only this UTC day of the CDRs (YYYY-MM-DD)")
+    parser.add_argument("--home", required=True, type=Path, help="SIMGuard home with registered champions")
+    parser.add_argument("--work", required=True, type=Path)
+    parser.add_argument("--max-offsets", type=int, default=500_000, help="maxOffsetsPerTrigger of the job")
+    args = parser.parse_args()
+
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ["SIMGUARD_HOME"] = str(args.home.resolve())
+    os.environ["SIMGUARD_STREAM__STATE_DIR"] = str(work / "stream")
+    os.environ["SIMGUARD_DATABASE__URL"] = f"sqlite:///{work / 'blocklist.db'}"
+    os.environ["SIMGUARD_STREAM__VALIDATION__MAX_PAST_DAYS"] = "100000"
+    os.environ["SIMGUARD_STREAM__MAX_OFFSETS_PER_TRIGGER"] = str(args.max_offsets)
+    os.environ["SIMGUARD_STREAM__METRICS_PORT"] = "0"
+
+    from pipeline.broker import LocalBroker, free_port
+    from pipeline.config import load_settings
+    from pipeline.featurize import read_cdrs
+    from pipeline.spark import build_spark
+
+    settings = load_settings()
+    broker = LocalBroker(
+        home=work / "kafka",
+        jars_dir=settings.jars_dir,
+        port=free_port(),
+        controller_port=free_port(),
+        settings=settings.local_broker,
+    )
+    broker.start()
+    try:
+        os.environ["SIMGUARD_KAFKA__BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
+        topic = f"bench.cdrs.{int(time.time())}"
+        os.environ["SIMGUARD_KAFKA__TOPICS__CDRS"] = topic
+        os.environ["SIMGUARD_KAFKA__TOPICS__DEAD_LETTER"] = f"{topic}.dead-letter"
+        os.environ["SIMGUARD_KAFKA__TOPICS__BLOCKLIST_PREFIX"] = f"{topic}.blocklist"
+        settings = load_settings()
+        spark = build_spark(settings.spark, jars_dir=settings.jars_dir)
+
+        from pyspark.sql import functions as F
+
+        cdrs = read_cdrs(spark, args.cdrs)
+        if args.day:
+            start = F.lit(args.day).cast("timestamp")
+            cdrs = cdrs.where((F.col("start_time") >= start) & (F.col("start_time") < F.date_add(start, 1)))
+        t = time.monotonic()
+        loaded = _load_topic(spark, cdrs, bootstrap=broker.bootstrap_servers, topic=topic)
+        load_s = time.monotonic() - t
+        print(f"loaded {loaded:,} CDRs into {topic} in {load_s:.1f} s", flush=True)
+
+        read, ceiling_s = _ceiling(spark, bootstrap=broker.bootstrap_servers, topic=topic,
+                                   checkpoint=work / "ceiling-checkpoint")
+        print(f"ceiling: {read:,} records in {ceiling_s:.1f} s", flush=True)
+
+        from pipeline.stream import run_stream
+
+        t = time.monotonic()
+        summary = run_stream(spark, settings, available_now=True)
+        job_s = time.monotonic() - t
+        print(f"job: {summary['records_in']:,} records in {job_s:.1f} s", flush=True)
+    finally:
+        broker.stop()
+
+    result = {
+        "command": " ".join(sys.argv),
+        "cdrs": loaded,
+        "load_s": round(load_s, 1),
+        "ceiling": {"records": read, "wall_s": round(ceiling_s, 1), "records_per_s": round(read / ceiling_s)},
+        "job": {
+            "records": summary["records_in"],
+            "wall_s": round(job_s, 1),
+            "records_per_s": round(summary["records_in"] / job_s),
+            "max_offsets_per_trigger": args.max_offsets,
+            "summary": summary,
+        },
+        "load_avg": os.getloadavg(),
+    }
+    (work / "bench_stream.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
+    print("\n| run | records | wall s | records/s |\n| --- | ---: | ---: | ---: |")
+    print(f"| read and count (ceiling) | {read:,} | {ceiling_s:.1f} | {read / ceiling_s:,.0f} |")
+    print(f"| whole job (available-now) | {summary['records_in']:,} | {job_s:.1f} | "
+          f"{summary['records_in'] / job_s:,.0f} |")
+    print(json.dumps(summary["decisions"], sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -509,12 +509,6 @@ def _kill(proc: subprocess.Popen) -> None:
     raise AssertionError("processes of the killed job are still alive")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open in issue #5: the restarted child job fails when a query re-runs its planned "
-    "batch after the SIGKILL (Spark 4.1 Kafka source progress after a re-run); strict, so the fix "
-    "turns this into a failure until the mark is removed",
-)
 def test_killed_and_restarted_job_gives_the_uninterrupted_blocklist(
     world: dict[str, Any], reference: dict[str, Any], kafka_bootstrap: str, tmp_path: Path
 ) -> None:

@@ -204,9 +204,15 @@ class LocalBroker:
             return self.status()
         for name, port in (("port", self.port), ("controller_port", self.controller_port)):
             if port_in_use(port):
+                # e.g. the broker of another checkout (its `make kafka-down` stops it); a broker on
+                # other ports also needs the clients pointed at it (kafka.bootstrap_servers)
                 raise PlatformError(
-                    f"port {port} is already taken by another process: stop it, or choose "
-                    f"another with local_broker.{name} (SIMGUARD_LOCAL_BROKER__{name.upper()})"
+                    f"port {port} is already taken by another process (another checkout's broker?): stop "
+                    f"it, or choose another with local_broker.{name} (SIMGUARD_LOCAL_BROKER__{name.upper()})"
+                    + (
+                        " and point the clients at it (SIMGUARD_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:<port>)"
+                        if name == "port" else ""
+                    )
                 )
         self._write_config()
         self._format_storage()

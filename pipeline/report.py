@@ -67,6 +67,12 @@ def read_store(url: str) -> dict[str, pd.DataFrame]:
                 "detections": pd.read_sql("select * from detections order by id", conn),
                 "reviews": pd.read_sql("select * from reviews order by id", conn),
                 "deliveries": pd.read_sql("select * from webhook_deliveries", conn),
+                # per channel and operator, the last version sent (the Kafka publisher's cursor)
+                "published": (
+                    pd.read_sql("select channel, operator, last_version from publish_state", conn)
+                    if "publish_state" in tables
+                    else pd.DataFrame(columns=["channel", "operator", "last_version"])
+                ),
             }
     finally:
         engine.dispose()
@@ -279,6 +285,8 @@ def build_report(
     plan = load_numbering_plan()
     operators = list(settings.blocklist.for_operators(plan.operators))
     exports = sorted(Path(csv_dir).glob("*.csv")) if csv_dir is not None else []
+    sent = store["published"]
+    sent = sent[sent["channel"] == "kafka"].set_index("operator")["last_version"]
     return {
         "period": {"start": truth.start.isoformat(), "end": truth.end.isoformat(), "cdrs": truth.records},
         "slide_h": settings.features.slide_s / 3600,
@@ -305,6 +313,8 @@ def build_report(
             "kafka_bootstrap": settings.kafka.bootstrap_servers,
             "kafka_topics": [f"{settings.kafka.topics.blocklist_prefix}.{op}" for op in operators],
             "head_version": int(entries["id"].max()) if len(entries) else 0,
+            # per operator: the last blocklist version on its Kafka topic
+            "kafka_published": {op: int(sent.get(op, 0)) for op in operators},
             "serve_url": f"http://{settings.service.host}:{settings.service.port}/blocklist?since=0",
             "csv": [str(p) for p in exports],
             "database": settings.database_url,
@@ -342,14 +352,14 @@ def format_report(report: dict[str, Any], *, env_file: str | Path | None = None,
         f"{s['dead_lettered']:,} dead-lettered ({reasons})")
     add(f"                       dead-letter topic {w['dead_letter_topic']}")
     by_type = report["blocks_by_type"]
-    add(f"Blocks                 {sum(by_type.values()):,} entries: "
+    add(f"Blocks                 {sum(by_type.values()):,} blocklist entries: "
         + (", ".join(f"{k} {v:,}" for k, v in by_type.items()) or "none"))
     add(f"                       {report['numbers_blocked']:,} numbers blocked outright, "
         f"{report['trunk_rules']:,} trunk-scoped rules for spoofed CLIs")
     rv = report["reviews_by_type"]
     add(f"Reviews for analysts   {sum(rv.values()):,}: " + (", ".join(f"{k} {v:,}" for k, v in rv.items()) or "none"))
-    add(f"Never blocked          {report['spared_by_allowlist']:,} numbers scored like fraud but are on the "
-        "allowlist (emergency, short codes, registered businesses)")
+    add(f"Spared by allowlist    {report['spared_by_allowlist']:,} numbers scored like fraud but were not blocked: "
+        "they are on the allowlist (emergency, short codes, registered businesses)")
     add("")
     add("Against the simulator's ground truth")
     sm = report["sims"]
@@ -377,7 +387,15 @@ def format_report(report: dict[str, Any], *, env_file: str | Path | None = None,
         "on the call itself)")
     add("")
     add(f"Blocklists (version {w['head_version']:,})")
-    add(f"  Kafka (compacted, one per operator) on {w['kafka_bootstrap']}: {', '.join(w['kafka_topics'])}")
+    published = w.get("kafka_published", {})
+    behind = {op: v for op, v in published.items() if v < w["head_version"]}
+    if not behind:
+        state = f"published up to version {w['head_version']:,} for every operator"
+    else:
+        state = ("NOT fully published (" + ", ".join(f"{op} at version {v:,}" for op, v in behind.items())
+                 + f"): run {cmd('blocklist publish')}")
+    add(f"  Kafka: {state}; one compacted topic per operator on {w['kafka_bootstrap']}:")
+    add(f"         {', '.join(w['kafka_topics'])}")
     add(f"  HTTP: {cmd('serve')}   then   curl '{w['serve_url']}'")
     for path in w["csv"]:
         add(f"  CSV: {path}")

@@ -169,10 +169,23 @@ def publish(ctx: typer.Context) -> None:
     sink = BlocklistSink.from_settings(settings_from(ctx))
     try:
         report = sink.distribute()
+        head = sink.store.head_version()
+        # what each operator's topic holds now, whoever sent it (the streaming job publishes too)
+        on_topics = (
+            {op: sink.kafka.cursor(op) for op in sink.kafka.operators} if sink.kafka is not None else {}
+        )
     finally:
         sink.close()
+    if not on_topics:
+        kafka = "kafka not configured"
+    elif all(v >= head for v in on_topics.values()):
+        kafka = (f"kafka records sent now {sum(report.kafka.values())}, every operator's topic holds "
+                 f"the blocklist up to version {head}")
+    else:
+        kafka = (f"kafka records sent now {sum(report.kafka.values())}, topics behind version {head}: "
+                 + ", ".join(f"{op} at {v}" for op, v in on_topics.items() if v < head))
     typer.echo(
-        f"expired {len(report.expired)}; kafka records {sum(report.kafka.values())}; "
+        f"expired {len(report.expired)}; {kafka}; "
         f"webhooks delivered {report.webhooks.total_delivered}, retrying {sum(report.webhooks.retrying.values())}, "
         f"failed {sum(report.webhooks.failed.values())}"
     )

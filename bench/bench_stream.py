@@ -75,6 +75,8 @@ def main() -> int:
     parser.add_argument("--day", help="only this UTC day of the CDRs (YYYY-MM-DD)")
     parser.add_argument("--home", required=True, type=Path, help="SIMGuard home with registered champions")
     parser.add_argument("--work", required=True, type=Path)
+    parser.add_argument("--labels", type=Path,
+                        help="the labels/ folder: adds detection delay, precision and recall per fraud type")
     parser.add_argument("--max-offsets", type=int, default=500_000, help="maxOffsetsPerTrigger of the job")
     args = parser.parse_args()
 
@@ -134,6 +136,7 @@ def main() -> int:
     finally:
         broker.stop()
 
+    detection = _detection(settings, cdrs_dir=args.cdrs, day=args.day, labels=args.labels) if args.labels else None
     result = {
         "command": " ".join(sys.argv),
         "cdrs": loaded,
@@ -147,6 +150,7 @@ def main() -> int:
             "summary": summary,
         },
         "load_avg": os.getloadavg(),
+        "detection": detection,
     }
     (work / "bench_stream.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
     print("\n| run | records | wall s | records/s |\n| --- | ---: | ---: | ---: |")
@@ -154,7 +158,58 @@ def main() -> int:
     print(f"| whole job (available-now) | {summary['records_in']:,} | {job_s:.1f} | "
           f"{summary['records_in'] / job_s:,.0f} |")
     print(json.dumps(summary["decisions"], sort_keys=True))
+    if detection:
+        print("\n| fraud type | blocked / positives | calls before block (median, p95) "
+              "| minutes before block (median, p95) |\n| --- | ---: | ---: | ---: |")
+        for label, d in detection["by_type"].items():
+            print(f"| {label} | {d['blocked']} / {d['positives']} | {_q(d['calls'])} | {_q(d['minutes'])} |")
+        print(f"precision {detection['precision']:.3f}, recall {detection['recall']:.3f} (SIMs); "
+              f"spoofed calls precision {detection['calls_precision']:.3f}, recall {detection['calls_recall']:.3f}")
     return 0
+
+
+def _q(q: dict) -> str:
+    return "-" if q["median"] is None else f"{q['median']:.0f}, {q['p95']:.0f}"
+
+
+def _detection(settings, *, cdrs_dir: Path, day: str | None, labels: Path) -> dict:
+    """Detection delay per fraud type in event time (the calls and minutes of a fraud SIM between
+    its first fraudulent call and the end of the bucket whose data blocked it), with the
+    functions of ``simguard report``."""
+    from pipeline.report import (
+        block_detections,
+        day_files,
+        detection_delays,
+        ground_truth,
+        precision_recall,
+        read_store,
+    )
+
+    files = day_files(cdrs_dir)
+    if day:
+        files = [p for p in files if p.parent.name == f"day={day}"]
+    truth = ground_truth(labels, files)
+    store = read_store(settings.database_url)
+    sim_blocks, call_blocks = block_detections(store["detections"])
+    delays = detection_delays(sim_blocks, truth)
+    positives = truth.sims[truth.sims["role"] == "positive"]
+    sims = precision_recall(set(sim_blocks["number"].astype(str)), truth.sims)
+    calls = precision_recall(set(call_blocks["record_id"].astype(str)), truth.calls)
+
+    def quantiles(values) -> dict:
+        if len(values) == 0:
+            return {"median": None, "p95": None}
+        return {"median": float(values.quantile(0.5)), "p95": float(values.quantile(0.95))}
+
+    by_type = {}
+    for label, group in positives.groupby("label"):
+        d = delays[delays["label"] == label]
+        by_type[str(label)] = {
+            "positives": len(group), "blocked": len(d),
+            "calls": quantiles(d["calls"].astype(float)), "minutes": quantiles(d["minutes"]),
+        }
+    return {"by_type": by_type, "precision": sims["precision"], "recall": sims["recall"],
+            "calls_precision": calls["precision"], "calls_recall": calls["recall"]}
 
 
 if __name__ == "__main__":

@@ -1,21 +1,32 @@
 """``simguard stream``: Kafka CDRs -> validation -> features -> champion models -> decisions.
 
-``ingest -> transform -> write``, as several Structured Streaming queries over the one topic:
+``ingest -> transform -> write``, as several Structured Streaming queries:
 
-- ``validate``: every record is parsed and validated once per micro-batch; invalid ones go to the
-  dead-letter topic with their reason and source partition and offset; the batch's counts are
-  kept (records in = valid + dead-lettered);
-- ``cell``, ``imei``, ``cli``: the cross-SIM aggregates the features need (cell cohorts, IMEIs
-  shared by SIMs, calls per CLI), in update mode with a watermark, into update logs;
-- ``sim``: the per-SIM window aggregate, in update mode, so a SIM's row is refreshed and scored
-  in every micro-batch that touches it, before its window closes; one row per active SIM;
+- ``validate``: reads the CDR topic, parses and validates every record once, in Python
+  (``features.validation``, the definition batch ingest uses), and appends the verdicts to the
+  *validated table* (``<state_dir>/validated``, Parquet) through Spark's file sink, which commits
+  each micro-batch exactly once (its ``_spark_metadata`` log);
+- ``intake``: reads the validated table; invalid records go to the dead-letter topic with their
+  reason and source partition and offset, and the batch's counts are kept (records in = valid +
+  dead-lettered);
+- ``cell``, ``imei``, ``cli``, ``trunk``: the cross-SIM aggregates the features need (cell
+  cohorts, IMEIs shared by SIMs, calls per CLI, calls per trunk group), in update mode with a
+  watermark, into update logs;
+- ``sim``: the per-SIM bucket aggregate, in update mode, so a SIM's window rows are refreshed
+  and scored in every micro-batch that touches it, before its window closes;
 - ``calls``: voice calls arriving on trunks, scored for spoofing.
+
+Every query after ``validate`` reads the validated table with Spark's native Parquet reader (a
+file source over a file sink's output sees committed micro-batches only, each once), so a record
+is read from Kafka and validated in Python once, however many aggregates use it. The table is also
+the stream's archive of canonical CDRs (the ``simguard ingest`` schema plus the verdict and the
+Kafka coordinates).
 
 Scores go to a :class:`DecisionSink` (policy, blocklist store, distribution) with deterministic
 keys (query, batch id, number, scope), so a micro-batch that Spark re-runs after a crash writes
-nothing twice. With ``available_now`` the queries run in phases (context first, then SIM scoring,
-then call scoring), which makes a backfill's result, entry order included, independent of how
-the run was interrupted.
+nothing twice. With ``available_now`` the queries run in phases (validation, then intake and
+context, then SIM scoring, then call scoring), which makes a backfill's result, entry order
+included, independent of how the run was interrupted.
 """
 
 from __future__ import annotations
@@ -41,7 +52,7 @@ from streaming.metrics import StreamMetrics
 from streaming.scoring import ChampionScorer
 from streaming.settings import StreamSettings
 from streaming.source import kafka_stream
-from streaming.validate import VALID, dead_letter_payload, validate_stream
+from streaming.validate import VALID, dead_letter_payload, validate_stream, validated_schema
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -50,6 +61,23 @@ if TYPE_CHECKING:
 log = logging.getLogger("simguard.stream")
 
 CONTEXT_QUERIES = ("cell", "imei", "cli", "trunk")
+#: the queries in the order a backfill (``available_now``) runs them; each phase reads what the
+#: phases before it wrote
+PHASES: tuple[tuple[str, ...], ...] = (("validate",), ("intake", *CONTEXT_QUERIES), ("sim",), ("calls",))
+QUERIES = tuple(name for phase in PHASES for name in phase)
+
+
+class _Stages:
+    """Wall seconds per stage of one micro-batch, for its batch record."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
 
 
 class DecisionSink(Protocol):
@@ -83,7 +111,7 @@ class StreamJob:
     metrics: StreamMetrics = field(default_factory=StreamMetrics)
 
     # -- sources ---------------------------------------------------------------------------
-    def _validated(self) -> DataFrame:
+    def _kafka_validated(self) -> DataFrame:
         raw = kafka_stream(
             self.spark,
             kafka_options=self.kafka_options,
@@ -93,10 +121,22 @@ class StreamJob:
         )
         return validate_stream(raw, rules=self.stream.validation)
 
+    def _validated(self) -> DataFrame:
+        """The validated table as a stream (committed micro-batches of ``validate`` only)."""
+        self.validated_table.mkdir(parents=True, exist_ok=True)
+        reader = self.spark.readStream.schema(validated_schema())
+        if self.stream.max_files_per_trigger:
+            reader = reader.option("maxFilesPerTrigger", str(self.stream.max_files_per_trigger))
+        return reader.parquet(str(self.validated_table))
+
     def _valid_cdrs(self) -> DataFrame:
         from pyspark.sql import functions as F
 
         return self._validated().where(F.col(VALID)).select(*FIELD_NAMES)
+
+    @property
+    def validated_table(self) -> Path:
+        return self.state_dir / "validated"
 
     @property
     def logs(self) -> Path:
@@ -124,7 +164,7 @@ class StreamJob:
         )
         return trigger.apply(writer).start()
 
-    def _validate_batch(self, batch: DataFrame, batch_id: int) -> None:
+    def _intake_batch(self, batch: DataFrame, batch_id: int) -> None:
         from pyspark.sql import functions as F
 
         started = time.monotonic()
@@ -153,9 +193,9 @@ class StreamJob:
             "dead_letter_reasons": {str(k): int(v) for k, v in reasons.items()},
             "duration_s": round(time.monotonic() - started, 3),
         }
-        self._write_batch_record("validate", batch_id, record)
+        self._write_batch_record("intake", batch_id, record)
         self.metrics.observe_validation(record)
-        log.info("validate batch %s: %s", batch_id, record)
+        log.info("intake batch %s: %s", batch_id, record)
 
     def _write_batch_record(self, query: str, batch_id: int, record: dict[str, Any]) -> None:
         # one file per batch id: a re-run batch overwrites its own record
@@ -173,12 +213,20 @@ class StreamJob:
         from pyspark.sql import Window
         from pyspark.sql import functions as F
 
-        started = time.monotonic()
+        started, stages = time.monotonic(), _Stages()
         self._log_writer("sim")(batch, batch_id)
+        stages.lap("aggregate")
         # the buckets this batch updated, and every current bucket of those SIMs: a window row
         # merges the SIM's buckets of the last 24 h up to the updated one
         updated = self.spark.read.parquet(str(self.logs / "sim" / f"batch_id={batch_id}")).select(ENTITY, SLIDE)
-        history = self._latest_or_empty("sim").join(updated.select(ENTITY).distinct(), [ENTITY], "left_semi")
+        if not updated.take(1):
+            # a batch that only moved the watermark (state eviction): no SIM to score
+            self._finish("sim", batch_id, started, active=0, counts={}, stages=stages)
+            return
+        # used twice (the cross-SIM context and the window merge): ranked once
+        history = (
+            self._latest_or_empty("sim").join(updated.select(ENTITY).distinct(), [ENTITY], "left_semi").persist()
+        )
         features = assemble_sim_features(
             history,
             self._latest_or_empty("cell"),
@@ -196,13 +244,20 @@ class StreamJob:
             scored = scored.withColumn("_n", F.row_number().over(top)).where("_n = 1").drop("_n")
         low = self.sink.min_score("sim", model_threshold=model.threshold)
         candidates = scored.where(F.col(SCORE) > low).toPandas()
+        stages.lap("features_and_scores")
         counts = self._decide(candidates, kind="sim", query="sim", batch_id=batch_id, model=self.spam)
-        self._finish("sim", batch_id, started, active=updated.select(ENTITY).distinct().count(), counts=counts)
+        stages.lap("decide")
+        active = history.select(ENTITY).distinct().count()
+        history.unpersist()
+        self._finish("sim", batch_id, started, active=active, counts=counts, stages=stages)
 
     def _score_calls(self, batch: DataFrame, batch_id: int) -> None:
         from pyspark.sql import functions as F
 
-        started = time.monotonic()
+        started, stages = time.monotonic(), _Stages()
+        if not batch.take(1):
+            self._finish("calls", batch_id, started, active=None, counts={}, stages=stages)
+            return
         features = assemble_call_features(
             batch,
             self._latest_or_empty("cli"),
@@ -214,8 +269,10 @@ class StreamJob:
         scored = self.spoof.score(features, keep=list(features.columns))
         low = self.sink.min_score("call", model_threshold=model.threshold)
         candidates = scored.where(F.col(SCORE) > low).toPandas()
+        stages.lap("features_and_scores")
         counts = self._decide(candidates, kind="call", query="calls", batch_id=batch_id, model=self.spoof)
-        self._finish("calls", batch_id, started, active=None, counts=counts)
+        stages.lap("decide")
+        self._finish("calls", batch_id, started, active=None, counts=counts, stages=stages)
 
     def _decide(
         self, candidates: pd.DataFrame, *, kind: str, query: str, batch_id: int, model: ChampionScorer
@@ -241,13 +298,20 @@ class StreamJob:
         meta = self.checkpoints / name / "metadata"
         return str(json.loads(meta.read_text())["id"]) if meta.exists() else "new"
 
-    def _finish(self, query: str, batch_id: int, started: float, *, active: int | None, counts: dict[str, int]) -> None:
+    def _finish(
+        self, query: str, batch_id: int, started: float, *, active: int | None, counts: dict[str, int],
+        stages: _Stages,
+    ) -> None:
         self.sink.after_batch()
+        stages.lap("publish")
         record = {
             "batch_id": batch_id,
             "active_sims": active,
             "decisions": counts,
             "duration_s": round(time.monotonic() - started, 3),
+            "stages_s": stages.laps,
+            # wall clock when the batch's decisions were published (processing latency ends here)
+            "finished_at": round(time.time(), 3),
         }
         self._write_batch_record(query, batch_id, record)
         self.metrics.observe_decisions(query, record)
@@ -260,19 +324,27 @@ class StreamJob:
         return self._empty_aggregate(name)
 
     def _empty_aggregate(self, name: str) -> DataFrame:
-        static = self.spark.createDataFrame([], schema=self._aggregate_schemas[name])
-        return static
+        return self.spark.createDataFrame([], schema=self._aggregate_schema(name))
 
     # -- running ---------------------------------------------------------------------------
     def start_queries(self, names: tuple[str, ...], *, trigger: Trigger) -> dict[str, StreamingQuery]:
-        aggregates = aggregate_streams(self._valid_cdrs(), settings=self.features, plan=self.plan)
-        self._aggregate_schemas = {k: v.schema for k, v in aggregates.items()}
         queries: dict[str, StreamingQuery] = {}
+        aggregates: dict[str, DataFrame] = {}
+        if set(names) & {*CONTEXT_QUERIES, "sim"}:
+            aggregates = aggregate_streams(self._valid_cdrs(), settings=self.features, plan=self.plan)
+            self._aggregate_schemas = {k: v.schema for k, v in aggregates.items()}
         for name in names:
             if name == "validate":
-                queries[name] = self._start(
-                    name, self._validated(), self._validate_batch, trigger=trigger, mode="append"
+                writer = (
+                    self._kafka_validated().writeStream.outputMode("append")
+                    .queryName("simguard-validate")
+                    .format("parquet")
+                    .option("path", str(self.validated_table))
+                    .option("checkpointLocation", str(self.checkpoints / name))
                 )
+                queries[name] = trigger.apply(writer).start()
+            elif name == "intake":
+                queries[name] = self._start(name, self._validated(), self._intake_batch, trigger=trigger, mode="append")
             elif name in CONTEXT_QUERIES:
                 queries[name] = self._start(name, aggregates[name], self._log_writer(name), trigger=trigger)
             elif name == "sim":
@@ -285,43 +357,57 @@ class StreamJob:
                 raise ValueError(f"unknown query {name}")
         return queries
 
+    def _aggregate_schema(self, name: str):
+        if not hasattr(self, "_aggregate_schemas"):
+            self._aggregate_schemas = {
+                k: v.schema for k, v in aggregate_streams(
+                    self._valid_cdrs(), settings=self.features, plan=self.plan).items()
+            }
+        return self._aggregate_schemas[name]
+
     def run(self, *, available_now: bool, timeout_s: float | None = None) -> dict[str, Any]:
         """Run until the topic is drained (``available_now``) or until stopped."""
         self.metrics.serve(self.stream.metrics_port)
+        self.metrics.listen(self.spark)
         if available_now:
-            trigger = Trigger(available_now=True)
-            for phase in (("validate", *CONTEXT_QUERIES), ("sim",), ("calls",)):
-                pending = {name: self._uncommitted_batch(name) for name in phase}
-                queries = self.start_queries(phase, trigger=trigger)
-                for name, q in queries.items():
-                    q.awaitTermination(timeout_s)
-                    batch = pending[name]
-                    if q.exception() is not None and batch is not None and self._committed(name, batch):
-                        # Spark 4.1's Kafka source fails the progress report of a batch re-run
-                        # from the offset log after a crash (KafkaMicroBatchStream.metrics: no
-                        # latest offsets yet, NullPointerException), after the batch committed.
-                        # The batch is done; starting the query again plans the next one.
-                        log.warning("%s: batch %s re-run after a restart, committed, then %s; starting the query "
-                                    "again", name, batch, str(q.exception()).splitlines()[0][:200])
-                        q = self.start_queries((name,), trigger=trigger)[name]
-                        q.awaitTermination(timeout_s)
-                    if q.exception() is not None:
-                        raise q.exception()  # type: ignore[misc]
-                    self.metrics.observe_progress(q)
+            self.run_phases(PHASES, timeout_s=timeout_s)
             return self.summary()
-        queries = self.start_queries(
-            ("validate", *CONTEXT_QUERIES, "sim", "calls"), trigger=Trigger(interval_s=self.stream.trigger_interval_s)
-        )
+        queries = self.start_queries(QUERIES, trigger=Trigger(interval_s=self.stream.trigger_interval_s))
         try:
             self.spark.streams.awaitAnyTermination(timeout_s)
         finally:
             for q in queries.values():
-                self.metrics.observe_progress(q)
                 q.stop()
         for q in queries.values():
             if q.exception() is not None:
                 raise q.exception()  # type: ignore[misc]
         return self.summary()
+
+    def run_phases(self, phases: tuple[tuple[str, ...], ...], *, timeout_s: float | None = None) -> None:
+        """Each phase's queries with ``availableNow``, concurrently; a phase starts when the one
+        before it has drained its input."""
+        trigger = Trigger(available_now=True)
+        for phase in phases:
+            pending = {name: self._uncommitted_batch(name) for name in phase}
+            queries = self.start_queries(phase, trigger=trigger)
+            for name, q in queries.items():
+                q.awaitTermination(timeout_s)
+                batch = pending[name]
+                if q.exception() is not None and batch is not None and self._committed(name, batch):
+                    # Spark 4.1's Kafka source fails the progress report of a batch re-run
+                    # from the offset log after a crash (KafkaMicroBatchStream.metrics: no
+                    # latest offsets yet, NullPointerException), after the batch committed.
+                    # The batch is done; starting the query again plans the next one.
+                    log.warning("%s: batch %s re-run after a restart, committed, then %s; starting the query "
+                                "again", name, batch, str(q.exception()).splitlines()[0][:200])
+                    q = self.start_queries((name,), trigger=trigger)[name]
+                    q.awaitTermination(timeout_s)
+                if q.exception() is not None:
+                    raise q.exception()  # type: ignore[misc]
+                if q.isActive:
+                    q.stop()
+                    raise TimeoutError(f"query {name} did not drain its input within {timeout_s} s")
+                self.metrics.observe_progress(q.lastProgress)
 
     def _uncommitted_batch(self, name: str) -> int | None:
         """The batch a previous run planned (offset log) but did not commit (a crash), if any."""
@@ -350,7 +436,7 @@ def summarize(state_dir: Path) -> dict[str, Any]:
         "decisions": {},
     }
     folder = Path(state_dir) / "batches"
-    for path in sorted((folder / "validate").glob("*.json")) if folder.exists() else []:
+    for path in sorted((folder / "intake").glob("*.json")) if folder.exists() else []:
         rec = json.loads(path.read_text())
         for k in ("records_in", "valid", "dead_lettered"):
             out[k] += rec[k]

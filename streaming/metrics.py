@@ -1,21 +1,27 @@
 """Operations metrics of the streaming job: logged per batch and exposed for Prometheus.
 
 Records in, dead-lettered (by reason), decisions by action and fraud type, batch duration per
-query and consumer lag (offsets behind the latest, from Spark's Kafka source progress).
+query and consumer lag (offsets behind the latest, from Spark's Kafka source progress, updated
+at every micro-batch by a query listener).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 
 @dataclass
 class StreamMetrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     _served: bool = False
+    _listener: Any = None
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -50,15 +56,41 @@ class StreamMetrics:
             self.decisions.labels(query, decision).inc(n)
         self.batch_duration.labels(query).set(record["duration_s"])
 
-    def observe_progress(self, query: Any) -> None:
-        progress = query.lastProgress
+    def listen(self, spark: SparkSession) -> None:
+        """Update the progress gauges (lag, rows/s) at every micro-batch of every query, from
+        Spark's query listener, while the job runs."""
+        if self._listener is not None:
+            return
+        from pyspark.sql.streaming import StreamingQueryListener
+
+        metrics = self
+
+        class Progress(StreamingQueryListener):
+            def onQueryStarted(self, event: Any) -> None:
+                pass
+
+            def onQueryProgress(self, event: Any) -> None:
+                metrics.observe_progress(event.progress)
+
+            def onQueryIdle(self, event: Any) -> None:
+                pass
+
+            def onQueryTerminated(self, event: Any) -> None:
+                pass
+
+        self._listener = Progress()
+        spark.streams.addListener(self._listener)
+
+    def observe_progress(self, progress: Any) -> None:
+        """One query progress (``StreamingQueryProgress`` or its dict form)."""
         if not progress:
             return
-        name = (progress.get("name") or "").removeprefix("simguard-")
-        for source in progress.get("sources", []):
+        data = json.loads(progress.json) if isinstance(getattr(progress, "json", None), str) else dict(progress)
+        name = (data.get("name") or "").removeprefix("simguard-")
+        for source in data.get("sources", []):
             lag = (source.get("metrics") or {}).get("maxOffsetsBehindLatest")
             if lag is not None:
                 self.lag.labels(name).set(float(lag))
-        rate = progress.get("processedRowsPerSecond")
+        rate = data.get("processedRowsPerSecond")
         if rate is not None:
             self.rows_per_s.labels(name).set(float(rate))

@@ -17,6 +17,9 @@ class StreamSettings(BaseModel):
     starting_offsets: Literal["earliest", "latest"] = "earliest"
     #: cap per micro-batch, so a backlog is worked off in bounded steps
     max_offsets_per_trigger: int | None = Field(200_000, ge=1)
+    #: cap per micro-batch of the queries that read the validated table (files; ``validate``
+    #: writes one per Kafka partition and batch); ``None``: all new files
+    max_files_per_trigger: int | None = Field(None, ge=1)
     trigger_interval_s: float = Field(10.0, gt=0)
     #: checkpoints and the feature update logs; ``None``: ``<home>/stream``
     state_dir: Path | None = None

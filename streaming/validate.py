@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from pyspark.sql.types import StructType
 
 VALID = "_valid"
-SOURCE_COLUMNS = ("source_topic", "source_partition", "source_offset")
+SOURCE_COLUMNS = ("source_topic", "source_partition", "source_offset", "source_timestamp")
 DEAD_COLUMNS = ("reason_code", "reason", "raw")
 
 
@@ -41,6 +41,8 @@ def validated_schema() -> StructType:
         T.StructField("source_topic", T.StringType(), False),
         T.StructField("source_partition", T.IntegerType(), False),
         T.StructField("source_offset", T.LongType(), False),
+        # when the record landed in Kafka (its log timestamp): processing latency starts here
+        T.StructField("source_timestamp", T.TimestampType(), True),
     ]
     return T.StructType(fields)
 
@@ -52,19 +54,14 @@ def _validate_batches(rules: ValidationRules):
                 continue
             now = dt.datetime.now(dt.UTC)
             result = validate_json_values(list(batch["value"]), now=now, rules=rules)
-            source = batch[["topic", "partition", "offset"]].reset_index(drop=True)
+            source = batch[["topic", "partition", "offset", "timestamp"]].reset_index(drop=True)
             source.columns = list(SOURCE_COLUMNS)
-            valid = result.valid.copy()
-            valid[VALID] = True
+            # valid rows keep their typed columns; a dead row's fields are null (their text
+            # travels in `raw`), its verdict in the dead-letter columns
+            out = result.valid.reindex(range(len(batch)))
+            out[VALID] = out.index.isin(result.valid.index)
             for c in DEAD_COLUMNS:
-                valid[c] = None
-            dead = pd.DataFrame(index=result.dead.index)
-            for name in FIELD_NAMES:
-                dead[name] = None  # the text of every field travels in `raw`
-            dead[VALID] = False
-            for c in DEAD_COLUMNS:
-                dead[c] = result.dead[c].astype(object)
-            out = pd.concat([valid, dead]).sort_index()
+                out[c] = result.dead[c].astype(object).reindex(out.index)
             out = out.join(source)
             yield out[[*FIELD_NAMES, VALID, *DEAD_COLUMNS, *SOURCE_COLUMNS]]
 
@@ -72,8 +69,8 @@ def _validate_batches(rules: ValidationRules):
 
 
 def validate_stream(raw: DataFrame, *, rules: ValidationRules) -> DataFrame:
-    """Kafka rows (``value``, ``topic``, ``partition``, ``offset``) -> validated rows."""
-    return raw.select("value", "topic", "partition", "offset").mapInPandas(
+    """Kafka rows (``value``, ``topic``, ``partition``, ``offset``, ``timestamp``) -> validated rows."""
+    return raw.select("value", "topic", "partition", "offset", "timestamp").mapInPandas(
         _validate_batches(rules), schema=validated_schema()
     )
 

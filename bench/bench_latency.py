@@ -1,0 +1,216 @@
+"""Benchmark: processing latency of the running stream, from a CDR landing in Kafka to its block
+being published, at a steady replay rate.
+
+A local KRaft broker is started on free ports. ``simguard stream`` (not ``--available-now``: the
+processing-time trigger of the config, all queries running together) reads a fresh topic while one
+simulated day is replayed into it at ``--rate`` CDRs per second, its event times shifted so that
+the day ends now (every record is in the past when it is sent, as live traffic is). When the
+replay is over the job runs ``--drain-s`` more seconds, then stops.
+
+For every block the stream decided (SIM blocks by the ``sim`` query, trunk rules for spoofed calls
+by the ``calls`` query):
+
+- the deciding micro-batch ``b`` is the one whose run holds the decision's ``created_at``; it was
+  planned at ``S_b`` (the mtime of its offset log file) and had published its decisions at
+  ``P_b`` (``finished_at`` of its batch record: after the store write, the Kafka publication and
+  the webhook deliveries);
+- the CDRs it read are the number's records whose validated file was written after the previous
+  batch's plan and before ``S_b`` (file mtimes of the validated table);
+- latency = ``P_b`` minus the Kafka timestamp of the *earliest* of those CDRs (the worst case: any
+  of the batch's records may be the one that tipped the score), and, for a spoofed call, of the
+  call itself.
+
+    .venv/bin/python bench/bench_latency.py --cdrs /tmp/b10/sim/cdrs --day 2025-03-05 \\
+        --home /tmp/b100d/home --work /tmp/bench_latency --rate 1000
+
+Writes ``<work>/bench_latency.json`` and prints a Markdown table for BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _day_folder(cdrs: Path, day: str, work: Path) -> Path:
+    """A CDR folder holding only ``day`` (a link to the simulation's day folder)."""
+    from pipeline.simulate import cdr_files
+
+    files = [p for p in cdr_files(cdrs) if p.parent.name == f"day={day}"]
+    if not files:
+        raise SystemExit(f"{cdrs}: no CDR files for day {day}")
+    folder = work / "replay" / "cdrs"
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / files[0].parent.name
+    if not link.exists():
+        link.symlink_to(files[0].parent.resolve(), target_is_directory=True)
+    return folder
+
+
+def _validated(state: Path) -> pd.DataFrame:
+    """Every validated record: number, record id, Kafka timestamp, when its file was written."""
+    import pyarrow.parquet as pq
+
+    frames = []
+    for path in (state / "validated").glob("*.parquet"):
+        t = pq.read_table(path, columns=["record_id", "a_number", "_valid", "source_timestamp"]).to_pandas()
+        t["visible_at"] = path.stat().st_mtime
+        frames.append(t)
+    out = pd.concat(frames, ignore_index=True)
+    out = out[out["_valid"]].drop_duplicates("record_id", keep="first")  # a re-run batch rewrites its rows
+    out["landed_at"] = pd.to_datetime(out["source_timestamp"], utc=True).astype("int64") / 1e9
+    return out
+
+
+def _batches(state: Path, query: str) -> pd.DataFrame:
+    """Per micro-batch of ``query``: planned at (offset log mtime), decisions published at."""
+    rows = []
+    for path in sorted((state / "batches" / query).glob("*.json")):
+        record = json.loads(path.read_text())
+        offsets = state / "checkpoints" / query / "offsets" / str(record["batch_id"])
+        rows.append({"batch_id": record["batch_id"], "planned_at": offsets.stat().st_mtime,
+                     "published_at": record["finished_at"]})
+    return pd.DataFrame(rows).sort_values("batch_id").reset_index(drop=True)
+
+
+def _latencies(state: Path, detections: pd.DataFrame) -> pd.DataFrame:
+    from pipeline.report import block_detections
+
+    cdrs = _validated(state)
+    sim_blocks, call_blocks = block_detections(detections)
+    out = []
+    for kind, blocks, query in (("SIM block", sim_blocks, "sim"), ("spoofed-call trunk rule", call_blocks, "calls")):
+        batches = _batches(state, query)
+        if blocks.empty or batches.empty:
+            continue
+        created = pd.to_datetime(blocks["created_at"], utc=True).astype("int64") / 1e9
+        # the batch running when the decision was stored: the last one planned before it
+        index = np.searchsorted(batches["planned_at"].to_numpy(), created.to_numpy(), side="right") - 1
+        for (_, block), i in zip(blocks.iterrows(), index, strict=True):
+            if i < 0:
+                continue
+            batch = batches.iloc[i]
+            previous = batches["planned_at"].iloc[i - 1] if i > 0 else -np.inf
+            if query == "calls":
+                own = cdrs[cdrs["record_id"] == block["record_id"]]
+            else:
+                own = cdrs[(cdrs["a_number"] == block["number"]) & (cdrs["visible_at"] > previous)
+                           & (cdrs["visible_at"] <= batch["planned_at"])]
+            if own.empty:
+                continue
+            out.append({"kind": kind, "number": block["number"], "fraud_type": block["fraud_type"],
+                        "latency_s": batch["published_at"] - own["landed_at"].min()})
+    return pd.DataFrame(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cdrs", required=True, type=Path, help="canonical CDR Parquet folder")
+    parser.add_argument("--day", required=True, help="the UTC day of the CDRs to replay (YYYY-MM-DD)")
+    parser.add_argument("--home", required=True, type=Path, help="SIMGuard home with registered champions")
+    parser.add_argument("--work", required=True, type=Path)
+    parser.add_argument("--rate", type=float, default=1000.0, help="replay rate, CDRs per second")
+    parser.add_argument("--drain-s", type=float, default=90.0, help="seconds the job runs after the replay")
+    parser.add_argument("--trigger-s", type=float, help="the stream's trigger interval (default: the config's)")
+    args = parser.parse_args()
+
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ["SIMGUARD_HOME"] = str(args.home.resolve())
+    os.environ["SIMGUARD_STREAM__STATE_DIR"] = str(work / "stream")
+    os.environ["SIMGUARD_DATABASE__URL"] = f"sqlite:///{work / 'blocklist.db'}"
+    os.environ["SIMGUARD_STREAM__METRICS_PORT"] = "0"
+    os.environ["SIMGUARD_STREAM__STARTING_OFFSETS"] = "earliest"
+    if args.trigger_s:
+        os.environ["SIMGUARD_STREAM__TRIGGER_INTERVAL_S"] = str(args.trigger_s)
+
+    from pipeline.broker import LocalBroker, free_port
+    from pipeline.config import load_settings
+    from pipeline.report import read_store
+    from pipeline.simulate.replay import count_records, replay_to_kafka
+    from pipeline.spark import build_spark
+    from pipeline.stream import run_stream
+
+    day_dir = _day_folder(args.cdrs, args.day, work)
+    records = count_records(day_dir)
+    replay_s = records / args.rate
+    settings = load_settings()
+    broker = LocalBroker(home=work / "kafka", jars_dir=settings.jars_dir, port=free_port(),
+                         controller_port=free_port(), settings=settings.local_broker)
+    broker.start()
+    try:
+        topic = f"bench.latency.{int(time.time())}"
+        os.environ["SIMGUARD_KAFKA__BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
+        os.environ["SIMGUARD_KAFKA__TOPICS__CDRS"] = topic
+        os.environ["SIMGUARD_KAFKA__TOPICS__DEAD_LETTER"] = f"{topic}.dead-letter"
+        os.environ["SIMGUARD_KAFKA__TOPICS__BLOCKLIST_PREFIX"] = f"{topic}.blocklist"
+        settings = load_settings()
+        spark = build_spark(settings.spark, jars_dir=settings.jars_dir)
+        # the topic exists (with the broker's partitions) before the stream subscribes to it
+        from kafka.admin import KafkaAdminClient, NewTopic
+
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+        admin.create_topics([NewTopic(topic, num_partitions=settings.local_broker.partitions, replication_factor=1)])
+        admin.close()
+
+        result: dict = {}
+
+        def stream() -> None:
+            try:
+                result["summary"] = run_stream(spark, settings, available_now=False,
+                                               timeout_s=replay_s + args.drain_s + 30)
+            except BaseException as exc:  # reported below
+                result["error"] = exc
+
+        job = threading.Thread(target=stream, name="stream")
+        job.start()
+        time.sleep(30)  # the queries start and plan their first (empty) batches
+        # the day ends now: every record is in the past when it is sent
+        shift_to = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+        started = time.monotonic()
+        sent = replay_to_kafka(day_dir, topic=topic, producer_options=settings.kafka.client_options(),
+                               rate=args.rate, shift_to=shift_to)
+        replay_wall = time.monotonic() - started
+        print(f"replayed {sent:,} CDRs in {replay_wall:.1f} s ({sent / replay_wall:,.0f}/s)", flush=True)
+        job.join()
+        if "error" in result:
+            raise result["error"]
+    finally:
+        broker.stop()
+
+    state = work / "stream"
+    store = read_store(settings.database_url)
+    lat = _latencies(state, store["detections"])
+
+    def q(values: pd.Series) -> dict:
+        return {"n": len(values), "p50": float(values.quantile(0.5)), "p95": float(values.quantile(0.95)),
+                "max": float(values.max())}
+
+    table = {kind: q(g["latency_s"]) for kind, g in lat.groupby("kind")} if len(lat) else {}
+    out = {
+        "command": " ".join(sys.argv), "cdrs": sent, "rate": args.rate, "replay_wall_s": round(replay_wall, 1),
+        "trigger_interval_s": settings.stream.trigger_interval_s, "summary": result.get("summary"),
+        "latency_s": table, "load_avg": os.getloadavg(),
+    }
+    (work / "bench_latency.json").write_text(json.dumps(out, indent=2, sort_keys=True, default=str))
+    print(f"\nreplay {args.rate:,.0f} CDRs/s, trigger interval {settings.stream.trigger_interval_s:g} s")
+    print("| decision | blocks | p50 s | p95 s | max s |\n| --- | ---: | ---: | ---: | ---: |")
+    for kind, v in table.items():
+        print(f"| {kind} | {v['n']:,} | {v['p50']:.1f} | {v['p95']:.1f} | {v['max']:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

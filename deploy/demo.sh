@@ -48,6 +48,10 @@ mkdir -p "$DEMO"
 # start times, registration dates) nor the days the models were validated on; the report judges
 # the stream against the labels, so the demo keeps every timestamp as simulated.
 #
+# GET /blocklist answers only callers with an operator's token, and none is configured by
+# default: the demo makes one for viettel, new on every run and kept only in this file, so that
+# the report's curl works (`simguard serve` binds 127.0.0.1).
+#
 # SIMGUARD_* overrides the demo was started with (other broker ports, say) are kept in it too.
 {
 export -p | grep -E '^declare -x SIMGUARD_' | grep -v -E '^declare -x SIMGUARD_(HOME|KAFKA__TOPICS__|STREAM__VALIDATION__MAX_PAST_DAYS|STREAM__METRICS_PORT|BLOCKLIST__REGISTERED_BUSINESSES)' || true
@@ -59,8 +63,10 @@ export SIMGUARD_KAFKA__TOPICS__BLOCKLIST_PREFIX=simguard.demo.blocklist
 export SIMGUARD_STREAM__VALIDATION__MAX_PAST_DAYS=36500
 export SIMGUARD_STREAM__METRICS_PORT=0
 export SIMGUARD_BLOCKLIST__REGISTERED_BUSINESSES=$PWD/$DEMO/sim/labels/registered_businesses.parquet
+export SIMGUARD_BLOCKLIST__OPERATORS__VIETTEL__API_TOKEN=$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(24))')
 EOF
 } > "$DEMO/env"
+chmod 600 "$DEMO/env"  # it holds the token
 # shellcheck source=/dev/null
 source "$DEMO/env"
 

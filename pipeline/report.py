@@ -283,7 +283,8 @@ def build_report(
     blocks = entries[entries["action"] == "block"]
     spared = det[(det["outcome"] == "allowed") & det["why"].astype(str).str.startswith("allowlisted")]
     plan = load_numbering_plan()
-    operators = list(settings.blocklist.for_operators(plan.operators))
+    operator_settings = settings.blocklist.for_operators(plan.operators)
+    operators = list(operator_settings)
     exports = sorted(Path(csv_dir).glob("*.csv")) if csv_dir is not None else []
     sent = store["published"]
     sent = sent[sent["channel"] == "kafka"].set_index("operator")["last_version"]
@@ -316,6 +317,8 @@ def build_report(
             # per operator: the last blocklist version on its Kafka topic
             "kafka_published": {op: int(sent.get(op, 0)) for op in operators},
             "serve_url": f"http://{settings.service.host}:{settings.service.port}/blocklist?since=0",
+            # operators that may read it over HTTP (an API token is configured; the token is not shown)
+            "api_operators": [op for op, cfg in operator_settings.items() if cfg.api_token is not None],
             "csv": [str(p) for p in exports],
             "database": settings.database_url,
             "mlflow": settings.mlflow_tracking_uri,
@@ -396,7 +399,7 @@ def format_report(report: dict[str, Any], *, env_file: str | Path | None = None,
                  + f"): run {cmd('blocklist publish')}")
     add(f"  Kafka: {state}; one compacted topic per operator on {w['kafka_bootstrap']}:")
     add(f"         {', '.join(w['kafka_topics'])}")
-    add(f"  HTTP: {cmd('serve')}   then   curl '{w['serve_url']}'")
+    add(f"  HTTP: {cmd('serve')}   then   {_curl(w, env_file)}")
     for path in w["csv"]:
         add(f"  CSV: {path}")
     if not w["csv"]:
@@ -408,6 +411,21 @@ def format_report(report: dict[str, Any], *, env_file: str | Path | None = None,
     ui = f"--backend-store-uri {uri}" if uri.startswith("sqlite") else f"(tracking server {uri})"
     add(f"  MLflow UI: .venv/bin/mlflow ui {ui} --port 5000   then open http://127.0.0.1:5000")
     return "\n".join(lines)
+
+
+def _curl(where: dict[str, Any], env_file: str | Path | None) -> str:
+    """A ``GET /blocklist`` an operator can paste: its token from the run's environment file
+    when that file sets one (the token itself is never printed), else a placeholder."""
+    ops = where.get("api_operators") or []
+    url = where["serve_url"]
+    if not ops:
+        return (f"curl -H 'Authorization: Bearer <token>' '{url}' (set an operator's token first: "
+                "blocklist.operators.<operator>.api_token)")
+    op = ops[0]
+    var = f"SIMGUARD_BLOCKLIST__OPERATORS__{op.upper()}__API_TOKEN"
+    if env_file is not None and f"{var}=" in Path(env_file).read_text():
+        return f"(source {env_file} && curl -H \"Authorization: Bearer ${var}\" '{url}')   ({op}'s list)"
+    return f"curl -H 'Authorization: Bearer <{op}'s api_token>' '{url}'"
 
 
 def report_json(report: dict[str, Any]) -> str:

@@ -42,6 +42,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 
 def _day_folder(cdrs: Path, day: str, work: Path) -> Path:
@@ -59,59 +60,32 @@ def _day_folder(cdrs: Path, day: str, work: Path) -> Path:
     return folder
 
 
-def _validated(state: Path) -> pd.DataFrame:
-    """Every validated record: number, record id, Kafka timestamp, when its file was written."""
-    import pyarrow.parquet as pq
-
-    frames = []
-    for path in (state / "validated").glob("*.parquet"):
-        t = pq.read_table(path, columns=["record_id", "a_number", "_valid", "source_timestamp"]).to_pandas()
-        t["visible_at"] = path.stat().st_mtime
-        frames.append(t)
-    out = pd.concat(frames, ignore_index=True)
-    out = out[out["_valid"]].drop_duplicates("record_id", keep="first")  # a re-run batch rewrites its rows
-    out["landed_at"] = pd.to_datetime(out["source_timestamp"], utc=True).astype("int64") / 1e9
-    return out
-
-
-def _batches(state: Path, query: str) -> pd.DataFrame:
-    """Per micro-batch of ``query``: planned at (offset log mtime), decisions published at."""
-    rows = []
-    for path in sorted((state / "batches" / query).glob("*.json")):
-        record = json.loads(path.read_text())
-        offsets = state / "checkpoints" / query / "offsets" / str(record["batch_id"])
-        rows.append({"batch_id": record["batch_id"], "planned_at": offsets.stat().st_mtime,
-                     "published_at": record["finished_at"]})
-    return pd.DataFrame(rows).sort_values("batch_id").reset_index(drop=True)
-
-
 def _latencies(state: Path, detections: pd.DataFrame) -> pd.DataFrame:
+    from stream_runs import batches, deciding_batch, validated
+
     from pipeline.report import block_detections
 
-    cdrs = _validated(state)
+    cdrs = validated(state)
     sim_blocks, call_blocks = block_detections(detections)
     out = []
     for kind, blocks, query in (("SIM block", sim_blocks, "sim"), ("spoofed-call trunk rule", call_blocks, "calls")):
-        batches = _batches(state, query)
-        if blocks.empty or batches.empty:
+        runs = batches(state, query).reset_index(drop=True)
+        if blocks.empty or runs.empty:
             continue
-        created = pd.to_datetime(blocks["created_at"], utc=True).astype("int64") / 1e9
-        # the batch running when the decision was stored: the last one planned before it
-        index = np.searchsorted(batches["planned_at"].to_numpy(), created.to_numpy(), side="right") - 1
-        for (_, block), i in zip(blocks.iterrows(), index, strict=True):
+        for (_, block), i in zip(blocks.iterrows(), deciding_batch(blocks["created_at"], runs), strict=True):
             if i < 0:
                 continue
-            batch = batches.iloc[i]
-            previous = batches["planned_at"].iloc[i - 1] if i > 0 else -np.inf
+            run = runs.iloc[i]
+            previous = runs["planned_at"].iloc[i - 1] if i > 0 else -np.inf
             if query == "calls":
                 own = cdrs[cdrs["record_id"] == block["record_id"]]
             else:
                 own = cdrs[(cdrs["a_number"] == block["number"]) & (cdrs["visible_at"] > previous)
-                           & (cdrs["visible_at"] <= batch["planned_at"])]
+                           & (cdrs["visible_at"] <= run["planned_at"])]
             if own.empty:
                 continue
             out.append({"kind": kind, "number": block["number"], "fraud_type": block["fraud_type"],
-                        "latency_s": batch["published_at"] - own["landed_at"].min()})
+                        "latency_s": run["published_at"] - own["landed_at"].min()})
     return pd.DataFrame(out)
 
 

@@ -29,8 +29,11 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 
 def _load_topic(spark, cdrs, *, bootstrap: str, topic: str) -> int:
@@ -78,6 +81,8 @@ def main() -> int:
     parser.add_argument("--labels", type=Path,
                         help="the labels/ folder: adds detection delay, precision and recall per fraud type")
     parser.add_argument("--max-offsets", type=int, default=500_000, help="maxOffsetsPerTrigger of the job")
+    parser.add_argument("--max-files", type=int,
+                        help="maxFilesPerTrigger of the queries after validation (default: all new files)")
     args = parser.parse_args()
 
     work = args.work.resolve()
@@ -87,6 +92,8 @@ def main() -> int:
     os.environ["SIMGUARD_DATABASE__URL"] = f"sqlite:///{work / 'blocklist.db'}"
     os.environ["SIMGUARD_STREAM__VALIDATION__MAX_PAST_DAYS"] = "100000"
     os.environ["SIMGUARD_STREAM__MAX_OFFSETS_PER_TRIGGER"] = str(args.max_offsets)
+    if args.max_files:
+        os.environ["SIMGUARD_STREAM__MAX_FILES_PER_TRIGGER"] = str(args.max_files)
     os.environ["SIMGUARD_STREAM__METRICS_PORT"] = "0"
 
     from pipeline.broker import LocalBroker, free_port
@@ -136,6 +143,7 @@ def main() -> int:
     finally:
         broker.stop()
 
+    breakdown = _breakdown(work / "stream")
     detection = _detection(settings, cdrs_dir=args.cdrs, day=args.day, labels=args.labels) if args.labels else None
     result = {
         "command": " ".join(sys.argv),
@@ -147,10 +155,12 @@ def main() -> int:
             "wall_s": round(job_s, 1),
             "records_per_s": round(summary["records_in"] / job_s),
             "max_offsets_per_trigger": args.max_offsets,
+            "max_files_per_trigger": args.max_files,
             "summary": summary,
         },
         "load_avg": os.getloadavg(),
         "detection": detection,
+        "queries": breakdown,
     }
     (work / "bench_stream.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
     print("\n| run | records | wall s | records/s |\n| --- | ---: | ---: | ---: |")
@@ -158,6 +168,11 @@ def main() -> int:
     print(f"| whole job (available-now) | {summary['records_in']:,} | {job_s:.1f} | "
           f"{summary['records_in'] / job_s:,.0f} |")
     print(json.dumps(summary["decisions"], sort_keys=True))
+    print("\n| query | micro-batches | first planned to last committed, s | stages, s (sum over batches) |"
+          "\n| --- | ---: | ---: | --- |")
+    for name, q in breakdown.items():
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in q["stages_s"].items())
+        print(f"| {name} | {q['batches']} | {q['span_s']:.1f} | {stages} |")
     if detection:
         print("\n| fraud type | blocked / positives | calls before block (median, p95) "
               "| minutes before block (median, p95) |\n| --- | ---: | ---: | ---: |")
@@ -168,14 +183,38 @@ def main() -> int:
     return 0
 
 
+def _breakdown(state: Path) -> dict:
+    """Per query: micro-batches, wall span (first offset log to last commit), summed stages."""
+    from streaming.job import QUERIES
+
+    out = {}
+    for name in QUERIES:
+        folder = state / "checkpoints" / name
+        planned = [p.stat().st_mtime for p in (folder / "offsets").glob("[0-9]*")]
+        committed = [p.stat().st_mtime for p in (folder / "commits").glob("[0-9]*")]
+        stages: dict[str, float] = {}
+        for path in (state / "batches" / name).glob("*.json"):
+            for k, v in json.loads(path.read_text()).get("stages_s", {}).items():
+                stages[k] = stages.get(k, 0.0) + v
+        out[name] = {"batches": len(committed), "span_s": max(committed) - min(planned) if committed else 0.0,
+                     "stages_s": stages}
+    return out
+
+
 def _q(q: dict) -> str:
     return "-" if q["median"] is None else f"{q['median']:.0f}, {q['p95']:.0f}"
 
 
 def _detection(settings, *, cdrs_dir: Path, day: str | None, labels: Path) -> dict:
-    """Detection delay per fraud type in event time (the calls and minutes of a fraud SIM between
-    its first fraudulent call and the end of the bucket whose data blocked it), with the
-    functions of ``simguard report``."""
+    """Detection delay per fraud type, in event time: the voice calls and minutes a fraud SIM
+    made between its first fraudulent call and its block, with the ground truth of ``simguard
+    report``. A block is placed at the event time the deciding ``sim`` micro-batch had seen (the
+    newest CDR in the validated files it and the batches before it read), or at the end of the
+    bucket it decided on if that is earlier: with small micro-batches (``--max-offsets``) this is
+    when a live stream that keeps up would block the SIM, processing latency aside (see
+    ``bench_latency.py``); with one big batch it falls back to the bucket ends."""
+    from stream_runs import batches, deciding_batch, source_files, validated
+
     from pipeline.report import (
         block_detections,
         day_files,
@@ -184,6 +223,7 @@ def _detection(settings, *, cdrs_dir: Path, day: str | None, labels: Path) -> di
         precision_recall,
         read_store,
     )
+    from pipeline.stream import state_dir
 
     files = day_files(cdrs_dir)
     if day:
@@ -191,6 +231,14 @@ def _detection(settings, *, cdrs_dir: Path, day: str | None, labels: Path) -> di
     truth = ground_truth(labels, files)
     store = read_store(settings.database_url)
     sim_blocks, call_blocks = block_detections(store["detections"])
+    state = state_dir(settings)
+    runs = batches(state, "sim")
+    read = validated(state).merge(source_files(state, "sim"), on="file")
+    seen = read.groupby("batch_id")["start_time"].max().reindex(runs["batch_id"]).cummax()
+    at = deciding_batch(sim_blocks["created_at"], runs)
+    horizon = pd.Series(seen.to_numpy()[at], index=sim_blocks.index).where(at >= 0)
+    bucket_end = pd.to_datetime(sim_blocks["observed_at"], utc=True)
+    sim_blocks = sim_blocks.assign(observed_at=pd.concat([horizon, bucket_end], axis=1).min(axis=1))
     delays = detection_delays(sim_blocks, truth)
     positives = truth.sims[truth.sims["role"] == "positive"]
     sims = precision_recall(set(sim_blocks["number"].astype(str)), truth.sims)
@@ -209,7 +257,8 @@ def _detection(settings, *, cdrs_dir: Path, day: str | None, labels: Path) -> di
             "calls": quantiles(d["calls"].astype(float)), "minutes": quantiles(d["minutes"]),
         }
     return {"by_type": by_type, "precision": sims["precision"], "recall": sims["recall"],
-            "calls_precision": calls["precision"], "calls_recall": calls["recall"]}
+            "calls_precision": calls["precision"], "calls_recall": calls["recall"],
+            "sim_batches": len(runs)}
 
 
 if __name__ == "__main__":

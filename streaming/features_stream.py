@@ -30,7 +30,7 @@ from features.sim import (
 )
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.streaming import StreamingQuery
 
 #: aggregate name -> key columns of its rows
@@ -102,13 +102,17 @@ def start_feature_streams(
     return queries
 
 
-def latest(spark: SparkSession, state_dir: str | Path, name: str) -> DataFrame:
-    """The newest row per key of one aggregate's update log."""
+def latest(spark: SparkSession, state_dir: str | Path, name: str, *, where: Column | None = None) -> DataFrame:
+    """The newest row per key of one aggregate's update log. ``where``: only rows it keeps (a
+    time bound on the bucket column, applied before the ranking and pushed down to the Parquet
+    scan, so a micro-batch reads the buckets it needs, not the whole history)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     keys = AGGREGATE_KEYS[name]
     log = spark.read.parquet(str(Path(state_dir) / name))
+    if where is not None:
+        log = log.where(where)
     newest = Window.partitionBy(*keys).orderBy(F.col("batch_id").desc())
     return log.withColumn("_rank", F.row_number().over(newest)).where("_rank = 1").drop("_rank", "batch_id")
 

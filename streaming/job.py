@@ -31,6 +31,7 @@ included, independent of how the run was interrupted.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import time
@@ -55,7 +56,7 @@ from streaming.source import kafka_stream
 from streaming.validate import VALID, dead_letter_payload, validate_stream, validated_schema
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.streaming import StreamingQuery
 
 log = logging.getLogger("simguard.stream")
@@ -223,14 +224,19 @@ class StreamJob:
             # a batch that only moved the watermark (state eviction): no SIM to score
             self._finish("sim", batch_id, started, active=0, counts={}, stages=stages)
             return
+        # a window row ending at an updated bucket merges the buckets of the window before it:
+        # older buckets (and their context) are not read
+        since = updated.agg(F.min(SLIDE)).first()[0] - (self.features.window_s - self.features.slide_s)
         # used twice (the cross-SIM context and the window merge): ranked once
         history = (
-            self._latest_or_empty("sim").join(updated.select(ENTITY).distinct(), [ENTITY], "left_semi").persist()
+            self._latest_or_empty("sim", where=F.col(SLIDE) >= since)
+            .join(updated.select(ENTITY).distinct(), [ENTITY], "left_semi")
+            .persist()
         )
         features = assemble_sim_features(
             history,
-            self._latest_or_empty("cell"),
-            self._latest_or_empty("imei"),
+            self._latest_or_empty("cell", where=F.col("bucket") >= since),
+            self._latest_or_empty("imei", where=F.col(SLIDE) >= since),
             settings=self.features,
             plan=self.plan,
             ends=updated,
@@ -255,13 +261,18 @@ class StreamJob:
         from pyspark.sql import functions as F
 
         started, stages = time.monotonic(), _Stages()
-        if not batch.take(1):
+        first = batch.agg(F.min("start_time")).first()[0]
+        if first is None:
             self._finish("calls", batch_id, started, active=None, counts={}, stages=stages)
             return
+        # the CLI buckets of the owner look-back before the batch's first call, the trunk
+        # buckets from its hour on: older buckets are not read
+        cli_since = first - dt.timedelta(seconds=self.features.owner_lookback_s + self.features.window_s)
+        trunk_since = first - dt.timedelta(seconds=self.features.trunk_bucket_s)
         features = assemble_call_features(
             batch,
-            self._latest_or_empty("cli"),
-            self._latest_or_empty("trunk"),
+            self._latest_or_empty("cli", where=F.col("bucket_start") >= F.lit(cli_since)),
+            self._latest_or_empty("trunk", where=F.col("trunk_bucket") >= F.lit(trunk_since)),
             settings=self.features,
             plan=self.plan,
         )
@@ -317,10 +328,10 @@ class StreamJob:
         self.metrics.observe_decisions(query, record)
         log.info("%s batch %s: %s", query, batch_id, record)
 
-    def _latest_or_empty(self, name: str) -> DataFrame:
+    def _latest_or_empty(self, name: str, *, where: Column | None = None) -> DataFrame:
         folder = self.logs / name
         if folder.exists() and any(folder.rglob("*.parquet")):
-            return latest(self.spark, self.logs, name)
+            return latest(self.spark, self.logs, name, where=where)
         return self._empty_aggregate(name)
 
     def _empty_aggregate(self, name: str) -> DataFrame:

@@ -289,9 +289,9 @@ def stream_env(world: dict[str, Any], run: Path, bootstrap: str, **extra: str) -
         "SIMGUARD_DATABASE__URL": f"sqlite:///{run / 'blocklist.db'}",
         "SIMGUARD_STREAM__STATE_DIR": str(run / "stream"),
         "SIMGUARD_STREAM__METRICS_PORT": "0",
-        # the queries after validation take one validated micro-batch (a file per partition) at a
-        # time, so they run in as many micro-batches as the Kafka reads
-        "SIMGUARD_STREAM__MAX_FILES_PER_TRIGGER": "2",
+        # the topic has one partition, so validation writes one file per micro-batch: the queries
+        # after it take one at a time and run in as many micro-batches as the Kafka reads
+        "SIMGUARD_STREAM__MAX_FILES_PER_TRIGGER": "1",
         # the simulation is dated in the past: a backfill widens the age limit
         "SIMGUARD_STREAM__VALIDATION__MAX_PAST_DAYS": "36500",
         "SIMGUARD_BLOCKLIST__REGISTERED_BUSINESSES": str(world["registered_businesses"]),

@@ -1,0 +1,61 @@
+"""What a stream run left behind, read back for the streaming benchmarks: its micro-batches
+(when each was planned and had published its decisions), the validated CDRs with their Kafka
+timestamps, and which validated files each micro-batch of a query read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+
+def batches(state: Path, query: str) -> pd.DataFrame:
+    """Per micro-batch of ``query``: ``planned_at`` (the mtime of its offset log file, written
+    when Spark planned it) and ``published_at`` (``finished_at`` of its batch record: after the
+    store write, the Kafka publication and the webhook deliveries), epoch seconds."""
+    rows = []
+    for path in sorted((state / "batches" / query).glob("*.json")):
+        record = json.loads(path.read_text())
+        offsets = state / "checkpoints" / query / "offsets" / str(record["batch_id"])
+        rows.append({"batch_id": record["batch_id"], "planned_at": offsets.stat().st_mtime,
+                     "published_at": record["finished_at"]})
+    return pd.DataFrame(rows, columns=["batch_id", "planned_at", "published_at"]).sort_values("batch_id")
+
+
+def deciding_batch(created_at: pd.Series, runs: pd.DataFrame) -> np.ndarray:
+    """Position in ``runs`` of the micro-batch that stored each decision (the last one planned
+    before it; a query runs its micro-batches one after the other); -1 if none."""
+    seconds = pd.to_datetime(created_at, utc=True).astype("int64").to_numpy() / 1e9
+    return np.searchsorted(runs["planned_at"].to_numpy(), seconds, side="right") - 1
+
+
+def source_files(state: Path, query: str) -> pd.DataFrame:
+    """The validated files each micro-batch of ``query`` read (its file source's log)."""
+    rows = []
+    for path in (state / "checkpoints" / query / "sources" / "0").glob("*"):
+        if not path.name.split(".")[0].isdigit():
+            continue
+        for line in path.read_text().splitlines()[1:]:  # first line: the log version
+            entry = json.loads(line)
+            rows.append({"file": Path(entry["path"].removeprefix("file://")).name, "batch_id": entry["batchId"]})
+    return pd.DataFrame(rows, columns=["file", "batch_id"]).drop_duplicates("file")
+
+
+def validated(state: Path) -> pd.DataFrame:
+    """Every valid record of the validated table: record id, calling number, event time, Kafka
+    timestamp (``landed_at``), its file and when the file was written (``visible_at``)."""
+    frames = []
+    for path in (state / "validated").glob("*.parquet"):
+        t = pq.read_table(path, columns=["record_id", "a_number", "start_time", "_valid", "source_timestamp"])
+        frame = t.to_pandas()
+        frame["file"] = path.name
+        frame["visible_at"] = path.stat().st_mtime
+        frames.append(frame)
+    out = pd.concat(frames, ignore_index=True)
+    out = out[out["_valid"]].drop(columns="_valid")
+    out["start_time"] = pd.to_datetime(out["start_time"], utc=True)
+    out["landed_at"] = pd.to_datetime(out["source_timestamp"], utc=True).astype("int64") / 1e9
+    return out

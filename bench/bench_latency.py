@@ -44,6 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from stream_runs import bench_environment, start_broker, use_fresh_topics  # noqa: E402
+
 
 def _day_folder(cdrs: Path, day: str, work: Path) -> Path:
     """A CDR folder holding only ``day`` (a link to the simulation's day folder)."""
@@ -102,15 +104,11 @@ def main() -> int:
 
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    os.environ["SIMGUARD_HOME"] = str(args.home.resolve())
-    os.environ["SIMGUARD_STREAM__STATE_DIR"] = str(work / "stream")
-    os.environ["SIMGUARD_DATABASE__URL"] = f"sqlite:///{work / 'blocklist.db'}"
-    os.environ["SIMGUARD_STREAM__METRICS_PORT"] = "0"
-    os.environ["SIMGUARD_STREAM__STARTING_OFFSETS"] = "earliest"
+    extra = {"SIMGUARD_STREAM__STARTING_OFFSETS": "earliest"}
     if args.trigger_s:
-        os.environ["SIMGUARD_STREAM__TRIGGER_INTERVAL_S"] = str(args.trigger_s)
+        extra["SIMGUARD_STREAM__TRIGGER_INTERVAL_S"] = str(args.trigger_s)
+    bench_environment(home=args.home, work=work, **extra)
 
-    from pipeline.broker import LocalBroker, free_port
     from pipeline.config import load_settings
     from pipeline.report import read_store
     from pipeline.simulate.replay import count_records, replay_to_kafka
@@ -120,16 +118,9 @@ def main() -> int:
     day_dir = _day_folder(args.cdrs, args.day, work)
     records = count_records(day_dir)
     replay_s = records / args.rate
-    settings = load_settings()
-    broker = LocalBroker(home=work / "kafka", jars_dir=settings.jars_dir, port=free_port(),
-                         controller_port=free_port(), settings=settings.local_broker)
-    broker.start()
+    broker = start_broker(work)
     try:
-        topic = f"bench.latency.{int(time.time())}"
-        os.environ["SIMGUARD_KAFKA__BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
-        os.environ["SIMGUARD_KAFKA__TOPICS__CDRS"] = topic
-        os.environ["SIMGUARD_KAFKA__TOPICS__DEAD_LETTER"] = f"{topic}.dead-letter"
-        os.environ["SIMGUARD_KAFKA__TOPICS__BLOCKLIST_PREFIX"] = f"{topic}.blocklist"
+        topic = use_fresh_topics(broker.bootstrap_servers, "bench.latency")
         settings = load_settings()
         spark = build_spark(settings.spark, jars_dir=settings.jars_dir)
         # the topic exists (with the broker's partitions) before the stream subscribes to it

@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from stream_runs import bench_environment, start_broker, use_fresh_topics  # noqa: E402
+
 
 def _load_topic(spark, cdrs, *, bootstrap: str, topic: str) -> int:
     from pyspark.sql import functions as F
@@ -87,35 +89,21 @@ def main() -> int:
 
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    os.environ["SIMGUARD_HOME"] = str(args.home.resolve())
-    os.environ["SIMGUARD_STREAM__STATE_DIR"] = str(work / "stream")
-    os.environ["SIMGUARD_DATABASE__URL"] = f"sqlite:///{work / 'blocklist.db'}"
-    os.environ["SIMGUARD_STREAM__VALIDATION__MAX_PAST_DAYS"] = "100000"
-    os.environ["SIMGUARD_STREAM__MAX_OFFSETS_PER_TRIGGER"] = str(args.max_offsets)
+    extra = {
+        "SIMGUARD_STREAM__VALIDATION__MAX_PAST_DAYS": "100000",
+        "SIMGUARD_STREAM__MAX_OFFSETS_PER_TRIGGER": str(args.max_offsets),
+    }
     if args.max_files:
-        os.environ["SIMGUARD_STREAM__MAX_FILES_PER_TRIGGER"] = str(args.max_files)
-    os.environ["SIMGUARD_STREAM__METRICS_PORT"] = "0"
+        extra["SIMGUARD_STREAM__MAX_FILES_PER_TRIGGER"] = str(args.max_files)
+    bench_environment(home=args.home, work=work, **extra)
 
-    from pipeline.broker import LocalBroker, free_port
     from pipeline.config import load_settings
     from pipeline.featurize import read_cdrs
     from pipeline.spark import build_spark
 
-    settings = load_settings()
-    broker = LocalBroker(
-        home=work / "kafka",
-        jars_dir=settings.jars_dir,
-        port=free_port(),
-        controller_port=free_port(),
-        settings=settings.local_broker,
-    )
-    broker.start()
+    broker = start_broker(work)
     try:
-        os.environ["SIMGUARD_KAFKA__BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
-        topic = f"bench.cdrs.{int(time.time())}"
-        os.environ["SIMGUARD_KAFKA__TOPICS__CDRS"] = topic
-        os.environ["SIMGUARD_KAFKA__TOPICS__DEAD_LETTER"] = f"{topic}.dead-letter"
-        os.environ["SIMGUARD_KAFKA__TOPICS__BLOCKLIST_PREFIX"] = f"{topic}.blocklist"
+        topic = use_fresh_topics(broker.bootstrap_servers, "bench.cdrs")
         settings = load_settings()
         spark = build_spark(settings.spark, jars_dir=settings.jars_dir)
 

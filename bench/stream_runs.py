@@ -5,6 +5,8 @@ timestamps, and which validated files each micro-batch of a query read."""
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -59,3 +61,39 @@ def validated(state: Path) -> pd.DataFrame:
     out["start_time"] = pd.to_datetime(out["start_time"], utc=True)
     out["landed_at"] = pd.to_datetime(out["source_timestamp"], utc=True).astype("int64") / 1e9
     return out
+
+
+def bench_environment(*, home: Path, work: Path, **settings: str) -> None:
+    """The settings a benchmark's stream run shares, as environment overrides: the champions of
+    ``home``, its state, blocklist database and nothing on the metrics port under ``work``."""
+    os.environ.update({
+        "SIMGUARD_HOME": str(home.resolve()),
+        "SIMGUARD_STREAM__STATE_DIR": str(work / "stream"),
+        "SIMGUARD_DATABASE__URL": f"sqlite:///{work / 'blocklist.db'}",
+        "SIMGUARD_STREAM__METRICS_PORT": "0",
+        **settings,
+    })
+
+
+def start_broker(work: Path):
+    """A local KRaft broker on free ports, its data under ``work``."""
+    from pipeline.broker import LocalBroker, free_port
+    from pipeline.config import load_settings
+
+    settings = load_settings()
+    broker = LocalBroker(home=work / "kafka", jars_dir=settings.jars_dir, port=free_port(),
+                         controller_port=free_port(), settings=settings.local_broker)
+    broker.start()
+    return broker
+
+
+def use_fresh_topics(bootstrap: str, prefix: str) -> str:
+    """Point the settings at ``bootstrap`` and at new topic names; returns the CDR topic."""
+    topic = f"{prefix}.{int(time.time())}"
+    os.environ.update({
+        "SIMGUARD_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "SIMGUARD_KAFKA__TOPICS__CDRS": topic,
+        "SIMGUARD_KAFKA__TOPICS__DEAD_LETTER": f"{topic}.dead-letter",
+        "SIMGUARD_KAFKA__TOPICS__BLOCKLIST_PREFIX": f"{topic}.blocklist",
+    })
+    return topic

@@ -37,6 +37,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -58,6 +59,7 @@ from streaming.validate import VALID, dead_letter_payload, validate_stream, vali
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.streaming import StreamingQuery
+    from pyspark.sql.types import StructType
 
 log = logging.getLogger("simguard.stream")
 
@@ -335,7 +337,7 @@ class StreamJob:
         return self._empty_aggregate(name)
 
     def _empty_aggregate(self, name: str) -> DataFrame:
-        return self.spark.createDataFrame([], schema=self._aggregate_schema(name))
+        return self.spark.createDataFrame([], schema=self._aggregate_schemas[name])
 
     # -- running ---------------------------------------------------------------------------
     def start_queries(self, names: tuple[str, ...], *, trigger: Trigger) -> dict[str, StreamingQuery]:
@@ -343,7 +345,6 @@ class StreamJob:
         aggregates: dict[str, DataFrame] = {}
         if set(names) & {*CONTEXT_QUERIES, "sim"}:
             aggregates = aggregate_streams(self._valid_cdrs(), settings=self.features, plan=self.plan)
-            self._aggregate_schemas = {k: v.schema for k, v in aggregates.items()}
         for name in names:
             if name == "validate":
                 writer = (
@@ -368,13 +369,11 @@ class StreamJob:
                 raise ValueError(f"unknown query {name}")
         return queries
 
-    def _aggregate_schema(self, name: str):
-        if not hasattr(self, "_aggregate_schemas"):
-            self._aggregate_schemas = {
-                k: v.schema for k, v in aggregate_streams(
-                    self._valid_cdrs(), settings=self.features, plan=self.plan).items()
-            }
-        return self._aggregate_schemas[name]
+    @cached_property
+    def _aggregate_schemas(self) -> dict[str, StructType]:
+        """Row schemas of the aggregates (an update log not written yet reads as an empty frame)."""
+        aggregates = aggregate_streams(self._valid_cdrs(), settings=self.features, plan=self.plan)
+        return {name: frame.schema for name, frame in aggregates.items()}
 
     def run(self, *, available_now: bool, timeout_s: float | None = None) -> dict[str, Any]:
         """Run until the topic is drained (``available_now``) or until stopped."""
@@ -418,7 +417,6 @@ class StreamJob:
                 if q.isActive:
                     q.stop()
                     raise TimeoutError(f"query {name} did not drain its input within {timeout_s} s")
-                self.metrics.observe_progress(q.lastProgress)
 
     def _uncommitted_batch(self, name: str) -> int | None:
         """The batch a previous run planned (offset log) but did not commit (a crash), if any."""

@@ -81,11 +81,14 @@ class StreamMetrics:
         self._listener = Progress()
         spark.streams.addListener(self._listener)
 
+    def unlisten(self, spark: SparkSession) -> None:
+        if self._listener is not None:
+            spark.streams.removeListener(self._listener)
+            self._listener = None
+
     def observe_progress(self, progress: Any) -> None:
-        """One query progress (``StreamingQueryProgress`` or its dict form)."""
-        if not progress:
-            return
-        data = json.loads(progress.json) if isinstance(getattr(progress, "json", None), str) else dict(progress)
+        """One query progress (a listener event's ``StreamingQueryProgress``)."""
+        data = json.loads(progress.json)
         name = (data.get("name") or "").removeprefix("simguard-")
         for source in data.get("sources", []):
             lag = (source.get("metrics") or {}).get("maxOffsetsBehindLatest")

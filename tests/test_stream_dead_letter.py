@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 
 import pytest
 from factories import cdr
@@ -70,7 +71,14 @@ def test_malformed_records_are_dead_lettered_with_reasons(spark, kafka_bootstrap
         spoof=ChampionScorer("unused", "sqlite:///unused"),
         sink=NoDecisions(),
     )
+    job.metrics.listen(spark)
     job.run_phases((("validate",), ("intake",)), timeout_s=180)
+    # the progress gauges follow every micro-batch (the listener hears of it shortly after)
+    deadline = time.monotonic() + 30
+    while job.metrics.registry.get_sample_value("simguard_consumer_lag_records", {"query": "validate"}) is None:
+        assert time.monotonic() < deadline, "no progress reached the metrics"
+        time.sleep(0.2)
+    job.metrics.unlisten(spark)
     summary = job.summary()
     assert summary["records_in"] == len(sent) == summary["valid"] + summary["dead_lettered"]
     assert summary["valid"] == len(good) and summary["dead_lettered"] == len(bad)

@@ -113,7 +113,7 @@ def djezzy_sample() -> Path:
     path = SHARED_DATA / "djezzy_simbox" / "TEST_DATASET.CSV"
     if not path.exists():
         message = f"operator sample not present at {path} (../shared/data beside the checkout)"
-        if os.environ.get("SIMGUARD_REQUIRE_SHARED_DATA"):
+        if os.environ.get("REQUIRE_SHARED_DATA"):
             pytest.fail(message)  # CI has ../shared beside the clone: a missing sample is an error there
         pytest.skip(message)
     return path

@@ -132,6 +132,7 @@ def main() -> int:
         broker.stop()
 
     breakdown = _breakdown(work / "stream")
+    entries = _entries(settings.database_url)
     detection = _detection(settings, cdrs_dir=args.cdrs, day=args.day, labels=args.labels) if args.labels else None
     result = {
         "command": " ".join(sys.argv),
@@ -148,6 +149,7 @@ def main() -> int:
         },
         "load_avg": os.getloadavg(),
         "detection": detection,
+        "entries": entries,
         "queries": breakdown,
     }
     (work / "bench_stream.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
@@ -155,7 +157,8 @@ def main() -> int:
     print(f"| read and count (ceiling) | {read:,} | {ceiling_s:.1f} | {read / ceiling_s:,.0f} |")
     print(f"| whole job (available-now) | {summary['records_in']:,} | {job_s:.1f} | "
           f"{summary['records_in'] / job_s:,.0f} |")
-    print(json.dumps(summary["decisions"], sort_keys=True))
+    print("decisions (one per scored window row or call):", json.dumps(summary["decisions"], sort_keys=True))
+    print("blocklist entries (one per number and scope):", json.dumps(entries, sort_keys=True))
     print("\n| query | micro-batches | first planned to last committed, s | stages, s (sum over batches) |"
           "\n| --- | ---: | ---: | --- |")
     for name, q in breakdown.items():
@@ -169,6 +172,14 @@ def main() -> int:
         print(f"precision {detection['precision']:.3f}, recall {detection['recall']:.3f} (SIMs); "
               f"spoofed calls precision {detection['calls_precision']:.3f}, recall {detection['calls_recall']:.3f}")
     return 0
+
+
+def _entries(url: str) -> dict[str, int]:
+    """Blocklist entries the run stored, by action and fraud type (e.g. ``block:simbox``)."""
+    from pipeline.report import read_store
+
+    entries = read_store(url)["entries"]
+    return {f"{a}:{t}": int(n) for (a, t), n in entries.groupby(["action", "fraud_type"]).size().items()}
 
 
 def _breakdown(state: Path) -> dict:

@@ -17,13 +17,16 @@ import pyarrow.parquet as pq
 def batches(state: Path, query: str) -> pd.DataFrame:
     """Per micro-batch of ``query``: ``planned_at`` (the mtime of its offset log file, written
     when Spark planned it) and ``published_at`` (``finished_at`` of its batch record: after the
-    store write, the Kafka publication and the webhook deliveries), epoch seconds."""
+    store write, the Kafka publication and the webhook deliveries), epoch seconds. Spark keeps
+    the offset files of the last 100 batches only (``spark.sql.streaming.minBatchesToRetain``);
+    for an older batch ``planned_at`` is when its batch function started (``finished_at`` minus
+    its ``duration_s``), a little after the plan."""
     rows = []
     for path in sorted((state / "batches" / query).glob("*.json")):
         record = json.loads(path.read_text())
         offsets = state / "checkpoints" / query / "offsets" / str(record["batch_id"])
-        rows.append({"batch_id": record["batch_id"], "planned_at": offsets.stat().st_mtime,
-                     "published_at": record["finished_at"]})
+        planned = offsets.stat().st_mtime if offsets.exists() else record["finished_at"] - record["duration_s"]
+        rows.append({"batch_id": record["batch_id"], "planned_at": planned, "published_at": record["finished_at"]})
     return pd.DataFrame(rows, columns=["batch_id", "planned_at", "published_at"]).sort_values("batch_id")
 
 

@@ -132,8 +132,13 @@ def main() -> int:
         broker.stop()
 
     breakdown = _breakdown(work / "stream")
-    entries = _entries(settings.database_url)
-    detection = _detection(settings, cdrs_dir=args.cdrs, day=args.day, labels=args.labels) if args.labels else None
+    from pipeline.report import read_store
+
+    store = read_store(settings.database_url)
+    entries = _entries(store["entries"])
+    detection = (
+        _detection(settings, store, cdrs_dir=args.cdrs, day=args.day, labels=args.labels) if args.labels else None
+    )
     result = {
         "command": " ".join(sys.argv),
         "cdrs": loaded,
@@ -174,11 +179,8 @@ def main() -> int:
     return 0
 
 
-def _entries(url: str) -> dict[str, int]:
+def _entries(entries: pd.DataFrame) -> dict[str, int]:
     """Blocklist entries the run stored, by action and fraud type (e.g. ``block:simbox``)."""
-    from pipeline.report import read_store
-
-    entries = read_store(url)["entries"]
     return {f"{a}:{t}": int(n) for (a, t), n in entries.groupby(["action", "fraud_type"]).size().items()}
 
 
@@ -204,7 +206,7 @@ def _q(q: dict) -> str:
     return "-" if q["median"] is None else f"{q['median']:.0f}, {q['p95']:.0f}"
 
 
-def _detection(settings, *, cdrs_dir: Path, day: str | None, labels: Path) -> dict:
+def _detection(settings, store: dict[str, pd.DataFrame], *, cdrs_dir: Path, day: str | None, labels: Path) -> dict:
     """Detection delay per fraud type, in event time: the voice calls and minutes a fraud SIM
     made between its first fraudulent call and its block, with the ground truth of ``simguard
     report``. A block is placed at the event time the deciding ``sim`` micro-batch had seen (the
@@ -220,7 +222,6 @@ def _detection(settings, *, cdrs_dir: Path, day: str | None, labels: Path) -> di
         detection_delays,
         ground_truth,
         precision_recall,
-        read_store,
     )
     from pipeline.stream import state_dir
 
@@ -228,7 +229,6 @@ def _detection(settings, *, cdrs_dir: Path, day: str | None, labels: Path) -> di
     if day:
         files = [p for p in files if p.parent.name == f"day={day}"]
     truth = ground_truth(labels, files)
-    store = read_store(settings.database_url)
     sim_blocks, call_blocks = block_detections(store["detections"])
     state = state_dir(settings)
     runs = batches(state, "sim")

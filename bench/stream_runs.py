@@ -59,8 +59,9 @@ def validated(state: Path) -> pd.DataFrame:
         frame["file"] = path.name
         frame["visible_at"] = path.stat().st_mtime
         frames.append(frame)
-    out = pd.concat(frames, ignore_index=True)
-    out = out[out["_valid"]].drop(columns="_valid")
+    out = pd.concat(frames, ignore_index=True).sort_values("visible_at", kind="stable")
+    # a micro-batch re-run after a crash writes its rows again: the first write is when they landed
+    out = out[out["_valid"]].drop(columns="_valid").drop_duplicates("record_id", keep="first")
     out["start_time"] = pd.to_datetime(out["start_time"], utc=True)
     out["landed_at"] = pd.to_datetime(out["source_timestamp"], utc=True).astype("int64") / 1e9
     return out

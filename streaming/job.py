@@ -222,13 +222,14 @@ class StreamJob:
         # the buckets this batch updated, and every current bucket of those SIMs: a window row
         # merges the SIM's buckets of the last 24 h up to the updated one
         updated = self.spark.read.parquet(str(self.logs / "sim" / f"batch_id={batch_id}")).select(ENTITY, SLIDE)
-        if not updated.take(1):
+        first = updated.agg(F.min(SLIDE)).first()[0]
+        if first is None:
             # a batch that only moved the watermark (state eviction): no SIM to score
             self._finish("sim", batch_id, started, active=0, counts={}, stages=stages)
             return
         # a window row ending at an updated bucket merges the buckets of the window before it:
         # older buckets (and their context) are not read
-        since = updated.agg(F.min(SLIDE)).first()[0] - (self.features.window_s - self.features.slide_s)
+        since = first - (self.features.window_s - self.features.slide_s)
         # used twice (the cross-SIM context and the window merge): ranked once
         history = (
             self._latest_or_empty("sim", where=F.col(SLIDE) >= since)
@@ -378,20 +379,24 @@ class StreamJob:
     def run(self, *, available_now: bool, timeout_s: float | None = None) -> dict[str, Any]:
         """Run until the topic is drained (``available_now``) or until stopped."""
         self.metrics.serve(self.stream.metrics_port)
+        # the listener lives as long as the job, not as long as the (shared) Spark session
         self.metrics.listen(self.spark)
-        if available_now:
-            self.run_phases(PHASES, timeout_s=timeout_s)
-            return self.summary()
-        queries = self.start_queries(QUERIES, trigger=Trigger(interval_s=self.stream.trigger_interval_s))
         try:
-            self.spark.streams.awaitAnyTermination(timeout_s)
-        finally:
+            if available_now:
+                self.run_phases(PHASES, timeout_s=timeout_s)
+                return self.summary()
+            queries = self.start_queries(QUERIES, trigger=Trigger(interval_s=self.stream.trigger_interval_s))
+            try:
+                self.spark.streams.awaitAnyTermination(timeout_s)
+            finally:
+                for q in queries.values():
+                    q.stop()
             for q in queries.values():
-                q.stop()
-        for q in queries.values():
-            if q.exception() is not None:
-                raise q.exception()  # type: ignore[misc]
-        return self.summary()
+                if q.exception() is not None:
+                    raise q.exception()  # type: ignore[misc]
+            return self.summary()
+        finally:
+            self.metrics.unlisten(self.spark)
 
     def run_phases(self, phases: tuple[tuple[str, ...], ...], *, timeout_s: float | None = None) -> None:
         """Each phase's queries with ``availableNow``, concurrently; a phase starts when the one

@@ -47,10 +47,11 @@ from features.calls import CALL_KEY_COLUMNS, assemble_call_features, trunk_calls
 from features.numbering import NumberingPlan
 from features.schema import FIELD_NAMES
 from features.settings import FeatureSettings
-from features.sim import ENTITY, KEY_COLUMNS, SLIDE, WINDOW_START, assemble_sim_features
+from features.sim import ENTITY, KEY_COLUMNS, SLIDE, WINDOW_END, WINDOW_START, assemble_sim_features
 from models.scoring import SCORE
 from streaming.features_stream import Trigger, aggregate_streams, latest
 from streaming.metrics import StreamMetrics
+from streaming.policy import BUCKET_COMPLETE
 from streaming.scoring import ChampionScorer
 from streaming.settings import StreamSettings
 from streaming.source import kafka_stream
@@ -221,8 +222,12 @@ class StreamJob:
         stages.lap("aggregate")
         # the buckets this batch updated, and every current bucket of those SIMs: a window row
         # merges the SIM's buckets of the last 24 h up to the updated one
-        updated = self.spark.read.parquet(str(self.logs / "sim" / f"batch_id={batch_id}")).select(ENTITY, SLIDE)
-        first = updated.agg(F.min(SLIDE)).first()[0]
+        buckets = self.spark.read.parquet(str(self.logs / "sim" / f"batch_id={batch_id}"))
+        updated = buckets.select(ENTITY, SLIDE)
+        # the newest outgoing call the batch holds (epoch s) marks how far event time has got: a
+        # bucket ending after it is scored half-filled. From the batch's own rows, so a batch
+        # Spark re-runs after a crash decides the same way.
+        first, newest = buckets.agg(F.min(SLIDE), F.max(F.array_max(F.col("calls.t")))).first()
         if first is None:
             # a batch that only moved the watermark (state eviction): no SIM to score
             self._finish("sim", batch_id, started, active=0, counts={}, stages=stages)
@@ -246,6 +251,8 @@ class StreamJob:
         )
         model = self.spam.refresh(self.spark)
         scored = self.spam.score(features, keep=list(features.columns))
+        complete = F.col(WINDOW_END) <= F.lit(newest).cast("timestamp") if newest is not None else F.lit(False)
+        scored = scored.withColumn(BUCKET_COMPLETE, complete)
         if self.stream.latest_window_only:
             # the SIM's windows up to the updated bucket (6 h to 24 h long): decide on the one
             # that scores highest, one decision per SIM and bucket

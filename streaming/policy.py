@@ -14,6 +14,15 @@ rows ``simguard evaluate`` counts as flagged for that version. A ``review_above`
 effective block threshold leaves the review band empty (every row above the block threshold
 blocks, the rest is allowed).
 
+A per-SIM row whose last bucket is still filling (``bucket_complete`` false: the stream scored
+the SIM before the bucket ended, in the micro-batch its newest CDRs arrived in) blocks only above
+its fraud type's ``partial_block_above``, when that is set; a lower block-level score goes to the
+review queue instead and the SIM blocks when a later micro-batch scores it above the threshold
+that applies then. A stream scores a SIM again in every micro-batch that touches it, on buckets the
+model never saw half-filled (training rows end at bucket ends): an ordinary subscriber whose
+bucket so far holds a few unanswered outgoing calls can score like a SIM box. Rows without the
+column (batch scoring) are complete.
+
 The allowlist is consulted before any threshold and always wins (FCC safe harbour: emergency
 calls are never blocked; DOMAIN.md "Redress and blocklist practice"): emergency numbers and short
 codes from the numbering plan, registered business numbers (call centres, telemarketers, taxi
@@ -81,6 +90,9 @@ def _e164() -> re.Pattern[str]:
 
 
 SIM_COLUMNS = ("number", "operator", "fraud_type", "score", "reasons", "model_name", "model_version", "window_end")
+#: optional per-SIM column: false where the row's last bucket had not ended in event time when it
+#: was scored (``partial_block_above`` then applies)
+BUCKET_COMPLETE = "bucket_complete"
 CALL_COLUMNS = ("cli", "in_trunk_type", "in_trunk_id", "operator", "score", "reasons", "model_version", "start_time")
 #: the scoring model version's validated threshold, needed where ``block_above`` is null
 MODEL_THRESHOLD = "model_threshold"
@@ -117,6 +129,9 @@ class FraudTypePolicy(_Section):
     #: for the target FPR, the one ``simguard evaluate`` reports)
     block_above: float | None = Field(default=None, ge=0, le=1)
     review_above: float = Field(ge=0, le=1)
+    #: per-SIM rows whose last bucket is still filling block only above this score (below it and
+    #: above the block threshold: review); ``None``: such rows block like complete ones
+    partial_block_above: float | None = Field(default=None, ge=0, le=1)
     #: a block lapses after this long unless the number is flagged again after it lapsed; the TTL
     #: bounds the harm of a wrong block nobody appealed (FCC: redress in reasonable time)
     ttl_hours: int = Field(gt=0)
@@ -125,6 +140,9 @@ class FraudTypePolicy(_Section):
     def _ordered(self) -> FraudTypePolicy:
         if self.block_above is not None and self.review_above > self.block_above:
             raise ValueError("review_above must not be above block_above")
+        if self.partial_block_above is not None and self.block_above is not None \
+                and self.partial_block_above < self.block_above:
+            raise ValueError("partial_block_above must not be below block_above")
         return self
 
     def lowest(self, model_threshold: float | None) -> float:
@@ -144,13 +162,22 @@ class PolicySettings(_Section):
     with little collateral but campaigns rotate CLIs within days, so 7 days; a spoofed CLI belongs
     to a victim, so its trunk rule lasts one day and is renewed only while spoofing goes on.
     Blocks happen above the champion version's validated threshold (``block_above: null``), so
-    the blocklist runs at the operating point the model was chosen and evaluated at.
+    the blocklist runs at the operating point the model was chosen and evaluated at. A row the
+    stream scored on a half-filled bucket blocks only above 0.98: the lowest value that kept the
+    SIM false-positive rate of a held-out day's stream run within the models' 0.1% target
+    (``bench/partial_threshold.py``, BENCHMARKS.md).
     """
 
-    spam_robocall: FraudTypePolicy = FraudTypePolicy(review_above=0.7, ttl_hours=720)
-    simbox: FraudTypePolicy = FraudTypePolicy(review_above=0.6, ttl_hours=2160)
-    wangiri: FraudTypePolicy = FraudTypePolicy(review_above=0.6, ttl_hours=168)
+    spam_robocall: FraudTypePolicy = FraudTypePolicy(review_above=0.7, partial_block_above=0.98, ttl_hours=720)
+    simbox: FraudTypePolicy = FraudTypePolicy(review_above=0.6, partial_block_above=0.98, ttl_hours=2160)
+    wangiri: FraudTypePolicy = FraudTypePolicy(review_above=0.6, partial_block_above=0.98, ttl_hours=168)
     spoofed_call: FraudTypePolicy = FraudTypePolicy(review_above=0.6, ttl_hours=24)
+
+    @model_validator(mode="after")
+    def _calls_are_whole(self) -> PolicySettings:
+        if self.spoofed_call.partial_block_above is not None:
+            raise ValueError("spoofed_call.partial_block_above: a call is scored whole, there is no bucket to fill")
+        return self
 
     def for_type(self, fraud_type: str) -> FraudTypePolicy:
         if fraud_type not in FRAUD_TYPES:
@@ -350,7 +377,8 @@ def decide_sims(
     ``f"{query_id}:{batch_id}"``) makes the idempotency keys ``{batch_key}:{scope}|{number}@{window_end}``,
     or ``...@{window_start}/{window_end}`` when the rows have a ``window_start`` (a SIM may have
     several windows ending together, 6 h to 24 h long: each is its own detection).
-    Where ``block_above`` is null the rows need a ``model_threshold`` column.
+    Where ``block_above`` is null the rows need a ``model_threshold`` column. A false
+    ``bucket_complete`` applies the fraud type's ``partial_block_above``.
     """
     import numpy as np
     import pandas as pd
@@ -364,6 +392,11 @@ def decide_sims(
     # NaN compares False: a row without a score never blocks
     candidates = np.flatnonzero(score > np.minimum(review, block))
     has_start = "window_start" in scored.columns
+    complete = (
+        scored[BUCKET_COMPLETE].fillna(True).astype(bool).to_numpy()
+        if BUCKET_COMPLETE in scored.columns
+        else np.ones(len(scored), dtype=bool)
+    )
     out: list[Decision] = []
     for i in candidates:
         row = scored.iloc[int(i)]
@@ -375,14 +408,18 @@ def decide_sims(
         if ftype == SPOOFED_CALL:
             raise BlocklistError("a per-SIM row has fraud type spoofed_call: spoofed calls go through decide_calls")
         s = float(score[i])
+        rule = policy.for_type(ftype)
         action, why = _decide_row(
             number=number,
             score=s,
             block_above=float(block[i]),
-            rule=policy.for_type(ftype),
+            rule=rule,
             model=_model_text(_text(row["model_name"]), _text(row["model_version"])),
             allowlist=allowlist,
         )
+        if action == "block" and not complete[i] and rule.partial_block_above is not None \
+                and s <= rule.partial_block_above:
+            action, why = "review", f"{why}; bucket still filling: blocks above {rule.partial_block_above:g}"
         if action != "allow" and not _e164().fullmatch(number):
             # a SIM-wide rule on a malformed number would match nothing on the operators' side
             action, why = "allow", f"not an E.164 number ({why})"
@@ -497,6 +534,7 @@ def count_actions(decisions: Iterable[Decision]) -> dict[tuple[str, str], int]:
 
 
 __all__ = [
+    "BUCKET_COMPLETE",
     "CALL_COLUMNS",
     "FRAUD_TYPES",
     "MAX_KEY_LEN",

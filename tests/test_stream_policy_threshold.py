@@ -123,3 +123,44 @@ def test_the_sinks_prefilter_keeps_every_row_that_can_block(tmp_path) -> None:
         assert store.is_blocked("+84961000001")
     finally:
         sink.close()
+
+
+def test_a_half_filled_bucket_blocks_only_above_partial_block_above() -> None:
+    # the stream scored these SIMs before their last bucket ended (bucket_complete false)
+    rule = FraudTypePolicy(review_above=0.6, partial_block_above=0.99, ttl_hours=1)
+    policy = PolicySettings(simbox=rule)
+    frame = sims(
+        [
+            ("+84961000001", "simbox", 0.95),   # above the model's threshold, half-filled: review
+            ("+84961000002", "simbox", 0.995),  # above partial_block_above: block
+            ("+84961000003", "simbox", 0.95),   # the same score on a complete bucket: block
+            ("+84961000004", "simbox", 0.95),   # no completeness known (NaN): complete, block
+            ("113", "simbox", 0.999),           # the allowlist still wins
+            ("+84961000006", "simbox", 0.99),   # == partial_block_above: not above it, review
+        ],
+        threshold=0.8,
+    )
+    frame["bucket_complete"] = pd.array([False, False, True, None, False, False], dtype="boolean")
+    got = {d.number: d for d in decide_sims(frame, policy=policy, allowlist=NOBODY, batch_key="q:1")}
+    assert {n: d.action for n, d in got.items()} == {
+        "+84961000001": "review",
+        "+84961000002": "block",
+        "+84961000003": "block",
+        "+84961000004": "block",
+        "113": "allow",
+        "+84961000006": "review",
+    }
+    assert got["+84961000001"].why == (
+        "score 0.9500 > model threshold 0.8 (simguard-spam-sim v4); bucket still filling: blocks above 0.99"
+    )
+    # without partial_block_above a half-filled bucket blocks like a complete one
+    plain = decide_sims(frame, policy=PolicySettings(simbox=FraudTypePolicy(review_above=0.6, ttl_hours=1)),
+                        allowlist=NOBODY, batch_key="q:1")
+    assert {d.number: d.action for d in plain}["+84961000001"] == "block"
+    # rows from batch scoring carry no column: complete
+    batch = decide_sims(frame.drop(columns="bucket_complete"), policy=policy, allowlist=NOBODY, batch_key="q:1")
+    assert {d.number: d.action for d in batch}["+84961000001"] == "block"
+    with pytest.raises(ValueError, match="partial_block_above must not be below block_above"):
+        FraudTypePolicy(block_above=0.9, review_above=0.6, partial_block_above=0.8, ttl_hours=1)
+    with pytest.raises(ValueError, match="a call is scored whole"):
+        PolicySettings(spoofed_call=FraudTypePolicy(review_above=0.6, partial_block_above=0.99, ttl_hours=1))

@@ -132,7 +132,7 @@ def main() -> int:
 
         warm_records = 0
         if args.warm_day:
-            loaded = _load_topic(spark, day_of(args.warm_day), bootstrap=broker.bootstrap_servers, topic=topic)
+            _load_topic(spark, day_of(args.warm_day), bootstrap=broker.bootstrap_servers, topic=topic)
             warm = settings.model_copy(update={"stream": settings.stream.model_copy(
                 update={"max_offsets_per_trigger": 500_000, "max_files_per_trigger": None})})
             t = time.monotonic()
@@ -250,7 +250,7 @@ def _detection(settings, store: dict[str, pd.DataFrame], *, cdrs_dir: Path, day:
     bucket it decided on if that is earlier: with small micro-batches (``--max-offsets``) this is
     when a live stream that keeps up would block the SIM, processing latency aside (see
     ``bench_latency.py``); with one big batch it falls back to the bucket ends."""
-    from stream_runs import batches, deciding_batch, source_files, validated
+    from stream_runs import batches, deciding_batch, event_horizon
 
     from pipeline.report import (
         block_detections,
@@ -272,8 +272,7 @@ def _detection(settings, store: dict[str, pd.DataFrame], *, cdrs_dir: Path, day:
     sim_blocks, call_blocks = block_detections(detections)
     state = state_dir(settings)
     runs = batches(state, "sim")
-    read = validated(state).merge(source_files(state, "sim"), on="file")
-    seen = read.groupby("batch_id")["start_time"].max().reindex(runs["batch_id"]).cummax()
+    seen = event_horizon(state, "sim").reindex(runs["batch_id"]).cummax()
     at = deciding_batch(sim_blocks["created_at"], runs)
     horizon = pd.Series(seen.to_numpy()[at], index=sim_blocks.index).where(at >= 0)
     bucket_end = pd.to_datetime(sim_blocks["observed_at"], utc=True)

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from stream_runs import source_files, validated  # noqa: E402
+from stream_runs import event_horizon  # noqa: E402
 
 CANDIDATES = (None, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
 
@@ -38,21 +38,15 @@ CANDIDATES = (None, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
 def sim_block_rows(work: Path, day: str, truth) -> pd.DataFrame:
     """Block-level SIM detections of ``day`` (bucket ends after its midnight), each with its
     micro-batch, the event time that batch had seen and whether its bucket was still filling."""
-    import sqlite3
+    from pipeline.report import BLOCK_OUTCOMES, SIM_TYPES, read_store
 
-    from pipeline.report import BLOCK_OUTCOMES, SIM_TYPES
-
-    with sqlite3.connect(work / "blocklist.db") as db:
-        d = pd.read_sql("select number, fraud_type, score, outcome, idempotency_key, observed_at from detections", db)
+    d = read_store(f"sqlite:///{work / 'blocklist.db'}")["detections"]
     d = d[d["fraud_type"].isin(SIM_TYPES) & d["outcome"].isin(BLOCK_OUTCOMES)].copy()
     d["observed_at"] = pd.to_datetime(d["observed_at"], utc=True)
     d = d[d["observed_at"] > pd.Timestamp(day, tz="UTC")]
     # keys are "sim@<query id>:<batch id>:sim:all|<number>@<window>"
     d["batch"] = d["idempotency_key"].str.split(":").str[1].astype(int)
-    state = work / "stream"
-    read = validated(state).merge(source_files(state, "sim"), on="file")
-    seen = read.groupby("batch_id")["start_time"].max().sort_index().cummax()
-    d["horizon"] = seen.reindex(d["batch"]).to_numpy()
+    d["horizon"] = event_horizon(work / "stream", "sim").reindex(d["batch"]).to_numpy()
     d["partial"] = d["observed_at"] > d["horizon"]
     d["at"] = d[["horizon", "observed_at"]].min(axis=1)
     return d.join(truth.sims[["population", "role"]], on="number")

@@ -49,6 +49,13 @@ def source_files(state: Path, query: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["file", "batch_id"]).drop_duplicates("file")
 
 
+def event_horizon(state: Path, query: str) -> pd.Series:
+    """Per micro-batch id of ``query``: the newest event time (``start_time``) among the validated
+    records it and the batches before it had read."""
+    read = validated(state).merge(source_files(state, query), on="file")
+    return read.groupby("batch_id")["start_time"].max().sort_index().cummax()
+
+
 def validated(state: Path) -> pd.DataFrame:
     """Every valid record of the validated table: record id, calling number, event time, Kafka
     timestamp (``landed_at``), its file and when the file was written (``visible_at``)."""

@@ -60,6 +60,52 @@ def _load_topic(spark, cdrs, *, bootstrap: str, topic: str) -> int:
     return cdrs.count()
 
 
+def _cpu_times() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat (Linux); None elsewhere."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
+def _busy_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """Share of the machine's CPU time that was busy between two ``_cpu_times`` readings."""
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return round((after[0] - before[0]) / (after[1] - before[1]), 3)
+
+
+def _process_cpu() -> dict[str, float]:
+    """CPU seconds used so far, by kind of process: Spark (the JVM and its Python workers), the
+    Kafka broker, this driver's Python process and the rest of the machine (Linux /proc). A
+    child's time counts towards its parent once reaped, so Python workers that exited during the
+    job reach the JVM's total through their daemon: the two are one figure."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"spark": 0.0, "kafka_broker": 0.0, "driver": 0.0, "other": 0.0}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        used = sum(int(x) for x in fields[11:15]) / tick  # utime, stime, cutime, cstime
+        if int(proc.name) == os.getpid():
+            kind = "driver"
+        elif "kafka.Kafka" in cmd:
+            kind = "kafka_broker"
+        elif "pyspark.daemon" in cmd or "pyspark.worker" in cmd or ("java" in cmd and "SparkSubmit" in cmd):
+            kind = "spark"
+        else:
+            kind = "other"
+        out[kind] += used
+    return out
+
+
 def _ceiling(spark, *, bootstrap: str, topic: str, checkpoint: Path) -> tuple[int, float]:
     counted = []
 
@@ -88,11 +134,13 @@ def main() -> int:
     parser.add_argument("--day", help="only this UTC day of the CDRs (YYYY-MM-DD)")
     parser.add_argument("--home", required=True, type=Path, help="SIMGuard home with registered champions")
     parser.add_argument("--work", required=True, type=Path)
-    parser.add_argument("--labels", type=Path,
-                        help="the labels/ folder: adds detection delay, precision and recall per fraud type")
+    parser.add_argument(
+        "--labels", type=Path, help="the labels/ folder: adds detection delay, precision and recall per fraud type"
+    )
     parser.add_argument("--max-offsets", type=int, default=500_000, help="maxOffsetsPerTrigger of the job")
-    parser.add_argument("--max-files", type=int,
-                        help="maxFilesPerTrigger of the queries after validation (default: all new files)")
+    parser.add_argument(
+        "--max-files", type=int, help="maxFilesPerTrigger of the queries after validation (default: all new files)"
+    )
     parser.add_argument("--warm-day", help="stream this earlier UTC day first, in large micro-batches (YYYY-MM-DD)")
     args = parser.parse_args()
 
@@ -133,14 +181,21 @@ def main() -> int:
         warm_records = 0
         if args.warm_day:
             _load_topic(spark, day_of(args.warm_day), bootstrap=broker.bootstrap_servers, topic=topic)
-            warm = settings.model_copy(update={"stream": settings.stream.model_copy(
-                update={"max_offsets_per_trigger": 500_000, "max_files_per_trigger": None})})
+            warm = settings.model_copy(
+                update={
+                    "stream": settings.stream.model_copy(
+                        update={"max_offsets_per_trigger": 500_000, "max_files_per_trigger": None}
+                    )
+                }
+            )
             t = time.monotonic()
             summary = run_stream(spark, warm, available_now=True)
             # the run's summary counts every record its checkpoint has taken in
             warm_records = summary["records_in"]
-            print(f"warm-up day {args.warm_day}: {summary['records_in']:,} records in "
-                  f"{time.monotonic() - t:.1f} s", flush=True)
+            print(
+                f"warm-up day {args.warm_day}: {summary['records_in']:,} records in {time.monotonic() - t:.1f} s",
+                flush=True,
+            )
         # decisions of the measured day are those stored from here on
         measured_from = pd.Timestamp.now(tz="UTC")
         t = time.monotonic()
@@ -150,15 +205,20 @@ def main() -> int:
 
         read = ceiling_s = None
         if not args.warm_day:
-            read, ceiling_s = _ceiling(spark, bootstrap=broker.bootstrap_servers, topic=topic,
-                                       checkpoint=work / "ceiling-checkpoint")
+            read, ceiling_s = _ceiling(
+                spark, bootstrap=broker.bootstrap_servers, topic=topic, checkpoint=work / "ceiling-checkpoint"
+            )
             print(f"ceiling: {read:,} records in {ceiling_s:.1f} s", flush=True)
 
-        t = time.monotonic()
+        t, cpu, by_process = time.monotonic(), _cpu_times(), _process_cpu()
         summary = run_stream(spark, settings, available_now=True)
         job_s = time.monotonic() - t
+        # how much of the machine the job kept busy (both cores: 1.0), and by which processes
+        busy = _busy_share(cpu, _cpu_times())
+        cpu_s = {k: round(v - by_process.get(k, 0.0), 1) for k, v in _process_cpu().items()}
+        print("CPU seconds during the job, by process:", json.dumps(cpu_s), flush=True)
         records = summary["records_in"] - warm_records
-        print(f"job: {records:,} records in {job_s:.1f} s", flush=True)
+        print(f"job: {records:,} records in {job_s:.1f} s, CPU busy {busy} of {os.cpu_count()} cores", flush=True)
     finally:
         broker.stop()
 
@@ -169,7 +229,8 @@ def main() -> int:
     entries = _entries(store["entries"])
     detection = (
         _detection(settings, store, cdrs_dir=args.cdrs, day=args.day, labels=args.labels, since=measured_from)
-        if args.labels else None
+        if args.labels
+        else None
     )
     result = {
         "command": " ".join(sys.argv),
@@ -177,12 +238,16 @@ def main() -> int:
         "load_s": round(load_s, 1),
         "warm_day": args.warm_day,
         "registered_businesses": extra.get("SIMGUARD_BLOCKLIST__REGISTERED_BUSINESSES"),
-        "ceiling": None if read is None else {
-            "records": read, "wall_s": round(ceiling_s, 1), "records_per_s": round(read / ceiling_s)},
+        "ceiling": None
+        if read is None
+        else {"records": read, "wall_s": round(ceiling_s, 1), "records_per_s": round(read / ceiling_s)},
         "job": {
             "records": records,
             "wall_s": round(job_s, 1),
             "records_per_s": round(records / job_s),
+            "cpu_busy_share": busy,
+            "cpu_s_by_process": cpu_s,
+            "cpus": os.cpu_count(),
             "max_offsets_per_trigger": args.max_offsets,
             "max_files_per_trigger": args.max_files,
             "summary": summary,
@@ -199,18 +264,24 @@ def main() -> int:
     print(f"| whole job (available-now) | {records:,} | {job_s:.1f} | {records / job_s:,.0f} |")
     print("decisions (one per scored window row or call):", json.dumps(summary["decisions"], sort_keys=True))
     print("blocklist entries (one per number and scope):", json.dumps(entries, sort_keys=True))
-    print("\n| query | micro-batches | first planned to last committed, s | stages, s (sum over batches) |"
-          "\n| --- | ---: | ---: | --- |")
+    print(
+        "\n| query | micro-batches | first planned to last committed, s | stages, s (sum over batches) |"
+        "\n| --- | ---: | ---: | --- |"
+    )
     for name, q in breakdown.items():
         stages = ", ".join(f"{k} {v:.1f}" for k, v in q["stages_s"].items())
         print(f"| {name} | {q['batches']} | {q['span_s']:.1f} | {stages} |")
     if detection:
-        print("\n| fraud type | blocked / positives | calls before block (median, p95) "
-              "| minutes before block (median, p95) |\n| --- | ---: | ---: | ---: |")
+        print(
+            "\n| fraud type | blocked / positives | calls before block (median, p95) "
+            "| minutes before block (median, p95) |\n| --- | ---: | ---: | ---: |"
+        )
         for label, d in detection["by_type"].items():
             print(f"| {label} | {d['blocked']} / {d['positives']} | {_q(d['calls'])} | {_q(d['minutes'])} |")
-        print(f"precision {detection['precision']:.3f}, recall {detection['recall']:.3f} (SIMs); "
-              f"spoofed calls precision {detection['calls_precision']:.3f}, recall {detection['calls_recall']:.3f}")
+        print(
+            f"precision {detection['precision']:.3f}, recall {detection['recall']:.3f} (SIMs); "
+            f"spoofed calls precision {detection['calls_precision']:.3f}, recall {detection['calls_recall']:.3f}"
+        )
     return 0
 
 
@@ -232,8 +303,11 @@ def _breakdown(state: Path) -> dict:
         for path in (state / "batches" / name).glob("*.json"):
             for k, v in json.loads(path.read_text()).get("stages_s", {}).items():
                 stages[k] = stages.get(k, 0.0) + v
-        out[name] = {"batches": len(committed), "span_s": max(committed) - min(planned) if committed else 0.0,
-                     "stages_s": stages}
+        out[name] = {
+            "batches": len(committed),
+            "span_s": max(committed) - min(planned) if committed else 0.0,
+            "stages_s": stages,
+        }
     return out
 
 
@@ -241,8 +315,9 @@ def _q(q: dict) -> str:
     return "-" if q["median"] is None else f"{q['median']:.0f}, {q['p95']:.0f}"
 
 
-def _detection(settings, store: dict[str, pd.DataFrame], *, cdrs_dir: Path, day: str | None, labels: Path,
-               since: pd.Timestamp) -> dict:
+def _detection(
+    settings, store: dict[str, pd.DataFrame], *, cdrs_dir: Path, day: str | None, labels: Path, since: pd.Timestamp
+) -> dict:
     """Detection delay per fraud type, in event time: the voice calls and minutes a fraud SIM
     made between its first fraudulent call and its block, with the ground truth of ``simguard
     report``. A block is placed at the event time the deciding ``sim`` micro-batch had seen (the
@@ -291,12 +366,19 @@ def _detection(settings, store: dict[str, pd.DataFrame], *, cdrs_dir: Path, day:
     for label, group in positives.groupby("label"):
         d = delays[delays["label"] == label]
         by_type[str(label)] = {
-            "positives": len(group), "blocked": len(d),
-            "calls": quantiles(d["calls"].astype(float)), "minutes": quantiles(d["minutes"]),
+            "positives": len(group),
+            "blocked": len(d),
+            "calls": quantiles(d["calls"].astype(float)),
+            "minutes": quantiles(d["minutes"]),
         }
-    return {"by_type": by_type, "precision": sims["precision"], "recall": sims["recall"],
-            "calls_precision": calls["precision"], "calls_recall": calls["recall"],
-            "sim_batches": len(runs)}
+    return {
+        "by_type": by_type,
+        "precision": sims["precision"],
+        "recall": sims["recall"],
+        "calls_precision": calls["precision"],
+        "calls_recall": calls["recall"],
+        "sim_batches": len(runs),
+    }
 
 
 if __name__ == "__main__":

@@ -7,10 +7,21 @@ rows it updated to an update log, ``<state_dir>/<aggregate>/batch_id=<n>/``, ove
 batch's folder: a micro-batch that Spark re-runs after a crash rewrites the same rows, nothing is
 appended twice. :func:`latest` reads the newest row per key, and :func:`assemble_from_state`
 turns those into feature rows with the very functions the batch job uses.
+
+A live job writes a folder per micro-batch and log, 8,640 a day at a 10 s trigger, and reading a
+log costs time per file (BENCHMARKS.md). So every :class:`LogRetention` ``compact_every``
+batches, the writing query folds its log into a *generation*, ``_compacted/upto=<n>/``: the
+newest row per key of the batches up to ``n``, without buckets more than ``keep_s`` behind the
+newest; a ``_COMMITTED`` file marks it complete. It then deletes what the generation *before*
+it had already folded in. A reader uses the newest committed generation and the batch folders
+after it, so what a reader listed stays on disk until a second, newer generation commits. A
+re-run batch finds its generation committed and only repeats the deletion.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +54,20 @@ AGGREGATE_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: generations of an update log live here; Spark's partition discovery skips ``_`` folders
+COMPACTED = "_compacted"
+_COMMITTED = "_COMMITTED"
+
+
+@dataclass(frozen=True)
+class LogRetention:
+    """Compaction of the update logs: every ``compact_every`` micro-batches (0: never), keeping
+    buckets up to ``keep_s`` seconds of event time behind the newest one."""
+
+    compact_every: int = 0
+    keep_s: int = 3 * 86400
+
+
 @dataclass(frozen=True)
 class Trigger:
     """``available_now``: process what is there and stop; else every ``interval_s`` seconds."""
@@ -71,10 +96,104 @@ def aggregate_streams(
     }
 
 
-def _log_writer(path: Path) -> Callable[[DataFrame, int], None]:
+def write_update_log(
+    batch: DataFrame, batch_id: int, folder: Path, name: str, retention: LogRetention | None = None
+) -> None:
+    """One micro-batch's updated rows into ``folder`` (the log of aggregate ``name``), then a
+    compaction when the batch id is a multiple of ``retention.compact_every``."""
+    # overwrite this batch's folder only: a replayed batch replaces, never duplicates
+    batch.write.mode("overwrite").parquet(str(folder / f"batch_id={batch_id}"))
+    every = retention.compact_every if retention else 0
+    if every and batch_id > 0 and batch_id % every == 0:
+        assert retention is not None
+        compact_log(batch.sparkSession, folder, name, upto=batch_id, keep_s=retention.keep_s)
+
+
+def _batch_ids(folder: Path) -> list[int]:
+    if not folder.exists():
+        return []
+    ids = (p.name.removeprefix("batch_id=") for p in folder.iterdir() if p.name.startswith("batch_id="))
+    return sorted(int(x) for x in ids if x.isdigit())
+
+
+def _generations(folder: Path, *, committed: bool = True) -> list[int]:
+    base = folder / COMPACTED
+    if not base.exists():
+        return []
+    out = []
+    for p in base.iterdir():
+        n = p.name.removeprefix("upto=")
+        if p.name.startswith("upto=") and n.isdigit() and (not committed or (p / _COMMITTED).exists()):
+            out.append(int(n))
+    return sorted(out)
+
+
+def read_log(spark: SparkSession, folder: Path) -> DataFrame | None:
+    """Every row of an update log that can be the newest of its key: the newest committed
+    generation and the batch folders after it, ``batch_id`` a long. None: nothing written yet."""
+    from pyspark.sql import functions as F
+
+    gens = _generations(folder)
+    base = gens[-1] if gens else -1
+    ids = [n for n in _batch_ids(folder) if n > base]
+    frames = []
+    if gens:
+        frames.append(spark.read.parquet(str(folder / COMPACTED / f"upto={base}")))
+    if ids:
+        paths = [str(folder / f"batch_id={n}") for n in ids]
+        frames.append(spark.read.option("basePath", str(folder)).parquet(*paths))
+    if not frames:
+        return None
+    frames = [f.withColumn("batch_id", F.col("batch_id").cast("long")) for f in frames]
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out
+
+
+def _newest_per_key(log: DataFrame, name: str) -> DataFrame:
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    newest = Window.partitionBy(*AGGREGATE_KEYS[name]).orderBy(F.col("batch_id").desc())
+    return log.withColumn("_rank", F.row_number().over(newest)).where("_rank = 1").drop("_rank")
+
+
+def compact_log(spark: SparkSession, folder: Path, name: str, *, upto: int, keep_s: int) -> None:
+    """Fold the log of aggregate ``name`` up to batch ``upto`` into a generation, then delete
+    what the generation before it had folded in (see the module doc)."""
+    from pyspark.sql import functions as F
+
+    target = folder / COMPACTED / f"upto={upto}"
+    if not (target / _COMMITTED).exists():
+        log = read_log(spark, folder)
+        if log is None:
+            return
+        log = log.where(F.col("batch_id") <= upto)
+        # seconds of event time, whether the bucket column is a long or a timestamp
+        t = F.col(AGGREGATE_KEYS[name][1]).cast("long")
+        newest = log.agg(F.max(t)).first()[0]
+        rows = _newest_per_key(log, name)
+        if newest is not None:
+            rows = rows.where(t >= newest - keep_s)
+        # sorted by bucket within each file: a reader's time bound skips row groups
+        rows.sortWithinPartitions(AGGREGATE_KEYS[name][1]).write.mode("overwrite").parquet(str(target))
+        (target / _COMMITTED).write_text(json.dumps({"upto": upto, "newest_bucket": newest, "keep_s": keep_s}))
+    older = [g for g in _generations(folder) if g < upto]
+    if not older:
+        return
+    previous = older[-1]
+    for n in _batch_ids(folder):
+        if n <= previous:
+            shutil.rmtree(folder / f"batch_id={n}", ignore_errors=True)
+    for g in _generations(folder, committed=False):
+        if g < previous:
+            shutil.rmtree(folder / COMPACTED / f"upto={g}", ignore_errors=True)
+
+
+def _log_writer(path: Path, name: str, retention: LogRetention | None) -> Callable[[DataFrame, int], None]:
     def write(batch: DataFrame, batch_id: int) -> None:
-        # overwrite this batch's folder only: a replayed batch replaces, never duplicates
-        batch.write.mode("overwrite").parquet(str(path / f"batch_id={batch_id}"))
+        write_update_log(batch, batch_id, path, name, retention)
 
     return write
 
@@ -87,6 +206,7 @@ def start_feature_streams(
     checkpoint_dir: str | Path,
     trigger: Trigger,
     plan: NumberingPlan | None = None,
+    retention: LogRetention | None = None,
 ) -> dict[str, StreamingQuery]:
     """Start one update-mode query per aggregate; returns them by name."""
     state, checkpoints = Path(state_dir), Path(checkpoint_dir)
@@ -96,7 +216,7 @@ def start_feature_streams(
             frame.writeStream.outputMode("update")
             .queryName(f"simguard-features-{name}-{state.name}")
             .option("checkpointLocation", str(checkpoints / name))
-            .foreachBatch(_log_writer(state / name))
+            .foreachBatch(_log_writer(state / name, name, retention))
         )
         queries[name] = trigger.apply(writer).start()
     return queries
@@ -106,15 +226,13 @@ def latest(spark: SparkSession, state_dir: str | Path, name: str, *, where: Colu
     """The newest row per key of one aggregate's update log. ``where``: only rows it keeps (a
     time bound on the bucket column, applied before the ranking and pushed down to the Parquet
     scan, so a micro-batch reads the buckets it needs, not the whole history)."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    keys = AGGREGATE_KEYS[name]
-    log = spark.read.parquet(str(Path(state_dir) / name))
+    folder = Path(state_dir) / name
+    log = read_log(spark, folder)
+    if log is None:
+        raise FileNotFoundError(f"no update log of {name} under {folder}")
     if where is not None:
         log = log.where(where)
-    newest = Window.partitionBy(*keys).orderBy(F.col("batch_id").desc())
-    return log.withColumn("_rank", F.row_number().over(newest)).where("_rank = 1").drop("_rank", "batch_id")
+    return _newest_per_key(log, name).drop("batch_id")
 
 
 def assemble_from_state(

@@ -49,7 +49,7 @@ from features.schema import FIELD_NAMES
 from features.settings import FeatureSettings
 from features.sim import ENTITY, KEY_COLUMNS, SLIDE, WINDOW_END, WINDOW_START, assemble_sim_features
 from models.scoring import SCORE
-from streaming.features_stream import Trigger, aggregate_streams, latest
+from streaming.features_stream import LogRetention, Trigger, aggregate_streams, latest, write_update_log
 from streaming.metrics import StreamMetrics
 from streaming.policy import BUCKET_COMPLETE
 from streaming.scoring import ChampionScorer
@@ -113,6 +113,24 @@ class StreamJob:
     reasons_top_k: int = 3
     plan: NumberingPlan | None = None
     metrics: StreamMetrics = field(default_factory=StreamMetrics)
+
+    def __post_init__(self) -> None:
+        need = self.lookback_s
+        if self.stream.log_keep_s < need:
+            raise ValueError(
+                f"stream.log_keep_s is {self.stream.log_keep_s} s, shorter than the features' look-back of {need} s "
+                "(window, owner look-back, watermark delay and one bucket): raise it"
+            )
+
+    @property
+    def lookback_s(self) -> int:
+        """How far behind the newest bucket a micro-batch can read an update log."""
+        f = self.features
+        return f.window_s + f.owner_lookback_s + f.watermark_delay_s + max(f.slide_s, f.trunk_bucket_s)
+
+    @property
+    def retention(self) -> LogRetention:
+        return LogRetention(compact_every=self.stream.log_compact_every, keep_s=self.stream.log_keep_s)
 
     # -- sources ---------------------------------------------------------------------------
     def _kafka_validated(self) -> DataFrame:
@@ -209,7 +227,7 @@ class StreamJob:
 
     def _log_writer(self, name: str) -> Callable[[DataFrame, int], None]:
         def write(batch: DataFrame, batch_id: int) -> None:
-            batch.write.mode("overwrite").parquet(str(self.logs / name / f"batch_id={batch_id}"))
+            write_update_log(batch, batch_id, self.logs / name, name, self.retention)
 
         return write
 
@@ -271,9 +289,18 @@ class StreamJob:
         from pyspark.sql import functions as F
 
         started, stages = time.monotonic(), _Stages()
-        first = batch.agg(F.min("start_time")).first()[0]
+        late_s = self.stream.log_keep_s - self.lookback_s
+        batch, first, too_late = split_too_late(batch, late_s=late_s)
+        if too_late:
+            log.warning(
+                "calls batch %s: %d trunk calls more than %d s behind its newest are not scored (their "
+                "context is no longer kept); they stay in the validated table",
+                batch_id,
+                too_late,
+                late_s,
+            )
         if first is None:
-            self._finish("calls", batch_id, started, active=None, counts={}, stages=stages)
+            self._finish("calls", batch_id, started, active=None, counts={}, stages=stages, too_late=too_late)
             return
         # the CLI buckets of the owner look-back before the batch's first call, the trunk
         # buckets from its hour on: older buckets are not read
@@ -293,7 +320,7 @@ class StreamJob:
         stages.lap("features_and_scores")
         counts = self._decide(candidates, kind="call", query="calls", batch_id=batch_id, model=self.spoof)
         stages.lap("decide")
-        self._finish("calls", batch_id, started, active=None, counts=counts, stages=stages)
+        self._finish("calls", batch_id, started, active=None, counts=counts, stages=stages, too_late=too_late)
 
     def _decide(
         self, candidates: pd.DataFrame, *, kind: str, query: str, batch_id: int, model: ChampionScorer
@@ -320,8 +347,15 @@ class StreamJob:
         return str(json.loads(meta.read_text())["id"]) if meta.exists() else "new"
 
     def _finish(
-        self, query: str, batch_id: int, started: float, *, active: int | None, counts: dict[str, int],
+        self,
+        query: str,
+        batch_id: int,
+        started: float,
+        *,
+        active: int | None,
+        counts: dict[str, int],
         stages: _Stages,
+        too_late: int | None = None,
     ) -> None:
         self.sink.after_batch()
         stages.lap("publish")
@@ -334,6 +368,8 @@ class StreamJob:
             # wall clock when the batch's decisions were published (processing latency ends here)
             "finished_at": round(time.time(), 3),
         }
+        if too_late is not None:
+            record["too_late"] = too_late
         self._write_batch_record(query, batch_id, record)
         self.metrics.observe_decisions(query, record)
         log.info("%s batch %s: %s", query, batch_id, record)
@@ -356,7 +392,8 @@ class StreamJob:
         for name in names:
             if name == "validate":
                 writer = (
-                    self._kafka_validated().writeStream.outputMode("append")
+                    self._kafka_validated()
+                    .writeStream.outputMode("append")
                     .queryName("simguard-validate")
                     .format("parquet")
                     .option("path", str(self.validated_table))
@@ -420,8 +457,12 @@ class StreamJob:
                     # from the offset log after a crash (KafkaMicroBatchStream.metrics: no
                     # latest offsets yet, NullPointerException), after the batch committed.
                     # The batch is done; starting the query again plans the next one.
-                    log.warning("%s: batch %s re-run after a restart, committed, then %s; starting the query "
-                                "again", name, batch, str(q.exception()).splitlines()[0][:200])
+                    log.warning(
+                        "%s: batch %s re-run after a restart, committed, then %s; starting the query again",
+                        name,
+                        batch,
+                        str(q.exception()).splitlines()[0][:200],
+                    )
                     q = self.start_queries((name,), trigger=trigger)[name]
                     q.awaitTermination(timeout_s)
                 if q.exception() is not None:
@@ -445,6 +486,22 @@ class StreamJob:
         return summarize(self.state_dir)
 
 
+def split_too_late(calls: DataFrame, *, late_s: float) -> tuple[DataFrame, dt.datetime | None, int]:
+    """(the calls to score, the earliest start among them, how many were left out): a call more
+    than ``late_s`` seconds behind the newest of its micro-batch would read context that the
+    update logs' compaction has dropped, so it is left out. ``None``: no calls at all."""
+    from pyspark.sql import functions as F
+
+    first, newest = calls.agg(F.min("start_time"), F.max("start_time")).first()
+    if first is None:
+        return calls, None, 0
+    horizon = newest - dt.timedelta(seconds=late_s)
+    if first >= horizon:
+        return calls, first, 0
+    too_late = calls.where(F.col("start_time") < F.lit(horizon)).count()
+    return calls.where(F.col("start_time") >= F.lit(horizon)), horizon, too_late
+
+
 def summarize(state_dir: Path) -> dict[str, Any]:
     """A stream's totals from the batch records under ``state_dir`` (each batch counted once,
     whatever was re-run): records in, valid, dead-lettered by reason, decisions by action and
@@ -455,6 +512,8 @@ def summarize(state_dir: Path) -> dict[str, Any]:
         "dead_lettered": 0,
         "dead_letter_reasons": {},
         "decisions": {},
+        # trunk calls not scored because they arrived after their context was compacted away
+        "calls_too_late": 0,
     }
     folder = Path(state_dir) / "batches"
     for path in sorted((folder / "intake").glob("*.json")) if folder.exists() else []:
@@ -465,9 +524,11 @@ def summarize(state_dir: Path) -> dict[str, Any]:
             out["dead_letter_reasons"][k] = out["dead_letter_reasons"].get(k, 0) + v
     for query in ("sim", "calls"):
         for path in sorted((folder / query).glob("*.json")) if folder.exists() else []:
-            for k, v in json.loads(path.read_text())["decisions"].items():
+            rec = json.loads(path.read_text())
+            for k, v in rec["decisions"].items():
                 out["decisions"][k] = out["decisions"].get(k, 0) + v
+            out["calls_too_late"] += int(rec.get("too_late") or 0)
     return out
 
 
-__all__ = ["CALL_KEY_COLUMNS", "KEY_COLUMNS", "DecisionSink", "StreamJob", "summarize"]
+__all__ = ["CALL_KEY_COLUMNS", "KEY_COLUMNS", "DecisionSink", "StreamJob", "split_too_late", "summarize"]

@@ -296,6 +296,9 @@ def stream_env(world: dict[str, Any], run: Path, bootstrap: str, **extra: str) -
         # the simulation is dated in the past: a backfill widens the age limit
         "SIMGUARD_STREAM__VALIDATION__MAX_PAST_DAYS": "36500",
         "SIMGUARD_BLOCKLIST__REGISTERED_BUSINESSES": str(world["registered_businesses"]),
+        # every query compacts its update log every 2 micro-batches (the default, 100, is never
+        # reached here): both runs read compacted generations, and the SIGKILL can land in one
+        "SIMGUARD_STREAM__LOG_COMPACT_EVERY": "2",
         # the micro-batches end at bucket ends, but the stream cannot know that no CDR of the
         # bucket is still to come: it scores every bucket as still filling, and the stricter
         # threshold of such rows would hold back blocks evaluate counts. The comparison is at
@@ -379,6 +382,10 @@ def test_stream_blocks_match_evaluate_and_carry_reasons(world: dict[str, Any], r
     summary, env = reference["summary"], reference["env"]
     # several micro-batches, each scoring the windows it updated (part-filled ones too)
     assert len(list((Path(env["SIMGUARD_STREAM__STATE_DIR"]) / "batches" / "sim").glob("*.json"))) >= 3
+    # ... and read from compacted update logs: every log has a committed generation
+    for name in ("sim", "cell", "imei", "cli", "trunk"):
+        log = Path(env["SIMGUARD_STREAM__STATE_DIR"]) / "state" / name
+        assert list(log.glob("_compacted/upto=*/_COMMITTED")), f"no compacted generation of {name}"
 
     # (c) every record is accounted for: processed or dead-lettered, with its reason
     assert summary["records_in"] == world["records"] == summary["valid"] + summary["dead_lettered"]

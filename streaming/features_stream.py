@@ -151,6 +151,18 @@ def read_log(spark: SparkSession, folder: Path) -> DataFrame | None:
     return out
 
 
+def log_horizon(folder: Path) -> int | None:
+    """Epoch seconds: buckets before this may have been dropped from the log by its newest
+    committed generation (its newest bucket less ``keep_s``). None: nothing dropped yet."""
+    gens = _generations(folder)
+    if not gens:
+        return None
+    marker = json.loads((folder / COMPACTED / f"upto={gens[-1]}" / _COMMITTED).read_text())
+    if marker.get("newest_bucket") is None:
+        return None
+    return int(marker["newest_bucket"]) - int(marker["keep_s"])
+
+
 def _newest_per_key(log: DataFrame, name: str) -> DataFrame:
     from pyspark.sql import Window
     from pyspark.sql import functions as F

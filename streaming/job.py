@@ -49,7 +49,14 @@ from features.schema import FIELD_NAMES
 from features.settings import FeatureSettings
 from features.sim import ENTITY, KEY_COLUMNS, SLIDE, WINDOW_END, WINDOW_START, assemble_sim_features
 from models.scoring import SCORE
-from streaming.features_stream import LogRetention, Trigger, aggregate_streams, latest, write_update_log
+from streaming.features_stream import (
+    LogRetention,
+    Trigger,
+    aggregate_streams,
+    latest,
+    log_horizon,
+    write_update_log,
+)
 from streaming.metrics import StreamMetrics
 from streaming.policy import BUCKET_COMPLETE
 from streaming.scoring import ChampionScorer
@@ -289,15 +296,13 @@ class StreamJob:
         from pyspark.sql import functions as F
 
         started, stages = time.monotonic(), _Stages()
-        late_s = self.stream.log_keep_s - self.lookback_s
-        batch, first, too_late = split_too_late(batch, late_s=late_s)
+        batch, first, too_late = split_too_late(batch, horizon=self._calls_horizon())
         if too_late:
             log.warning(
-                "calls batch %s: %d trunk calls more than %d s behind its newest are not scored (their "
-                "context is no longer kept); they stay in the validated table",
+                "calls batch %s: %d trunk calls older than the context the update logs still keep are not "
+                "scored; they stay in the validated table",
                 batch_id,
                 too_late,
-                late_s,
             )
         if first is None:
             self._finish("calls", batch_id, started, active=None, counts={}, stages=stages, too_late=too_late)
@@ -321,6 +326,23 @@ class StreamJob:
         counts = self._decide(candidates, kind="call", query="calls", batch_id=batch_id, model=self.spoof)
         stages.lap("decide")
         self._finish("calls", batch_id, started, active=None, counts=counts, stages=stages, too_late=too_late)
+
+    def _calls_horizon(self) -> dt.datetime | None:
+        """The earliest start a trunk call can have and still find its whole look-back in the
+        CLI and trunk logs (their compaction drops old buckets); None: nothing dropped yet. Read
+        just before the logs are: a generation committed in between moves it on by one compaction
+        interval of event time, which matters only for a call about a day late."""
+        f = self.features
+        bounds = [
+            h + lookback
+            for h, lookback in (
+                (log_horizon(self.logs / "cli"), f.owner_lookback_s + f.window_s),
+                (log_horizon(self.logs / "trunk"), f.trunk_bucket_s),
+            )
+            if h is not None
+        ]
+        # naive UTC, like the timestamps Spark hands back (session time zone UTC)
+        return dt.datetime.fromtimestamp(max(bounds), dt.UTC).replace(tzinfo=None) if bounds else None
 
     def _decide(
         self, candidates: pd.DataFrame, *, kind: str, query: str, batch_id: int, model: ChampionScorer
@@ -486,17 +508,16 @@ class StreamJob:
         return summarize(self.state_dir)
 
 
-def split_too_late(calls: DataFrame, *, late_s: float) -> tuple[DataFrame, dt.datetime | None, int]:
-    """(the calls to score, the earliest start among them, how many were left out): a call more
-    than ``late_s`` seconds behind the newest of its micro-batch would read context that the
-    update logs' compaction has dropped, so it is left out. ``None``: no calls at all."""
+def split_too_late(calls: DataFrame, *, horizon: dt.datetime | None) -> tuple[DataFrame, dt.datetime | None, int]:
+    """(the calls to score, the earliest start among them, how many were left out): a call that
+    starts before ``horizon`` would read context that the update logs' compaction has dropped,
+    so it is left out (None: keep all). The earliest start is None when there are no calls."""
     from pyspark.sql import functions as F
 
-    first, newest = calls.agg(F.min("start_time"), F.max("start_time")).first()
+    first = calls.agg(F.min("start_time")).first()[0]
     if first is None:
         return calls, None, 0
-    horizon = newest - dt.timedelta(seconds=late_s)
-    if first >= horizon:
+    if horizon is None or first >= horizon:
         return calls, first, 0
     too_late = calls.where(F.col("start_time") < F.lit(horizon)).count()
     return calls.where(F.col("start_time") >= F.lit(horizon)), horizon, too_late

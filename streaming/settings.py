@@ -36,8 +36,8 @@ class StreamSettings(BaseModel):
     #: holds (0: never; a live job at a 10 s trigger writes 8,640 folders a day per log)
     log_compact_every: int = Field(100, ge=0)
     #: event time a compacted generation keeps behind its newest bucket; at least the features'
-    #: longest look-back (checked when the job starts). A trunk call arriving more than
-    #: ``log_keep_s`` less that look-back behind the newest call of its micro-batch is not scored
-    #: (its context is gone) and is counted in the batch record as ``too_late``
+    #: longest look-back (checked when the job starts). A trunk call so late that its look-back
+    #: reaches before what the CLI and trunk logs still keep is not scored (its context is gone)
+    #: and is counted in the batch record as ``too_late``
     log_keep_s: int = Field(3 * 86400, gt=0)
     validation: ValidationRules = ValidationRules()

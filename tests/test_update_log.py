@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from features.settings import FeatureSettings
-from streaming.features_stream import COMPACTED, LogRetention, latest, write_update_log
+from streaming.features_stream import COMPACTED, LogRetention, latest, log_horizon, write_update_log
 from streaming.job import StreamJob, split_too_late
 from streaming.settings import StreamSettings
 
@@ -96,13 +96,27 @@ def test_calls_whose_context_is_gone_are_left_out_and_counted(spark) -> None:
         [("a", t), ("b", t - dt.timedelta(hours=1)), ("c", t - dt.timedelta(hours=30))],
         "record_id string, start_time timestamp",
     )
-    kept, first, too_late = split_too_late(calls, late_s=24 * HOUR)
+    horizon = t - dt.timedelta(hours=24)
+    kept, first, too_late = split_too_late(calls, horizon=horizon)
     assert too_late == 1 and sorted(r.record_id for r in kept.collect()) == ["a", "b"]
-    assert first == t - dt.timedelta(hours=24)
-    kept, first, too_late = split_too_late(calls.where("record_id != 'c'"), late_s=24 * HOUR)
+    assert first == horizon
+    kept, first, too_late = split_too_late(calls.where("record_id != 'c'"), horizon=horizon)
     assert (too_late, first, kept.count()) == (0, t - dt.timedelta(hours=1), 2)
-    _, first, too_late = split_too_late(calls.where("false"), late_s=24 * HOUR)
+    # nothing compacted yet: every call is scored, however old (a backfill's day in one batch)
+    kept, first, too_late = split_too_late(calls, horizon=None)
+    assert (too_late, first, kept.count()) == (0, t - dt.timedelta(hours=30), 3)
+    _, first, too_late = split_too_late(calls.where("false"), horizon=horizon)
     assert (first, too_late) == (None, 0)
+
+
+def test_the_horizon_is_what_the_newest_generation_dropped(spark, tmp_path) -> None:
+    log = tmp_path / "cell"
+    retention = LogRetention(compact_every=4, keep_s=2 * HOUR)
+    for i in range(4):
+        write_update_log(_batch(spark, _updates(i)), i, log, "cell", retention)
+        assert log_horizon(log) is None  # no generation yet: nothing dropped
+    write_update_log(_batch(spark, _updates(4)), 4, log, "cell", retention)
+    assert log_horizon(log) == 4 * HOUR - 2 * HOUR
 
 
 def test_log_keep_s_shorter_than_the_features_look_back_is_refused(tmp_path) -> None:

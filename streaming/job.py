@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pandas as pd
 
 from features.calls import CALL_KEY_COLUMNS, assemble_call_features, trunk_calls
+from features.errors import ConfigError
 from features.numbering import NumberingPlan
 from features.schema import FIELD_NAMES
 from features.settings import FeatureSettings
@@ -124,7 +125,7 @@ class StreamJob:
     def __post_init__(self) -> None:
         need = self.lookback_s
         if self.stream.log_keep_s < need:
-            raise ValueError(
+            raise ConfigError(
                 f"stream.log_keep_s is {self.stream.log_keep_s} s, shorter than the features' look-back of {need} s "
                 "(window, owner look-back, watermark delay and one bucket): raise it"
             )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from features.errors import ConfigError
 from features.settings import FeatureSettings
 from streaming.features_stream import COMPACTED, LogRetention, latest, log_horizon, write_update_log
 from streaming.job import StreamJob, split_too_late
@@ -121,7 +122,7 @@ def test_the_horizon_is_what_the_newest_generation_dropped(spark, tmp_path) -> N
 
 def test_log_keep_s_shorter_than_the_features_look_back_is_refused(tmp_path) -> None:
     features = FeatureSettings()
-    with pytest.raises(ValueError, match="log_keep_s"):
+    with pytest.raises(ConfigError, match="log_keep_s"):
         StreamJob(
             spark=None,  # type: ignore[arg-type]
             kafka_options={},

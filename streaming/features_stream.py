@@ -64,8 +64,8 @@ class LogRetention:
     """Compaction of the update logs: every ``compact_every`` micro-batches (0: never), keeping
     buckets up to ``keep_s`` seconds of event time behind the newest one."""
 
-    compact_every: int = 0
-    keep_s: int = 3 * 86400
+    compact_every: int
+    keep_s: int
 
 
 @dataclass(frozen=True)
@@ -103,9 +103,7 @@ def write_update_log(
     compaction when the batch id is a multiple of ``retention.compact_every``."""
     # overwrite this batch's folder only: a replayed batch replaces, never duplicates
     batch.write.mode("overwrite").parquet(str(folder / f"batch_id={batch_id}"))
-    every = retention.compact_every if retention else 0
-    if every and batch_id > 0 and batch_id % every == 0:
-        assert retention is not None
+    if retention and retention.compact_every and batch_id > 0 and batch_id % retention.compact_every == 0:
         compact_log(batch.sparkSession, folder, name, upto=batch_id, keep_s=retention.keep_s)
 
 
@@ -203,7 +201,9 @@ def compact_log(spark: SparkSession, folder: Path, name: str, *, upto: int, keep
             shutil.rmtree(folder / COMPACTED / f"upto={g}", ignore_errors=True)
 
 
-def _log_writer(path: Path, name: str, retention: LogRetention | None) -> Callable[[DataFrame, int], None]:
+def update_log_writer(path: Path, name: str, retention: LogRetention | None) -> Callable[[DataFrame, int], None]:
+    """A ``foreachBatch`` function writing aggregate ``name``'s updated rows to its log at ``path``."""
+
     def write(batch: DataFrame, batch_id: int) -> None:
         write_update_log(batch, batch_id, path, name, retention)
 
@@ -228,7 +228,7 @@ def start_feature_streams(
             frame.writeStream.outputMode("update")
             .queryName(f"simguard-features-{name}-{state.name}")
             .option("checkpointLocation", str(checkpoints / name))
-            .foreachBatch(_log_writer(state / name, name, retention))
+            .foreachBatch(update_log_writer(state / name, name, retention))
         )
         queries[name] = trigger.apply(writer).start()
     return queries

@@ -56,7 +56,7 @@ from streaming.features_stream import (
     aggregate_streams,
     latest,
     log_horizon,
-    write_update_log,
+    update_log_writer,
 )
 from streaming.metrics import StreamMetrics
 from streaming.policy import BUCKET_COMPLETE
@@ -234,10 +234,7 @@ class StreamJob:
         (folder / f"{batch_id:08d}.json").write_text(json.dumps(record, sort_keys=True))
 
     def _log_writer(self, name: str) -> Callable[[DataFrame, int], None]:
-        def write(batch: DataFrame, batch_id: int) -> None:
-            write_update_log(batch, batch_id, self.logs / name, name, self.retention)
-
-        return write
+        return update_log_writer(self.logs / name, name, self.retention)
 
     def _score_sims(self, batch: DataFrame, batch_id: int) -> None:
         from pyspark.sql import Window

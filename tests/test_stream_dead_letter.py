@@ -34,6 +34,31 @@ class NoDecisions:
         raise AssertionError("validate must not publish")
 
 
+def validating_job(
+    spark,
+    kafka_bootstrap: str,
+    tmp_path,
+    *,
+    cdr_topic: str,
+    dead_letter_topic: str,
+    stream: StreamSettings,
+    features: FeatureSettings | None = None,
+) -> StreamJob:
+    """The job without models: the tests here run validation, intake and context queries only."""
+    return StreamJob(
+        spark=spark,
+        kafka_options={"kafka.bootstrap.servers": kafka_bootstrap},
+        cdr_topic=cdr_topic,
+        dead_letter_topic=dead_letter_topic,
+        stream=stream,
+        features=features or FeatureSettings(),
+        state_dir=tmp_path,
+        spam=ChampionScorer("unused", "sqlite:///unused"),
+        spoof=ChampionScorer("unused", "sqlite:///unused"),
+        sink=NoDecisions(),
+    )
+
+
 def test_malformed_records_are_dead_lettered_with_reasons(spark, kafka_bootstrap, new_topic, tmp_path) -> None:
     from kafka import KafkaConsumer, KafkaProducer
 
@@ -61,17 +86,13 @@ def test_malformed_records_are_dead_lettered_with_reasons(spark, kafka_bootstrap
     producer.flush()
     producer.close()
 
-    job = StreamJob(
-        spark=spark,
-        kafka_options={"kafka.bootstrap.servers": kafka_bootstrap},
+    job = validating_job(
+        spark,
+        kafka_bootstrap,
+        tmp_path,
         cdr_topic=cdr_topic,
         dead_letter_topic=dlq_topic,
         stream=StreamSettings(max_offsets_per_trigger=15, metrics_port=0, validation=ValidationRules()),
-        features=FeatureSettings(),
-        state_dir=tmp_path,
-        spam=ChampionScorer("unused", "sqlite:///unused"),
-        spoof=ChampionScorer("unused", "sqlite:///unused"),
-        sink=NoDecisions(),
     )
     job.metrics.listen(spark)
     job.run_phases((("validate",), ("intake",)), timeout_s=180)
@@ -123,9 +144,10 @@ def test_records_behind_the_watermark_are_counted_and_kept(spark, kafka_bootstra
     producer.flush()
     producer.close()
 
-    job = StreamJob(
-        spark=spark,
-        kafka_options={"kafka.bootstrap.servers": kafka_bootstrap},
+    job = validating_job(
+        spark,
+        kafka_bootstrap,
+        tmp_path,
         cdr_topic=topic,
         dead_letter_topic=new_topic(partitions=1),
         # one partition, 10 offsets and one validated file per trigger: `cli` reads the on-time
@@ -136,10 +158,6 @@ def test_records_behind_the_watermark_are_counted_and_kept(spark, kafka_bootstra
             max_offsets_per_trigger=10, max_files_per_trigger=1, metrics_port=0, validation=ValidationRules()
         ),
         features=settings,
-        state_dir=tmp_path,
-        spam=ChampionScorer("unused", "sqlite:///unused"),
-        spoof=ChampionScorer("unused", "sqlite:///unused"),
-        sink=NoDecisions(),
     )
     job.metrics.listen(spark)
     job.run_phases((("validate",), ("intake", "cli")), timeout_s=180)

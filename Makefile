@@ -21,12 +21,12 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 # The broker's jars, and Spark's Kafka connector at exactly the installed pyspark version
 # (read when the recipe runs, after pip has installed what setup.cfg pins).
 jars: $(JARS)/kafka/.fetched $(VENV)/.installed
-	@v=$$($(PY) -c 'import pyspark; print(pyspark.__version__)'); \
+	@v=$$($(PY) -c 'import pyspark; print(pyspark.__version__)')-$$(sha1sum deploy/jvm/spark-kafka/pom.xml | cut -c1-8); \
 	if [ ! -f $(JARS)/spark-kafka/.fetched-$$v ]; then \
-	  echo "fetching spark-sql-kafka-0-10_2.13:$$v from Maven Central"; \
+	  echo "fetching spark-sql-kafka-0-10_2.13 and Delta Lake ($$v) from Maven Central"; \
 	  rm -rf $(JARS)/spark-kafka && \
 	  $(MVN) -f deploy/jvm/spark-kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
-	    -Dspark.version=$$v -DoutputDirectory=$(abspath $(JARS)/spark-kafka) && \
+	    -Dspark.version=$${v%%-*} -DoutputDirectory=$(abspath $(JARS)/spark-kafka) && \
 	  touch $(JARS)/spark-kafka/.fetched-$$v; \
 	fi
 

@@ -1,27 +1,21 @@
 """Benchmark: processing latency of the running stream, from a CDR landing in Kafka to its block
-being published, at a steady replay rate.
+reaching the operator's blocklist topic, at a steady replay rate.
 
 A local KRaft broker is started on free ports. ``simguard stream`` (not ``--available-now``: the
-processing-time trigger of the config, all queries running together) reads a fresh topic while one
-simulated day is replayed into it at ``--rate`` CDRs per second, its event times shifted so that
-the day ends now (every record is in the past when it is sent, as live traffic is). When the
-replay is over the job runs ``--drain-s`` more seconds, then stops.
+processing-time trigger of the config) reads a fresh topic while one simulated day is replayed
+into it at ``--rate`` CDRs per second, its event times shifted so that event time is wall time
+(every record is sent when it happens, as live traffic is). When the replay is over the job runs
+``--drain-s`` more seconds, then stops.
 
-For every block the stream decided (SIM blocks by the ``sim`` query, trunk rules for spoofed calls
-by the ``calls`` query):
-
-- the deciding micro-batch ``b`` is the one whose run holds the decision's ``created_at``; it was
-  planned at ``S_b`` (the mtime of its offset log file) and had published its decisions at
-  ``P_b`` (``finished_at`` of its batch record: after the store write, the Kafka publication and
-  the webhook deliveries);
-- the CDRs it read are the number's records whose validated file was written after the previous
-  batch's plan and before ``S_b`` (file mtimes of the validated table);
-- latency = ``P_b`` minus the Kafka timestamp of the *earliest* of those CDRs (the worst case: any
-  of the batch's records may be the one that tipped the score), and, for a spoofed call, of the
-  call itself.
+For every new block (a detection with outcome ``blocked``; SIM blocks and trunk rules for spoofed
+calls), the deciding micro-batch is the one whose run holds the decision's ``created_at``; the
+CDRs it read are in the stream's archive with their batch id and Kafka timestamp. Latency = the
+Kafka timestamp of the block's record on the operator's topic (``viettel``) minus the Kafka
+timestamp of the *earliest* CDR of that number in the deciding batch (the worst case: any of the
+batch's records may be the one that tipped the score), and, for a spoofed call, of the call.
 
     .venv/bin/python bench/bench_latency.py --cdrs /tmp/b10/sim/cdrs --day 2025-03-05 \\
-        --home /tmp/b100d/home --work /tmp/bench_latency --rate 1000
+        --home /tmp/b10m/home --work /tmp/bench_latency --rate 1000 --trigger-s 1
 
 Writes ``<work>/bench_latency.json`` and prints a Markdown table for BENCHMARKS.md.
 """
@@ -37,7 +31,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,32 +55,31 @@ def _day_folder(cdrs: Path, day: str, work: Path) -> Path:
     return folder
 
 
-def _latencies(state: Path, detections: pd.DataFrame) -> pd.DataFrame:
-    from stream_runs import batches, deciding_batch, validated
+def _latencies(cdrs: pd.DataFrame, runs: pd.DataFrame, detections: pd.DataFrame,
+               published: dict[int, float]) -> pd.DataFrame:
+    from stream_runs import deciding_batch
 
     from pipeline.report import block_detections
 
-    cdrs = validated(state)
     sim_blocks, call_blocks = block_detections(detections)
     out = []
-    for kind, blocks, query in (("SIM block", sim_blocks, "sim"), ("spoofed-call trunk rule", call_blocks, "calls")):
-        runs = batches(state, query).reset_index(drop=True)
+    for kind, blocks in (("SIM block", sim_blocks), ("spoofed-call trunk rule", call_blocks)):
+        blocks = blocks[blocks["outcome"] == "blocked"]
         if blocks.empty or runs.empty:
             continue
         for (_, block), i in zip(blocks.iterrows(), deciding_batch(blocks["created_at"], runs), strict=True):
-            if i < 0:
+            entry = block["entry_id"]
+            if i < 0 or pd.isna(entry) or int(entry) not in published:
                 continue
-            run = runs.iloc[i]
-            previous = runs["planned_at"].iloc[i - 1] if i > 0 else -np.inf
-            if query == "calls":
-                own = cdrs[cdrs["record_id"] == block["record_id"]]
+            batch = cdrs[cdrs["batch_id"] == runs["batch_id"].iloc[i]]
+            if kind == "SIM block":
+                own = batch[batch["a_number"] == block["number"]]
             else:
-                own = cdrs[(cdrs["a_number"] == block["number"]) & (cdrs["visible_at"] > previous)
-                           & (cdrs["visible_at"] <= run["planned_at"])]
+                own = batch[batch["record_id"] == block["record_id"]]
             if own.empty:
                 continue
             out.append({"kind": kind, "number": block["number"], "fraud_type": block["fraud_type"],
-                        "latency_s": run["published_at"] - own["landed_at"].min()})
+                        "latency_s": published[int(entry)] - own["landed_at"].min()})
     return pd.DataFrame(out)
 
 
@@ -141,23 +133,26 @@ def main() -> int:
 
         job = threading.Thread(target=stream, name="stream")
         job.start()
-        time.sleep(30)  # the queries start and plan their first (empty) batches
-        # the day ends now: every record is in the past when it is sent
-        shift_to = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+        time.sleep(30)  # the query starts and plans its first (empty) batches
+        # event time is wall time: the day's first second is now, and the replay keeps its pace
         started = time.monotonic()
         sent = replay_to_kafka(day_dir, topic=topic, producer_options=settings.kafka.client_options(),
-                               rate=args.rate, shift_to=shift_to)
+                               rate=args.rate, shift_to=dt.datetime.now(dt.UTC))
         replay_wall = time.monotonic() - started
         print(f"replayed {sent:,} CDRs in {replay_wall:.1f} s ({sent / replay_wall:,.0f}/s)", flush=True)
         job.join()
         if "error" in result:
             raise result["error"]
+        from stream_runs import archived, batches, published_at
+
+        from pipeline.stream import state_uri
+
+        published = published_at(broker.bootstrap_servers, f"{settings.kafka.topics.blocklist_prefix}.viettel")
+        store = read_store(settings.database_url)
+        lat = _latencies(archived(spark, state_uri(settings)), batches(settings.database_url),
+                         store["detections"], published)
     finally:
         broker.stop()
-
-    state = work / "stream"
-    store = read_store(settings.database_url)
-    lat = _latencies(state, store["detections"])
 
     def q(values: pd.Series) -> dict:
         return {"n": len(values), "p50": float(values.quantile(0.5)), "p95": float(values.quantile(0.95)),

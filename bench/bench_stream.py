@@ -7,9 +7,9 @@ read twice, each time from a new checkpoint:
 1. **ceiling**: a Structured Streaming query that only reads the topic and counts the records
    (``availableNow``), the most the connector and this machine can deliver;
 2. **job**: ``simguard stream --available-now`` as composed by ``pipeline.stream`` (validation,
-   dead letters, feature aggregates, champion scoring, policy, blocklist store and Kafka
-   publication), with the champions of an existing home (``--home``, e.g. the home of a
-   ``bench_train.py`` run).
+   dead letters, the Delta state table, features as of each micro-batch, champion scoring,
+   policy, blocklist store, and Kafka publication beside it), with the champions of an existing
+   home (``--home``, e.g. the home of a ``bench_train.py`` run).
 
 Both report records per second of wall time. Simulated CDRs are historical, so the job's
 validation window is widened for this backfill (``stream.validation.max_past_days``).
@@ -20,7 +20,8 @@ simulator wrote beside the labels loaded as the policy's allowlist, as ``simguar
 ``make demo`` do. ``--warm-day`` first streams an earlier day in large micro-batches from the same
 checkpoint, so the measured day starts with the window state a job that was already running would
 have (a live job is not cold at the start of every day); the ceiling is then not measured, and the
-job's time and the detection figures are the measured day's only.
+job's time and the detection figures are the measured day's only. ``--max-offsets`` sets the
+micro-batch size (records per batch): about one minute, ten minutes or a whole day of traffic.
 
     .venv/bin/python bench/bench_stream.py --cdrs /tmp/sim100k/cdrs --day 2025-03-05 \\
         --home /tmp/b100b/home --work /tmp/bench_stream
@@ -138,9 +139,6 @@ def main() -> int:
         "--labels", type=Path, help="the labels/ folder: adds detection delay, precision and recall per fraud type"
     )
     parser.add_argument("--max-offsets", type=int, default=500_000, help="maxOffsetsPerTrigger of the job")
-    parser.add_argument(
-        "--max-files", type=int, help="maxFilesPerTrigger of the queries after validation (default: all new files)"
-    )
     parser.add_argument("--warm-day", help="stream this earlier UTC day first, in large micro-batches (YYYY-MM-DD)")
     args = parser.parse_args()
 
@@ -150,8 +148,6 @@ def main() -> int:
         "SIMGUARD_STREAM__VALIDATION__MAX_PAST_DAYS": "100000",
         "SIMGUARD_STREAM__MAX_OFFSETS_PER_TRIGGER": str(args.max_offsets),
     }
-    if args.max_files:
-        extra["SIMGUARD_STREAM__MAX_FILES_PER_TRIGGER"] = str(args.max_files)
     registered = args.labels / "registered_businesses.parquet" if args.labels else None
     if registered is not None and registered.exists():
         extra["SIMGUARD_BLOCKLIST__REGISTERED_BUSINESSES"] = str(registered.resolve())
@@ -183,9 +179,7 @@ def main() -> int:
             _load_topic(spark, day_of(args.warm_day), bootstrap=broker.bootstrap_servers, topic=topic)
             warm = settings.model_copy(
                 update={
-                    "stream": settings.stream.model_copy(
-                        update={"max_offsets_per_trigger": 500_000, "max_files_per_trigger": None}
-                    )
+                    "stream": settings.stream.model_copy(update={"max_offsets_per_trigger": 2_000_000})
                 }
             )
             t = time.monotonic()
@@ -222,7 +216,11 @@ def main() -> int:
     finally:
         broker.stop()
 
-    breakdown = _breakdown(work / "stream")
+    from stream_runs import batches
+
+    runs = batches(settings.database_url)
+    runs = runs[runs["planned_at"] >= measured_from.timestamp()]
+    breakdown = _breakdown(runs)
     from pipeline.report import read_store
 
     store = read_store(settings.database_url)
@@ -249,13 +247,12 @@ def main() -> int:
             "cpu_s_by_process": cpu_s,
             "cpus": os.cpu_count(),
             "max_offsets_per_trigger": args.max_offsets,
-            "max_files_per_trigger": args.max_files,
             "summary": summary,
         },
         "load_avg": os.getloadavg(),
         "detection": detection,
         "entries": entries,
-        "queries": breakdown,
+        "batches": breakdown,
     }
     (work / "bench_stream.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
     print("\n| run | records | wall s | records/s |\n| --- | ---: | ---: | ---: |")
@@ -264,13 +261,9 @@ def main() -> int:
     print(f"| whole job (available-now) | {records:,} | {job_s:.1f} | {records / job_s:,.0f} |")
     print("decisions (one per scored window row or call):", json.dumps(summary["decisions"], sort_keys=True))
     print("blocklist entries (one per number and scope):", json.dumps(entries, sort_keys=True))
-    print(
-        "\n| query | micro-batches | first planned to last committed, s | stages, s (sum over batches) |"
-        "\n| --- | ---: | ---: | --- |"
-    )
-    for name, q in breakdown.items():
-        stages = ", ".join(f"{k} {v:.1f}" for k, v in q["stages_s"].items())
-        print(f"| {name} | {q['batches']} | {q['span_s']:.1f} | {stages} |")
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in breakdown["stages_s"].items())
+    print(f"\nmicro-batches: {breakdown['batches']}; median {breakdown['median_s']} s each; "
+          f"stages, s (sum over batches): {stages}")
     if detection:
         print(
             "\n| fraud type | blocked / positives | calls before block (median, p95) "
@@ -290,25 +283,14 @@ def _entries(entries: pd.DataFrame) -> dict[str, int]:
     return {f"{a}:{t}": int(n) for (a, t), n in entries.groupby(["action", "fraud_type"]).size().items()}
 
 
-def _breakdown(state: Path) -> dict:
-    """Per query: micro-batches, wall span (first offset log to last commit), summed stages."""
-    from streaming.job import QUERIES
-
-    out = {}
-    for name in QUERIES:
-        folder = state / "checkpoints" / name
-        planned = [p.stat().st_mtime for p in (folder / "offsets").glob("[0-9]*")]
-        committed = [p.stat().st_mtime for p in (folder / "commits").glob("[0-9]*")]
-        stages: dict[str, float] = {}
-        for path in (state / "batches" / name).glob("*.json"):
-            for k, v in json.loads(path.read_text()).get("stages_s", {}).items():
-                stages[k] = stages.get(k, 0.0) + v
-        out[name] = {
-            "batches": len(committed),
-            "span_s": max(committed) - min(planned) if committed else 0.0,
-            "stages_s": stages,
-        }
-    return out
+def _breakdown(runs: pd.DataFrame) -> dict:
+    """Micro-batches of the measured run, their median wall time and summed stage timings."""
+    stages: dict[str, float] = {}
+    for laps in runs["stages_s"]:
+        for k, v in (laps or {}).items():
+            stages[k] = round(stages.get(k, 0.0) + v, 3)
+    median = float(runs["duration_s"].median()) if len(runs) else None
+    return {"batches": len(runs), "median_s": median, "stages_s": stages}
 
 
 def _q(q: dict) -> str:
@@ -320,21 +302,10 @@ def _detection(
 ) -> dict:
     """Detection delay per fraud type, in event time: the voice calls and minutes a fraud SIM
     made between its first fraudulent call and its block, with the ground truth of ``simguard
-    report``. A block is placed at the event time the deciding ``sim`` micro-batch had seen (the
-    newest CDR in the validated files it and the batches before it read), or at the end of the
-    bucket it decided on if that is earlier: with small micro-batches (``--max-offsets``) this is
-    when a live stream that keeps up would block the SIM, processing latency aside (see
-    ``bench_latency.py``); with one big batch it falls back to the bucket ends."""
-    from stream_runs import batches, deciding_batch, event_horizon
-
-    from pipeline.report import (
-        block_detections,
-        day_files,
-        detection_delays,
-        ground_truth,
-        precision_recall,
-    )
-    from pipeline.stream import state_dir
+    report``. A block's time is its row's scoring time (``observed_at``), at most the newest CDR
+    its micro-batch had read: when a live stream that keeps up would block the SIM, processing
+    latency aside (``bench_latency.py``)."""
+    from pipeline.report import block_detections, day_files, detection_delays, ground_truth, precision_recall
 
     files = day_files(cdrs_dir)
     if day:
@@ -345,13 +316,6 @@ def _detection(
     # the measured day meets the number again: ``already_blocked``)
     detections = detections[pd.to_datetime(detections["created_at"], utc=True) >= since]
     sim_blocks, call_blocks = block_detections(detections)
-    state = state_dir(settings)
-    runs = batches(state, "sim")
-    seen = event_horizon(state, "sim").reindex(runs["batch_id"]).cummax()
-    at = deciding_batch(sim_blocks["created_at"], runs)
-    horizon = pd.Series(seen.to_numpy()[at], index=sim_blocks.index).where(at >= 0)
-    bucket_end = pd.to_datetime(sim_blocks["observed_at"], utc=True)
-    sim_blocks = sim_blocks.assign(observed_at=pd.concat([horizon, bucket_end], axis=1).min(axis=1))
     delays = detection_delays(sim_blocks, truth)
     positives = truth.sims[truth.sims["role"] == "positive"]
     sims = precision_recall(set(sim_blocks["number"].astype(str)), truth.sims)
@@ -377,7 +341,6 @@ def _detection(
         "recall": sims["recall"],
         "calls_precision": calls["precision"],
         "calls_recall": calls["recall"],
-        "sim_batches": len(runs),
     }
 
 

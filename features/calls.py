@@ -90,23 +90,50 @@ def cli_bucket_aggregates(cdrs: DataFrame, *, settings: FeatureSettings) -> Data
     def count_if(cond):
         return F.sum(F.when(cond, 1).otherwise(0)).cast("long")
 
-    return cdrs.groupBy(F.col("a_number"), _bucket(settings).alias("b")).agg(
-        count_if(voice).alias("cli_calls"),
-        F.approx_count_distinct(F.when(voice, F.col("operator"))).alias("cli_operators"),
-        count_if(voice & own).alias("cli_subscriber_calls"),
-        count_if(own & ~roaming).alias("owner_home"),
-        count_if(own & roaming).alias("owner_roaming"),
-        F.collect_set(F.when(own, F.col("b_number"))).alias("owner_callees"),
-    ).select(
-        "a_number",
-        F.col("b.start").alias("bucket_start"),
-        "cli_calls",
-        "cli_operators",
-        "cli_subscriber_calls",
-        "owner_home",
-        "owner_roaming",
-        "owner_callees",
+    return (
+        cdrs.groupBy(F.col("a_number"), _bucket(settings).alias("b"))
+        .agg(
+            count_if(voice).alias("cli_calls"),
+            F.collect_set(F.when(voice, F.col("operator"))).alias("cli_operators"),
+            count_if(voice & own).alias("cli_subscriber_calls"),
+            count_if(own & ~roaming).alias("owner_home"),
+            count_if(own & roaming).alias("owner_roaming"),
+            F.collect_set(F.when(own, F.col("b_number"))).alias("owner_callees"),
+        )
+        .select(
+            "a_number",
+            F.col("b.start").alias("bucket_start"),
+            "cli_calls",
+            "cli_operators",
+            "cli_subscriber_calls",
+            "owner_home",
+            "owner_roaming",
+            "owner_callees",
+        )
     )
+
+
+CLI_COUNTS = ("cli_calls", "cli_subscriber_calls", "owner_home", "owner_roaming")
+TRUNK_COUNTS = ("trunk_calls", "trunk_suspect", "trunk_bad")
+
+
+def merge_cli_rows(rows: DataFrame) -> DataFrame:
+    """Partial :func:`cli_bucket_aggregates` rows of the same (CLI, bucket) merged (the stream
+    keeps one per micro-batch): counts summed, operator and callee sets united."""
+    from pyspark.sql import functions as F
+
+    return rows.groupBy("a_number", "bucket_start").agg(
+        *[F.sum(c).cast("long").alias(c) for c in CLI_COUNTS],
+        F.array_distinct(F.flatten(F.collect_list("cli_operators"))).alias("cli_operators"),
+        F.array_distinct(F.flatten(F.collect_list("owner_callees"))).alias("owner_callees"),
+    )
+
+
+def merge_trunk_rows(rows: DataFrame) -> DataFrame:
+    """Partial :func:`trunk_bucket_aggregates` rows of the same (trunk, bucket) summed."""
+    from pyspark.sql import functions as F
+
+    return rows.groupBy("in_trunk_id", "trunk_bucket").agg(*[F.sum(c).cast("long").alias(c) for c in TRUNK_COUNTS])
 
 
 def owner_whereabouts(calls: DataFrame, cli_aggs: DataFrame, *, settings: FeatureSettings) -> DataFrame:
@@ -153,21 +180,47 @@ def _suspect_and_bad(kind, plan: NumberingPlan):
 def trunk_bucket_aggregates(
     cdrs: DataFrame, *, settings: FeatureSettings, plan: NumberingPlan | None = None
 ) -> DataFrame:
-    """Per (ingress trunk group, bucket): trunk calls, those presenting a domestic CLI from
-    abroad whose owner the HLR says is at home, and those with an invalid, unallocated or
-    Do-Not-Originate CLI. A route carrying a spoofing campaign shows bursts of both."""
+    """Per (ingress trunk group, minute bucket of ``concurrency_window_s``): trunk calls, those
+    presenting a domestic CLI from abroad whose owner the HLR says is at home, and those with an
+    invalid, unallocated or Do-Not-Originate CLI. A route carrying a spoofing campaign shows
+    bursts of both; a call reads the buckets of the ``trunk_bucket_s`` up to its own."""
     from pyspark.sql import functions as F
 
     plan = plan or load_numbering_plan()
     calls = trunk_calls(cdrs).withColumn("_kind", cli_class_column("a_number", plan))
     suspect, bad = _suspect_and_bad(F.col("_kind"), plan)
-    return calls.groupBy(
-        F.col("in_trunk_id"), F.window("start_time", f"{settings.trunk_bucket_s} seconds").alias("b")
-    ).agg(
-        F.count(F.lit(1)).alias("trunk_calls"),
-        F.sum(F.when(suspect, 1).otherwise(0)).cast("long").alias("trunk_suspect"),
-        F.sum(F.when(bad, 1).otherwise(0)).cast("long").alias("trunk_bad"),
-    ).select("in_trunk_id", F.col("b.start").alias("trunk_bucket"), "trunk_calls", "trunk_suspect", "trunk_bad")
+    return (
+        calls.groupBy(F.col("in_trunk_id"), _bucket(settings).alias("b"))
+        .agg(
+            F.count(F.lit(1)).alias("trunk_calls"),
+            F.sum(F.when(suspect, 1).otherwise(0)).cast("long").alias("trunk_suspect"),
+            F.sum(F.when(bad, 1).otherwise(0)).cast("long").alias("trunk_bad"),
+        )
+        .select("in_trunk_id", F.col("b.start").alias("trunk_bucket"), "trunk_calls", "trunk_suspect", "trunk_bad")
+    )
+
+
+def trunk_context(calls: DataFrame, trunk_aggs: DataFrame, *, settings: FeatureSettings) -> DataFrame:
+    """Per call (``record_id``): its trunk's buckets of the ``trunk_bucket_s`` up to and including
+    the call's own bucket, summed (an equality join on the bucket keys, no range join)."""
+    from pyspark.sql import functions as F
+
+    step = settings.concurrency_window_s
+    n = -(-settings.trunk_bucket_s // step)
+    keys = calls.where(F.col("in_trunk_id").isNotNull()).select(
+        "record_id",
+        "in_trunk_id",
+        F.explode(
+            F.transform(
+                F.sequence(F.lit(0), F.lit(n - 1)), lambda k: F.col("bucket_start") - F.make_dt_interval(secs=k * step)
+            )
+        ).alias("trunk_bucket"),
+    )
+    return (
+        keys.join(trunk_aggs, ["in_trunk_id", "trunk_bucket"])
+        .groupBy("record_id")
+        .agg(*[F.sum(c).alias(c) for c in TRUNK_COUNTS])
+    )
 
 
 def trunk_calls(cdrs: DataFrame) -> DataFrame:
@@ -199,7 +252,6 @@ def assemble_call_features(
         .withColumn("bucket_start", _bucket(settings).start)
         .withColumn("_kind", cli_class_column("a_number", plan))
         .withColumn("_home", home_operator_column("a_number", plan))
-        .withColumn("trunk_bucket", F.window("start_time", f"{settings.trunk_bucket_s} seconds").start)
     )
     kind = F.col("_kind")
     kind_code = F.lit(None).cast("int")
@@ -207,14 +259,12 @@ def assemble_call_features(
         kind_code = F.when(kind == name, F.lit(code)).otherwise(kind_code)
     intl = F.col("in_trunk_type") == "international_gateway"
     domestic = kind.isin(*sorted(DOMESTIC_KINDS))
-    concurrency = cli_aggs.select(
-        "a_number", "bucket_start", "cli_calls", "cli_operators", "cli_subscriber_calls"
-    )
+    concurrency = cli_aggs.select("a_number", "bucket_start", "cli_calls", "cli_operators", "cli_subscriber_calls")
     whereabouts = owner_whereabouts(enriched, cli_aggs, settings=settings)
     joined = (
         enriched.join(concurrency, ["a_number", "bucket_start"], "left")
         .join(whereabouts, ["record_id"], "left")
-        .join(trunk_aggs, ["in_trunk_id", "trunk_bucket"], "left")
+        .join(trunk_context(enriched, trunk_aggs, settings=settings), ["record_id"], "left")
     )
     # the call itself is counted in its trunk's bucket: "other" calls exclude it
     suspect, bad = _suspect_and_bad(kind, plan)
@@ -237,7 +287,7 @@ def assemble_call_features(
         .alias("cli_home_operator_is_reporter"),
         F.col("a_roaming").cast("int").alias("cli_owner_roaming"),
         others.alias(f"same_cli_calls_{c}"),
-        F.coalesce(F.col("cli_operators"), F.lit(1)).alias(f"same_cli_operators_{c}"),
+        F.greatest(F.size(F.coalesce(F.col("cli_operators"), F.array())), F.lit(1)).alias(f"same_cli_operators_{c}"),
         F.coalesce(F.col("cli_subscriber_calls"), F.lit(0)).alias(f"same_cli_subscriber_calls_{c}"),
         F.coalesce(F.col("_owner_home"), F.lit(0)).alias(f"owner_home_records_{o}"),
         F.coalesce(F.col("_owner_roaming"), F.lit(0)).alias(f"owner_roaming_records_{o}"),
@@ -251,9 +301,7 @@ def assemble_call_features(
     )
 
 
-def build_call_features(
-    cdrs: DataFrame, *, settings: FeatureSettings, plan: NumberingPlan | None = None
-) -> DataFrame:
+def build_call_features(cdrs: DataFrame, *, settings: FeatureSettings, plan: NumberingPlan | None = None) -> DataFrame:
     """Batch path: canonical CDRs in, one feature row per trunk voice call out."""
     return assemble_call_features(
         cdrs,

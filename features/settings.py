@@ -19,9 +19,20 @@ class FeatureSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    #: per-SIM sliding window: length and slide
+    #: per-SIM trailing windows ending at the scoring time: the long one (24 h) and the short
+    #: one (1 h). The long window is the whole hours before the current one plus the current hour
+    #: up to the scoring time; the short one is the minutes before the scoring time.
     window_s: int = Field(86400, gt=0)
-    slide_s: int = Field(21600, gt=0)
+    short_window_s: int = Field(3600, gt=0)
+    #: a SIM's CDRs are aggregated once into sub-buckets of this length (the state the stream
+    #: keeps, and the grain of the short window)
+    sub_bucket_s: int = Field(60, gt=0)
+    #: a SIM is scored at the end of every interval of this length in which it called (the stream
+    #: scores it at the end of each micro-batch instead, capped at the interval's end)
+    score_interval_s: int = Field(60, gt=0)
+    #: training and validation keep at most this many scoring points per SIM and day (a random
+    #: sample, fixed by the SIM and the time); ``None``: all. The test split always keeps all.
+    train_points_per_day: int | None = Field(48, ge=1)
     #: short burst measure inside the window: the busiest bucket of this length
     #: (``calls_out_peak_1h_24h``: most outgoing calls in one hour within the 24 h window)
     burst_s: int = Field(3600, gt=0)
@@ -43,13 +54,18 @@ class FeatureSettings(BaseModel):
     #: per call: what else arrived on the same ingress trunk group in this bucket (a spoofing
     #: campaign sends bursts of other people's numbers over one route)
     trunk_bucket_s: int = Field(3600, gt=0)
-    #: streaming: how late a CDR may arrive and still count in its window
-    watermark_delay_s: int = Field(1800, ge=0)
 
     @model_validator(mode="after")
-    def _slide_divides_window(self) -> FeatureSettings:
-        if self.window_s % self.slide_s != 0:
-            raise ValueError("window_s must be a multiple of slide_s")
+    def _grains_divide(self) -> FeatureSettings:
+        if self.window_s % 3600 != 0 or self.window_s <= 3600:
+            raise ValueError("window_s must be a multiple of 3600 s (whole hours), above one hour")
+        for name in ("short_window_s", "score_interval_s"):
+            if getattr(self, name) % self.sub_bucket_s != 0:
+                raise ValueError(f"{name} must be a multiple of sub_bucket_s")
+        if 3600 % self.sub_bucket_s != 0:
+            raise ValueError("sub_bucket_s must divide one hour")
+        if self.short_window_s >= self.window_s:
+            raise ValueError("short_window_s must be shorter than window_s")
         if self.window_s % self.burst_s != 0 or self.window_s % self.cohort_bucket_s != 0:
             raise ValueError("window_s must be a multiple of burst_s and cohort_bucket_s")
         return self
@@ -57,6 +73,10 @@ class FeatureSettings(BaseModel):
     @property
     def window(self) -> str:
         return duration_label(self.window_s)
+
+    @property
+    def short_window(self) -> str:
+        return duration_label(self.short_window_s)
 
     @property
     def burst(self) -> str:

@@ -1,7 +1,7 @@
 """Training, evaluation and the model registry. Builds on ``features``; never imports ``pipeline``.
 
 - ``settings``: ``ModelSettings`` (the ``models:`` config section);
-- ``dataset``: labelled frames from feature tables and labels; ``split``: the purged time split;
+- ``dataset``: labelled frames from feature tables and labels; ``split``: the time split by scoring time;
 - ``train``: native LightGBM (``lgb.train``); ``scoring``: ``ScoringModel`` and its ``ModelCard``;
 - ``evaluate``: per-entity metrics at a target FPR; ``baseline``: today's operator rules;
 - ``reasons``: reason codes from SHAP contributions; ``plots``: evaluation figures;

@@ -20,6 +20,7 @@ import pandas as pd
 
 from features.calls import CLI_KIND_CODES
 from features.settings import FeatureSettings, duration_label
+from features.sim import sim_feature_names
 from models.scoring import feature_matrix
 
 if TYPE_CHECKING:
@@ -80,8 +81,16 @@ def _flag(yes: str, no: str) -> Template:
 
 
 def sentence_templates(settings: FeatureSettings) -> dict[str, Template]:
-    """A sentence template for every per-SIM and per-call feature name."""
-    w, b = settings.window, settings.burst
+    """A sentence template for every per-SIM and per-call feature name (the per-window ones for
+    the long and the short window)."""
+    out = _templates(settings, settings.window)
+    short = _templates(settings, settings.short_window)
+    out.update({name: short[name] for name in sim_feature_names(settings) if name not in out})
+    return out
+
+
+def _templates(settings: FeatureSettings, w: str) -> dict[str, Template]:
+    b = settings.burst
     c = duration_label(settings.cohort_bucket_s)
     cc = duration_label(settings.concurrency_window_s)
     o = duration_label(settings.owner_lookback_s)
@@ -165,7 +174,7 @@ def sentence_templates(settings: FeatureSettings) -> dict[str, Template]:
         f"cancelled_share_{w}": _share(
             "{p} of its calls were cancelled before answer (one ring)", none="made no calls"
         ),
-        f"hours_seen_{w}": _count(f"this {w} window had run for {{n}} h"),
+        f"hours_seen_{w}": _count(f"its activity in the last {w} spans {{n}} h"),
         "cli_international_premium": _flag(
             "calls from an international premium-rate number", "does not call from a premium-rate range"
         ),

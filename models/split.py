@@ -1,19 +1,19 @@
 """Split by time: train on earlier days, validate on the next, test on the last.
 
-Rows are assigned by the day their features start (a SIM window's ``window_start``, a call's
-start). A 24 h window sliding every 6 h that starts late on a training day still covers hours of
-the validation day: such rows are purged (dropped) from training, and validation rows that reach
-into the test days likewise, so no training or validation feature has seen a later split's CDRs
-(cf. the Fraud-Detection-Handbook's ``delta_delay``).
+Rows are assigned by the time they are scored (a SIM row's ``window_end``, its scoring time; a
+call's start). A SIM row covers only the trailing window before that time, so no training or
+validation feature has seen a later split's CDRs; a row scored exactly at midnight belongs to the
+day that ends there. Rows that start before their split (a test row's window reaches back into
+the validation day) read earlier CDRs only, as the stream does.
 
 >>> import pandas as pd
->>> t = pd.to_datetime(["2025-01-01 00:00", "2025-01-01 12:00", "2025-01-02 00:00",
-...                     "2025-01-03 00:00"], utc=True)
->>> frame = pd.DataFrame({"row_start": t, "row_end": t + pd.Timedelta(hours=24)})
->>> b = day_boundaries(frame["row_start"].max(), validation_days=1, test_days=1)
+>>> t = pd.to_datetime(["2025-01-01 06:00", "2025-01-02 00:00", "2025-01-02 12:00",
+...                     "2025-01-03 00:01"], utc=True)
+>>> frame = pd.DataFrame({"row_start": t - pd.Timedelta(hours=24), "row_end": t})
+>>> b = day_boundaries(scored_at(frame).max(), validation_days=1, test_days=1)
 >>> s = time_split(frame, b)
->>> len(s.train), len(s.validation), len(s.test)  # the 12:00 window reaches into day 2
-(1, 1, 1)
+>>> len(s.train), len(s.validation), len(s.test)  # midnight closes day 1
+(2, 1, 1)
 """
 
 from __future__ import annotations
@@ -46,8 +46,6 @@ class Split:
     train: pd.DataFrame
     validation: pd.DataFrame
     test: pd.DataFrame
-    #: rows dropped because their window reaches into a later split
-    purged: int
 
 
 def day_boundaries(last_time: pd.Timestamp, *, validation_days: int, test_days: int) -> Boundaries:
@@ -62,21 +60,26 @@ def day_boundaries(last_time: pd.Timestamp, *, validation_days: int, test_days: 
     )
 
 
-def time_split(frame: pd.DataFrame, boundaries: Boundaries) -> Split:
-    """Assign rows by ``row_start`` and purge rows whose ``row_end`` reaches a later split."""
+def scored_at(frame: pd.DataFrame) -> pd.Series:
+    """When each row is scored, as the split counts it: just before ``row_end`` for rows that
+    cover a window, ``row_start`` for calls."""
     start, end = frame[ROW_START], frame[ROW_END]
+    return start.where(end <= start, end - pd.Timedelta(microseconds=1))
+
+
+def time_split(frame: pd.DataFrame, boundaries: Boundaries) -> Split:
+    """Assign rows by the time they are scored: ``row_end`` for rows that cover a window (a row
+    ending exactly at a boundary belongs to the split before it), ``row_start`` for calls."""
     b = boundaries
-    in_train = start < b.validation_start
-    in_val = (start >= b.validation_start) & (start < b.test_start)
-    in_test = (start >= b.test_start) & (start < b.test_end)
-    keep_train = in_train & (end <= b.validation_start)
-    keep_val = in_val & (end <= b.test_start)
-    purged = int((in_train & ~keep_train).sum() + (in_val & ~keep_val).sum())
+    at = scored_at(frame)
+    in_train = at < b.validation_start
+    keep_train = in_train
+    keep_val = (at >= b.validation_start) & (at < b.test_start)
+    in_test = (at >= b.test_start) & (at < b.test_end)
     split = Split(
         train=frame[keep_train].reset_index(drop=True),
         validation=frame[keep_val].reset_index(drop=True),
         test=frame[in_test].reset_index(drop=True),
-        purged=purged,
     )
     for name in ("train", "validation", "test"):
         if getattr(split, name).empty:

@@ -23,7 +23,6 @@ from models.baseline import SpamRules, SpoofRules
 from models.dataset import (
     ALLOWLISTED,
     CALL_CLASSES,
-    ROW_START,
     SIM_CLASSES,
     UNIT,
     label_call_rows,
@@ -38,7 +37,7 @@ from models.evaluate import (
 )
 from models.scoring import SCORE, ScoringModel
 from models.settings import BoosterSettings, ModelSettings
-from models.split import Boundaries, Split, day_boundaries, time_split
+from models.split import Boundaries, Split, day_boundaries, scored_at, time_split
 from models.train import train_booster
 
 SPAM_SIM = "spam-sim"
@@ -103,7 +102,7 @@ def split_frame(frame: pd.DataFrame, boundaries: Boundaries) -> Split:
 def boundaries_for(sim_rows: pd.DataFrame, settings: ModelSettings) -> Boundaries:
     """One set of day boundaries for both tasks, from the last day with SIM activity."""
     return day_boundaries(
-        sim_rows[ROW_START].max(),
+        scored_at(sim_rows).max(),
         validation_days=settings.split.validation_days,
         test_days=settings.split.test_days,
     )
@@ -224,7 +223,6 @@ def evaluate_model(
             "train_rows": len(split.train),
             "validation_rows": len(split.validation),
             "test_rows": len(split.test),
-            "purged_rows": split.purged,
         },
         "validation": metrics["validation"],
         "test": test,

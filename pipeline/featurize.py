@@ -45,11 +45,22 @@ def build_features(
     features: FeatureSettings,
     out_dir: str | Path,
     plan: NumberingPlan | None = None,
+    full_days: int | None = None,
 ) -> FeatureTables:
-    """Write ``<out>/sim_features`` and ``<out>/call_features`` (Parquet) and return their paths."""
+    """Write ``<out>/sim_features`` and ``<out>/call_features`` (Parquet) and return their paths.
+    ``full_days``: the last days (the test split) keep every SIM scoring point; the days before
+    keep a sample (``features.train_points_per_day``). ``None``: every point everywhere."""
+    from pyspark.sql import functions as F
+
     out = Path(out_dir)
     cdrs = read_cdrs(spark, cdr_dir)
     tables = FeatureTables(sim=out / SIM_TABLE, calls=out / CALL_TABLE)
-    build_sim_features(cdrs, settings=features, plan=plan).write.mode("overwrite").parquet(str(tables.sim))
+    sample_before = None
+    if full_days is not None:
+        last = cdrs.agg(F.max(F.col("start_time").cast("double"))).first()[0]
+        if last is not None:
+            sample_before = (last // 86400 - (full_days - 1)) * 86400
+    sim = build_sim_features(cdrs, settings=features, plan=plan, sample_before=sample_before)
+    sim.write.mode("overwrite").parquet(str(tables.sim))
     build_call_features(cdrs, settings=features, plan=plan).write.mode("overwrite").parquet(str(tables.calls))
     return tables

@@ -78,6 +78,7 @@ def features_key(cdr_dir: Path, settings: Settings) -> str:
         st = p.stat()
         digest.update(f"{p.relative_to(cdr_dir)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     digest.update(settings.features.model_dump_json().encode())
+    digest.update(f"test_days={settings.models.split.test_days}".encode())
     digest.update(DEFAULT_PLAN_PATH.read_bytes())
     return digest.hexdigest()[:20]
 
@@ -94,7 +95,9 @@ def cached_features(
     progress("features: building per-SIM windows and per-call rows with Spark")
     if out.exists():
         shutil.rmtree(out)
-    tables = build_features(spark, cdr_dir, features=settings.features, out_dir=out)
+    tables = build_features(
+        spark, cdr_dir, features=settings.features, out_dir=out, full_days=settings.models.split.test_days
+    )
     (out / _COMPLETE).write_text(json.dumps({"cdrs": str(Path(cdr_dir).resolve())}))
     return tables
 

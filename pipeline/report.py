@@ -16,8 +16,8 @@ which compares them with ``simguard evaluate``):
   SIMs that never made a fraudulent call in the streamed period) count neither way, anything else
   flagged is a false positive;
 - detection delay, per true-positive SIM: from its first fraudulent call in the streamed CDRs to
-  the observed time of its earliest block-level detection (the end of the slide bucket whose data
-  made the window score above the threshold: when a live stream could block it, in event time),
+  the observed time of its earliest block-level detection (the scoring time of the row that scored
+  above the threshold: when a live stream could block it, in event time),
   in minutes and in the voice calls it made meanwhile. A SIM blocked on evidence observed before
   its first fraudulent call counts 0. Spoofed calls are decided per call, on the call itself.
 """
@@ -78,14 +78,6 @@ def read_store(url: str) -> dict[str, pd.DataFrame]:
         engine.dispose()
 
 
-def detection_window_start(detections: pd.DataFrame) -> pd.Series:
-    """The window start of per-SIM detections, from their idempotency keys
-    (``...@{window_start}/{window_end}``, streaming.policy.decide_sims); NaT for other rows."""
-    tail = detections["idempotency_key"].astype(str).str.rsplit("@", n=1).str[1]
-    start = tail.where(tail.str.contains("/", regex=False, na=False)).str.split("/").str[0]
-    return pd.to_datetime(start, utc=True, errors="coerce")
-
-
 def detection_record_id(detections: pd.DataFrame) -> pd.Series:
     """The record id of per-call detections: their idempotency keys end with it
     (``.../{trunk_id}/{record_id}``, streaming.policy.decide_calls)."""
@@ -95,17 +87,18 @@ def detection_record_id(detections: pd.DataFrame) -> pd.Series:
 def block_detections(
     detections: pd.DataFrame,
     *,
-    windows_from: pd.Timestamp | None = None,
+    observed_after: pd.Timestamp | None = None,
     sim_threshold: float | None = None,
     call_threshold: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Block-level detections of SIMs and of trunk calls. ``windows_from``: only SIM windows
-    starting then or later; ``*_threshold``: only scores strictly above it."""
+    """Block-level detections of SIMs and of trunk calls. ``observed_after``: only SIM rows
+    scored after that time (``observed_at``, the row's scoring time; evaluate's test rows are those
+    scored after the test day's first midnight); ``*_threshold``: only scores strictly above it."""
     at_block = detections["outcome"].isin(BLOCK_OUTCOMES)
     sims = at_block & detections["fraud_type"].isin(SIM_TYPES)
     calls = at_block & (detections["fraud_type"] == SPOOFED_CALL)
-    if windows_from is not None:
-        sims &= detection_window_start(detections) >= windows_from
+    if observed_after is not None:
+        sims &= pd.to_datetime(detections["observed_at"], utc=True) > observed_after
     if sim_threshold is not None:
         sims &= detections["score"] > sim_threshold
     if call_threshold is not None:
@@ -256,11 +249,15 @@ def build_report(
 ) -> dict[str, Any]:
     """Everything ``simguard report`` prints, as one JSON-able dict."""
     from features.numbering import load_numbering_plan
-    from pipeline.stream import state_dir
-    from streaming.job import summarize
+    from streaming.blocklist.batches import stream_totals
+    from streaming.blocklist.db import make_engine
 
     store = read_store(settings.database_url)
-    stream = summarize(state_dir(settings))
+    engine = make_engine(settings.database_url)
+    try:
+        stream = stream_totals(engine)
+    finally:
+        engine.dispose()
     truth = ground_truth(labels, day_files(cdrs, last_days=last_days))
     sim_blocks, call_blocks = block_detections(store["detections"])
     sims, calls = set(sim_blocks["number"].astype(str)), set(call_blocks["record_id"].astype(str))
@@ -290,7 +287,6 @@ def build_report(
     sent = sent[sent["channel"] == "kafka"].set_index("operator")["last_version"]
     return {
         "period": {"start": truth.start.isoformat(), "end": truth.end.isoformat(), "cdrs": truth.records},
-        "slide_h": settings.features.slide_s / 3600,
         "stream": stream,
         "blocks_by_type": blocks["fraud_type"].value_counts().sort_index().to_dict(),
         "numbers_blocked": int(blocks.loc[blocks["scope"] == "all", "number"].nunique()),
@@ -385,9 +381,8 @@ def format_report(report: dict[str, Any], *, env_file: str | Path | None = None,
     for t, v in d["by_type"].items():
         add(f"                       {t}: {_num(v['minutes']['median'])} min / {_num(v['calls']['median'])} calls "
             f"(median), {_num(v['minutes']['p95'])} min / {_num(v['calls']['p95'])} calls (p95)")
-    add(f"                       (observed time: the end of the {report['slide_h']:g} h bucket whose CDRs "
-        "completed the evidence, the stream's time resolution; spoofed calls are decided one by one, "
-        "on the call itself)")
+    add("                       (observed time: the scoring time of the row that blocked it, the end of the "
+        "minute or micro-batch; spoofed calls are decided one by one, on the call itself)")
     add("")
     add(f"Blocklists (version {w['head_version']:,})")
     published = w.get("kafka_published", {})

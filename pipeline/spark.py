@@ -5,7 +5,7 @@ Master, connector and Spark options come from ``SparkSettings``, so the same cod
 ``spark.master: null`` and let ``spark-submit --master`` decide).
 
 The official Kafka connector ``org.apache.spark:spark-sql-kafka-0-10_2.13`` is added at exactly
-the installed pyspark version:
+the installed pyspark version, with Delta Lake (the stream's state tables):
 
 - ``local_jars``: from the cache that ``make setup`` filled from Maven Central
   (``<jars_dir>/spark-kafka``), minus jars pyspark already ships;
@@ -29,6 +29,17 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 CONNECTOR_ARTIFACT = "spark-sql-kafka-0-10_2.13"
+#: Delta Lake, the stream's state tables (its version follows deploy/jvm/spark-kafka/pom.xml)
+DELTA_COORDINATES = "io.delta:delta-spark_2.13:4.1.0"
+#: what Delta needs in every session; ``spark.conf`` may override any of them
+DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    # the state table is small per micro-batch: a few partitions rebuild its snapshot
+    "spark.databricks.delta.snapshotPartitions": "2",
+    # the job vacuums its own state table, which nothing else reads, after an hour
+    "spark.databricks.delta.retentionDurationCheck.enabled": "false",
+}
 
 
 def pyspark_version() -> str:
@@ -76,7 +87,9 @@ def build_spark(settings: SparkSettings, *, jars_dir: Path) -> SparkSession:
     if settings.connector == "local_jars":
         builder = builder.config("spark.jars", ",".join(str(p) for p in connector_jars(jars_dir)))
     elif settings.connector == "packages":
-        builder = builder.config("spark.jars.packages", connector_coordinates())
+        builder = builder.config("spark.jars.packages", f"{connector_coordinates()},{DELTA_COORDINATES}")
+    for key, value in DELTA_CONF.items():
+        builder = builder.config(key, value)
     for key, value in settings.conf.items():
         builder = builder.config(key, str(value).lower() if isinstance(value, bool) else str(value))
     spark = builder.getOrCreate()

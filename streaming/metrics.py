@@ -1,15 +1,9 @@
 """Operations metrics of the streaming job: logged per batch and exposed for Prometheus.
 
-Records in, dead-lettered (by reason), decisions by action and fraud type, batch duration per
-query, consumer lag (offsets behind the latest, from Spark's Kafka source progress) and rows
-that arrived behind an aggregate's watermark, the last two updated at every micro-batch by a
-query listener.
-
-A record later than the watermark (``features.watermark_delay_s`` behind the newest event time
-an aggregate has seen) is valid and stays in the validated table, but the aggregate has already
-closed its bucket and Spark leaves it out. Spark counts these after its partial aggregation, so
-``simguard_late_rows_dropped`` counts bucket rows (at least one per late bucket and key), not
-records; any increase means features were computed without some records.
+Records in, dead-lettered (by reason), decisions by action and fraud type, batch duration and
+consumer lag (offsets behind the latest, from Spark's Kafka source progress, updated at every
+micro-batch by a query listener). The job keeps no watermark: a late record is aggregated into
+its own minute and scored as of its own time, so no record is left out of the features.
 """
 
 from __future__ import annotations
@@ -47,12 +41,6 @@ class StreamMetrics:
         self.lag = Gauge(
             "simguard_consumer_lag_records", "offsets behind the latest (max over partitions)", ["query"], registry=r
         )
-        self.late = Counter(
-            "simguard_late_rows_dropped",
-            "rows behind an aggregate's watermark, left out of it (after partial aggregation)",
-            ["query"],
-            registry=r,
-        )
         self.rows_per_s = Gauge("simguard_input_rows_per_second", "processed rows per second", ["query"], registry=r)
 
     def serve(self, port: int) -> None:
@@ -65,7 +53,6 @@ class StreamMetrics:
         self.valid.inc(record["valid"])
         for reason, n in record["dead_letter_reasons"].items():
             self.dead.labels(reason).inc(n)
-        self.batch_duration.labels("validate").set(record["duration_s"])
 
     def observe_decisions(self, query: str, record: dict[str, Any]) -> None:
         for decision, n in record["decisions"].items():
@@ -110,16 +97,6 @@ class StreamMetrics:
             lag = (source.get("metrics") or {}).get("maxOffsetsBehindLatest")
             if lag is not None:
                 self.lag.labels(name).set(float(lag))
-        late = sum(int(op.get("numRowsDroppedByWatermark") or 0) for op in data.get("stateOperators") or [])
-        if late:
-            self.late.labels(name).inc(late)
-            log.warning(
-                "%s batch %s: %d rows behind the watermark left out of the aggregate (the records "
-                "stay in the validated table)",
-                name,
-                data.get("batchId"),
-                late,
-            )
         rate = data.get("processedRowsPerSecond")
         if rate is not None:
             self.rows_per_s.labels(name).set(float(rate))

@@ -211,6 +211,8 @@ class Decision:
     why: str
     trunk_type: str | None = None
     trunk_id: str | None = None
+    #: what an analyst checks the decision against (feature row, window, recent calls)
+    evidence: Mapping[str, Any] | None = None
 
 
 class Allowlist(Protocol):
@@ -359,6 +361,11 @@ def _decide_row(
     return "review", f"score {score:.4f} > review_above {rule.review_above:g}"
 
 
+def _evidence(row: Any) -> Mapping[str, Any] | None:
+    value = row.get("evidence")
+    return value if isinstance(value, Mapping) else None
+
+
 def _model_text(name: str | None, version: str | None) -> str:
     return f"{name or 'model'} v{version or '?'}"
 
@@ -442,6 +449,7 @@ def decide_sims(
                 idempotency_key=idempotency_key(f"{batch_key}:{SCOPE_ALL}|{number}@{window}"),
                 ttl_hours=policy.for_type(ftype).ttl_hours,
                 why=why,
+                evidence=_evidence(row),
             )
         )
     return out
@@ -520,6 +528,7 @@ def decide_calls(
                 why=why,
                 trunk_type=trunk_type,
                 trunk_id=trunk_id,
+                evidence=_evidence(row),
             )
         )
     return out

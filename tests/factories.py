@@ -62,3 +62,51 @@ def fixed_policy():
         wangiri=FraudTypePolicy(block_above=0.9, review_above=0.6, ttl_hours=168),
         spoofed_call=FraudTypePolicy(block_above=0.9, review_above=0.6, ttl_hours=24),
     )
+
+
+# -- stand-ins for the streaming job's champions and decision sink ---------------------------
+
+
+class _Model:
+    version, threshold = 1, 0.5
+
+    def __init__(self, names: list[str]) -> None:
+        self.feature_names = tuple(names)
+
+    def reasons(self, frame, *, top_k, feature_settings):
+        return [[] for _ in range(len(frame))]
+
+
+class PassThrough:
+    """A stand-in champion: a score from a hash of the row's keys, every row kept."""
+
+    def __init__(self, name: str, names: list[str], keys: list[str]) -> None:
+        self.name, self.model, self.keys = name, _Model(names), keys
+
+    def refresh(self, spark):
+        return self.model
+
+    def score(self, frame, *, keep):
+        from pyspark.sql import functions as F
+
+        score = (F.abs(F.xxhash64(*[F.col(k) for k in self.keys])) % 1000) / 1000
+        return frame.select(*keep).withColumn("score", score).withColumn("fraud_type", F.lit("spam_robocall"))
+
+
+class RecordingSink:
+    """A decision sink that keeps what the job hands it: every row scoring above ``floor``."""
+
+    def __init__(self, floor: float = -1.0) -> None:
+        self.floor = floor
+        self.rows: list[tuple[str, int, Any]] = []
+        self.batches: dict[int, dict] = {}
+
+    def min_score(self, kind, *, model_threshold=None):
+        return self.floor
+
+    def apply(self, candidates, *, kind, query, batch_id):
+        self.rows.append((kind, batch_id, candidates.copy()))
+        return {}
+
+    def record_batch(self, query, batch_id, record):
+        self.batches[batch_id] = record

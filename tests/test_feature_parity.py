@@ -1,6 +1,12 @@
-"""Parity: the streaming path (Kafka -> Structured Streaming aggregates in update mode, many
-micro-batches) and the batch path (a static DataFrame) give identical feature rows for the same
-CDRs (component + integration tier: real broker, official connector)."""
+"""Parity: the streaming job (Kafka -> validation -> Delta state -> features as of each
+micro-batch) and the batch definitions give identical feature rows for the same CDRs.
+
+The job runs as ``simguard stream`` runs it (``streaming.job.StreamJob``, real broker, official
+connector, many micro-batches), with stand-in scorers that pass every row on to a recording
+sink. For every micro-batch, the rows it decided must equal what ``features.sim`` and
+``features.calls`` compute from a static DataFrame of the CDRs the stream had seen by then (those
+up to the batch's newest event), at the same scoring points.
+"""
 
 from __future__ import annotations
 
@@ -9,36 +15,42 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
-from factories import T0, cdr, spark_frame
+from factories import T0, PassThrough, RecordingSink, cdr, spark_frame
 
-from features.calls import build_call_features
+from features.calls import build_call_features, call_feature_names
 from features.schema import record_to_json
 from features.settings import FeatureSettings
-from features.sim import build_sim_features
-from streaming.features_stream import Trigger, assemble_from_state, start_feature_streams
-from streaming.source import kafka_stream, parse_cdr_json
+from features.sim import AS_OF, ENTITY, KEY_COLUMNS, sim_feature_names, sim_features_at, sim_state
+from features.validation import ValidationRules
+from streaming.job import StreamJob
+from streaming.settings import StreamSettings
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 
 SETTINGS = FeatureSettings()
+BATCH = 250
 
 
 def mixed_traffic(seed: int = 7) -> list[dict]:
-    """36 hours of people, a robocaller, a small SIM box and gateway calls, in event-time order."""
+    """36 hours of people, a robocaller, a small SIM box and gateway calls, in event-time order
+    (every record at its own microsecond, so a micro-batch boundary never splits equal times)."""
     rng = np.random.default_rng(seed)
     people = [f"+8496{1000000 + k:07d}" for k in range(25)]
     records: list[dict] = []
 
     def add(**kw) -> None:
+        kw["start_time"] = kw["start_time"] + dt.timedelta(microseconds=len(records))
         records.append(cdr(len(records), **kw))
 
     for _ in range(400):
         a, b = rng.choice(people, 2, replace=False)
         answered = rng.random() < 0.8
+        sms = rng.random() < 0.2
         add(a_number=a, b_number=b, start_time=T0 + dt.timedelta(seconds=int(rng.integers(0, 36 * 3600))),
-            release_cause="answered" if answered else "no_answer", duration_s=float(np.round(rng.lognormal(4, 1), 3)),
+            release_cause="answered" if answered else "no_answer",
+            duration_s=0.0 if sms else float(np.round(rng.lognormal(4, 1), 3)),
             cell_id=f"C{int(rng.integers(0, 6))}", a_imei=f"35{abs(hash(a)) % 10**13:013d}",
-            event_type="sms" if rng.random() < 0.2 else "voice")
+            event_type="sms" if sms else "voice")
     for i in range(150):
         add(a_number="+84970000001", b_number=f"+8491300{i:04d}",
             start_time=T0 + dt.timedelta(hours=20, seconds=40 * i),
@@ -59,12 +71,9 @@ def mixed_traffic(seed: int = 7) -> list[dict]:
     return records
 
 
-def canonical(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    return frame.sort_values(keys).reset_index(drop=True)
-
-
-def test_streaming_and_batch_features_are_identical(spark, kafka_bootstrap, new_topic, tmp_path) -> None:
+def test_stream_job_rows_equal_batch_features_at_the_same_points(spark, kafka_bootstrap, new_topic, tmp_path) -> None:
     from kafka import KafkaProducer
+    from pyspark.sql import functions as F
 
     records = mixed_traffic()
     topic = new_topic(partitions=1)
@@ -74,29 +83,56 @@ def test_streaming_and_batch_features_are_identical(spark, kafka_bootstrap, new_
     producer.flush()
     producer.close()
 
-    stream = parse_cdr_json(
-        kafka_stream(spark, kafka_options={"kafka.bootstrap.servers": kafka_bootstrap}, topic=topic,
-                     max_offsets_per_trigger=250)
+    sink = RecordingSink()
+    job = StreamJob(
+        spark=spark,
+        kafka_options={"kafka.bootstrap.servers": kafka_bootstrap},
+        cdr_topic=topic,
+        dead_letter_topic=new_topic(),
+        stream=StreamSettings(
+            max_offsets_per_trigger=BATCH, metrics_port=0, archive=False,
+            validation=ValidationRules(max_past_days=36500),
+        ),
+        features=SETTINGS,
+        state_uri=(tmp_path / "stream").as_uri(),
+        spam=PassThrough("spam", sim_feature_names(SETTINGS), [ENTITY, "window_end"]),
+        spoof=PassThrough("spoof", call_feature_names(SETTINGS), ["record_id"]),
+        sink=sink,
     )
-    queries = start_feature_streams(
-        stream, settings=SETTINGS, state_dir=tmp_path / "state", checkpoint_dir=tmp_path / "checkpoints",
-        trigger=Trigger(available_now=True),
-    )
-    for q in queries.values():
-        q.awaitTermination(300)
-        assert q.exception() is None
-    batches = {name: len(q.recentProgress) for name, q in queries.items()}
-    assert min(batches.values()) >= 4, f"wanted several micro-batches, got {batches}"
+    job.run(available_now=True, timeout_s=900)
+    print({b: r["stages_s"] for b, r in sink.batches.items()})
+    assert len(sink.batches) >= len(records) // BATCH, sink.batches.keys()
+    assert sum(b["valid"] for b in sink.batches.values()) == len(records)
 
-    static = spark_frame(spark, records)
-    stream_sim, stream_calls = assemble_from_state(spark, tmp_path / "state", cdrs=static, settings=SETTINGS)
-    keys = ["entity", "window_start", "window_end"]
-    got = canonical(stream_sim.toPandas(), keys)
-    want = canonical(build_sim_features(static, settings=SETTINGS).toPandas(), keys)
-    assert len(want) > 50 and {"+84970000001", "+88216000001", "+84980000003"} <= set(want["entity"])
-    pd.testing.assert_frame_equal(got, want, check_exact=True)
-
-    got_calls = canonical(stream_calls.toPandas(), ["record_id"])
-    want_calls = canonical(build_call_features(static, settings=SETTINGS).toPandas(), ["record_id"])
-    assert len(want_calls) == 80
-    pd.testing.assert_frame_equal(got_calls, want_calls, check_exact=True)
+    static = spark_frame(spark, records).persist()
+    sim_rows, call_rows = 0, 0
+    for kind, batch_id, got in sink.rows:
+        seen = static.where(F.col("start_time") <= F.lit(sink.batches[batch_id]["newest_event"]).cast("timestamp"))
+        if kind == "sim":
+            names = sim_feature_names(SETTINGS)
+            points = spark.createDataFrame(
+                pd.DataFrame({ENTITY: got[ENTITY], AS_OF: pd.to_datetime(got["window_end"]).astype("int64") / 1e9})
+            )
+            rows, members = sim_state(seen, settings=SETTINGS)
+            want = sim_features_at(rows, members, points, settings=SETTINGS).toPandas()
+            cols, keys = [*KEY_COLUMNS, *names], [ENTITY, "window_end"]
+            sim_rows += len(got)
+            # the evidence is the long window's newest calls, in time order
+            for e in got["evidence"]:
+                calls = e["recent_calls"]
+                assert len(calls) == min(50, e["features"]["calls_out_24h"]), e
+                assert [c["time"] for c in calls] == sorted(c["time"] for c in calls)
+                assert not calls or calls[-1]["time"] <= e["window_end"]
+        else:
+            names = call_feature_names(SETTINGS)
+            want = build_call_features(seen, settings=SETTINGS).toPandas()
+            want = want[want["record_id"].isin(got["record_id"])]
+            cols, keys = list(want.columns), ["record_id"]
+            call_rows += len(got)
+        got = got[cols].sort_values(keys).reset_index(drop=True)
+        want = want[cols].sort_values(keys).reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False)
+    assert sim_rows > 30 and call_rows == 80
+    # rows scored mid-interval (at a micro-batch's newest event) were compared too
+    partial = [g for k, _, g in sink.rows if k == "sim" and (pd.to_datetime(g["window_end"]).dt.second != 0).any()]
+    assert partial

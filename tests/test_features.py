@@ -22,20 +22,24 @@ FRIEND = "+84912000001"
 
 def rows_by_entity(spark, records):
     frame = build_sim_features(spark_frame(spark, records), settings=SETTINGS).toPandas()
-    # the window that starts at T0 holds everything these tests send (all within 24 h of T0); of
-    # its rows (as seen at the end of each bucket the SIM was active in) the last one has it all
-    frame = frame[frame["window_start"] == T0.replace(tzinfo=None)].sort_values("window_end")
+    # everything these tests send is within one day of T0: each SIM's last scoring point sees it all
+    frame = frame.sort_values("window_end")
     return {r["entity"]: r for r in frame.to_dict("records")}
 
 
 def test_names_are_generated_from_parameters() -> None:
-    names = sim_feature_names(FeatureSettings(window_s=3600, slide_s=600, burst_s=600, cohort_bucket_s=600))
-    assert "calls_out_1h" in names and "calls_out_peak_10m_1h" in names and "cell_cohort_peak_10m_1h" in names
-    assert "calls_out_24h" in sim_feature_names(SETTINGS)
+    names = sim_feature_names(
+        FeatureSettings(window_s=7200, short_window_s=600, burst_s=600, cohort_bucket_s=600)
+    )
+    assert "calls_out_2h" in names and "calls_out_peak_10m_2h" in names and "cell_cohort_peak_10m_2h" in names
+    assert "calls_out_10m" in names and "answered_share_10m" in names
+    assert "calls_out_24h" in sim_feature_names(SETTINGS) and "calls_out_1h" in sim_feature_names(SETTINGS)
     assert len(set(sim_feature_names(SETTINGS))) == len(sim_feature_names(SETTINGS))
     assert "same_cli_calls_1m" in call_feature_names(SETTINGS)
     with pytest.raises(ValueError, match="multiple"):
-        FeatureSettings(window_s=86400, slide_s=7000)
+        FeatureSettings(short_window_s=3630)
+    with pytest.raises(ValueError, match="whole hours"):
+        FeatureSettings(window_s=5400)
 
 
 def test_robocaller_signature(spark) -> None:
@@ -183,25 +187,32 @@ def test_owner_whereabouts_tell_a_spoofed_victim_from_a_roamer_with_a_stale_hlr(
     assert pd.isna(unknown["owner_last_seen_roaming"])
 
 
-def test_partial_windows_are_rows_as_the_stream_sees_them(spark) -> None:
-    """A SIM active at 02:00 and 14:00 gets, for the window starting at 00:00, a row as seen at
-    06:00 (the first call only) and one as seen at 18:00 (both); windows starting earlier too."""
+def test_rows_are_as_of_each_interval_the_sim_called_in(spark) -> None:
+    """A SIM calling at 02:00:30 and 14:00:10 is scored at 02:01 and 14:01: each row covers the
+    trailing windows up to its scoring time, never a later call."""
     records = [
-        cdr(1, a_number=ROBO, b_number=FRIEND, start_time=T0 + dt.timedelta(hours=2), duration_s=5.0),
-        cdr(2, a_number=ROBO, b_number=PERSON, start_time=T0 + dt.timedelta(hours=14), duration_s=50.0),
+        cdr(1, a_number=ROBO, b_number=FRIEND, start_time=T0 + dt.timedelta(hours=2, seconds=30), duration_s=5.0),
+        cdr(2, a_number=ROBO, b_number=PERSON, start_time=T0 + dt.timedelta(hours=14, seconds=10), duration_s=50.0),
     ]
     frame = build_sim_features(spark_frame(spark, records), settings=SETTINGS).toPandas()
-    robo = frame[frame["entity"] == ROBO].set_index(["window_start", "window_end"]).sort_index()
+    robo = frame[frame["entity"] == ROBO].set_index("window_end").sort_index()
     t0 = pd.Timestamp(T0.replace(tzinfo=None))
-    h = pd.Timedelta(hours=1)
-    early = robo.loc[(t0, t0 + 6 * h)]
-    late = robo.loc[(t0, t0 + 18 * h)]
-    assert (early["calls_out_24h"], early["hours_seen_24h"], early["duration_max_24h"]) == (1, 6.0, 5.0)
-    assert (late["calls_out_24h"], late["hours_seen_24h"], late["duration_max_24h"]) == (2, 18.0, 50.0)
-    # rows end only at buckets the SIM was active in: (00:00, 12:00) would repeat (00:00, 06:00)
-    assert (t0, t0 + 12 * h) not in robo.index
-    # the window that started 18 h before T0 sees the first call in its last bucket
-    assert robo.loc[(t0 - 18 * h, t0 + 6 * h), "calls_out_24h"] == 1
-    # and the window starting at 12:00 sees only the second
-    assert robo.loc[(t0 + 12 * h, t0 + 18 * h), "calls_out_24h"] == 1
-    assert len(robo) == 8  # 4 window starts for each of the 2 active buckets
+    h, m = pd.Timedelta(hours=1), pd.Timedelta(minutes=1)
+    assert list(robo.index) == [t0 + 2 * h + m, t0 + 14 * h + m]
+    early, late = robo.loc[t0 + 2 * h + m], robo.loc[t0 + 14 * h + m]
+    assert early["window_start"] == t0 + 2 * h + m - 24 * h
+    assert (early["calls_out_24h"], early["calls_out_1h"], early["duration_max_24h"]) == (1, 1, 5.0)
+    assert early["hours_seen_24h"] == pytest.approx(1 / 60)
+    # 12 h later: the long window still holds the first call, the short one only the second
+    assert (late["calls_out_24h"], late["calls_out_1h"], late["duration_max_24h"]) == (2, 1, 50.0)
+    assert (late["duration_max_1h"], late["hours_seen_24h"]) == (50.0, pytest.approx(12 + 1 / 60))
+
+
+def test_a_call_leaves_the_long_window_after_a_day(spark) -> None:
+    records = [
+        cdr(1, a_number=ROBO, start_time=T0 + dt.timedelta(hours=1)),
+        cdr(2, a_number=ROBO, start_time=T0 + dt.timedelta(hours=26)),
+    ]
+    frame = build_sim_features(spark_frame(spark, records), settings=SETTINGS).toPandas()
+    last = frame[frame["entity"] == ROBO].sort_values("window_end").iloc[-1]
+    assert (last["calls_out_24h"], last["calls_out_1h"]) == (1, 1)

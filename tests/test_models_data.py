@@ -16,7 +16,7 @@ from features.calls import CALL_KEY_COLUMNS, call_feature_names
 from features.settings import FeatureSettings
 from features.sim import KEY_COLUMNS, sim_feature_names
 from models.dataset import ACTIVE, LABEL, POPULATION, UNIT_CLASS, label_call_rows, label_sim_rows
-from models.split import day_boundaries, time_split
+from models.split import day_boundaries, scored_at, time_split
 
 FEATURES = FeatureSettings()
 DAY0 = pd.Timestamp("2025-03-03", tz="UTC")
@@ -64,7 +64,8 @@ def sim_tables(seed: int = 0, *, days: int = 3) -> tuple[pd.DataFrame, pd.DataFr
     """``(features, labels)`` shaped like ``sim_features`` and ``labels/sims.parquet``."""
     rng = np.random.default_rng(seed)
     rows, labels = [], []
-    starts = [DAY0 + pd.Timedelta(hours=6 * i) for i in range(-3, 4 * days)]
+    # scored every 6 h, each row covering the 24 h before it
+    ends = [DAY0 + pd.Timedelta(hours=6 * i) for i in range(1, 4 * days + 1)]
     n = 0
     for population, label, count in POPULATIONS:
         for _ in range(count):
@@ -73,8 +74,8 @@ def sim_tables(seed: int = 0, *, days: int = 3) -> tuple[pd.DataFrame, pd.DataFr
             # fraud starts at a random time; before that the SIM looks ordinary
             activity = DAY0 + pd.Timedelta(hours=float(rng.uniform(0, 24 * days - 12))) if label != "normal" else pd.NaT
             labels.append({"a_number": entity, "label": label, "population": population, "activity_start": activity})
-            for start in starts:
-                end = start + pd.Timedelta(seconds=FEATURES.window_s)
+            for end in ends:
+                start = end - pd.Timedelta(seconds=FEATURES.window_s)
                 behaves = population if label == "normal" or end > activity else "ordinary"
                 rows.append({"entity": entity, "window_start": start, "window_end": end, **_sim_row(rng, behaves)})
     features = pd.DataFrame(rows)[[*KEY_COLUMNS, *sim_feature_names(FEATURES)]]
@@ -157,21 +158,19 @@ def test_labelling_does_not_mutate_and_fills_unlisted_entities() -> None:
     assert "roamer" in set(crows[POPULATION]) and "do_not_originate" in set(crows[POPULATION])
 
 
-def test_split_purges_windows_that_reach_into_a_later_split() -> None:
+def test_split_assigns_rows_by_the_time_they_are_scored() -> None:
     features, labels = sim_tables()
     rows = label_sim_rows(features, labels)
-    b = day_boundaries(rows["row_start"].max(), validation_days=1, test_days=1)
+    b = day_boundaries(scored_at(rows).max(), validation_days=1, test_days=1)
     assert b.test_start == DAY0 + pd.Timedelta(days=2) and b.validation_start == DAY0 + pd.Timedelta(days=1)
     split = time_split(rows, b)
+    # a row covers only the day before it: training rows end by the validation day, and a row
+    # scored at midnight belongs to the day that ends there
     assert (split.train["row_end"] <= b.validation_start).all()
-    assert (split.validation["row_start"] >= b.validation_start).all()
-    assert (split.validation["row_end"] <= b.test_start).all()
-    assert (split.test["row_start"] >= b.test_start).all()
-    # windows start every 6 h: those starting at 06:00, 12:00 and 18:00 of the last training day
-    # and of the validation day cross a boundary (3 + 3 per SIM)
+    assert ((split.validation["row_end"] > b.validation_start) & (split.validation["row_end"] <= b.test_start)).all()
+    assert (split.test["row_end"] > b.test_start).all()
     n_sims = rows["unit"].nunique()
-    assert split.purged == 6 * n_sims
-    assert len(split.train) == 4 * n_sims and len(split.validation) == n_sims and len(split.test) == 4 * n_sims
+    assert len(split.train) == len(split.validation) == len(split.test) == 4 * n_sims
 
 
 def test_split_needs_enough_days() -> None:
@@ -180,4 +179,4 @@ def test_split_needs_enough_days() -> None:
     features, labels = sim_tables(days=1)
     rows = label_sim_rows(features, labels)
     with pytest.raises(ModelError, match="split is empty"):
-        time_split(rows, day_boundaries(rows["row_start"].max(), validation_days=1, test_days=1))
+        time_split(rows, day_boundaries(scored_at(rows).max(), validation_days=1, test_days=1))

@@ -1,62 +1,45 @@
 """Malformed records on the CDR topic go to the dead-letter topic with reasons and source
-coordinates, the job keeps running, and records in = valid + dead-lettered (real broker, Spark's
-Kafka source and sink)."""
+coordinates, the job keeps running, and records in = valid + dead-lettered; a late record is
+scored as of its own time (real broker, Spark's Kafka source and sink)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 
 import pytest
-from factories import cdr
+from factories import PassThrough, RecordingSink, cdr
 
+from features.calls import call_feature_names
 from features.schema import record_to_json
 from features.settings import FeatureSettings
+from features.sim import sim_feature_names
 from features.validation import ValidationRules
 from streaming.job import StreamJob
-from streaming.scoring import ChampionScorer
 from streaming.settings import StreamSettings
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 
 
-class NoDecisions:
-    """The validate query takes no decisions; any call here is a test failure."""
-
-    def min_score(self, kind: str, *, model_threshold: float | None = None) -> float:
-        raise AssertionError("validate must not score")
-
-    def apply(self, *args, **kwargs):
-        raise AssertionError("validate must not decide")
-
-    def after_batch(self) -> None:
-        raise AssertionError("validate must not publish")
-
-
-def validating_job(
-    spark,
-    kafka_bootstrap: str,
-    tmp_path,
-    *,
-    cdr_topic: str,
-    dead_letter_topic: str,
-    stream: StreamSettings,
-    features: FeatureSettings | None = None,
-) -> StreamJob:
-    """The job without models: the tests here run validation, intake and context queries only."""
-    return StreamJob(
+def recording_job(
+    spark, kafka_bootstrap: str, tmp_path, *, cdr_topic: str, dead_letter_topic: str, stream: StreamSettings
+) -> tuple[StreamJob, RecordingSink]:
+    """The job with stand-in champions and a sink that records every scored row."""
+    sink = RecordingSink()
+    settings = FeatureSettings()
+    job = StreamJob(
         spark=spark,
         kafka_options={"kafka.bootstrap.servers": kafka_bootstrap},
         cdr_topic=cdr_topic,
         dead_letter_topic=dead_letter_topic,
         stream=stream,
-        features=features or FeatureSettings(),
-        state_dir=tmp_path,
-        spam=ChampionScorer("unused", "sqlite:///unused"),
-        spoof=ChampionScorer("unused", "sqlite:///unused"),
-        sink=NoDecisions(),
+        features=settings,
+        state_uri=(tmp_path / "stream").as_uri(),
+        spam=PassThrough("spam", sim_feature_names(settings), ["entity", "window_end"]),
+        spoof=PassThrough("spoof", call_feature_names(settings), ["record_id"]),
+        sink=sink,
     )
+    return job, sink
 
 
 def test_malformed_records_are_dead_lettered_with_reasons(spark, kafka_bootstrap, new_topic, tmp_path) -> None:
@@ -86,7 +69,7 @@ def test_malformed_records_are_dead_lettered_with_reasons(spark, kafka_bootstrap
     producer.flush()
     producer.close()
 
-    job = validating_job(
+    job, sink = recording_job(
         spark,
         kafka_bootstrap,
         tmp_path,
@@ -94,20 +77,20 @@ def test_malformed_records_are_dead_lettered_with_reasons(spark, kafka_bootstrap
         dead_letter_topic=dlq_topic,
         stream=StreamSettings(max_offsets_per_trigger=15, metrics_port=0, validation=ValidationRules()),
     )
-    job.metrics.listen(spark)
-    job.run_phases((("validate",), ("intake",)), timeout_s=180)
-    # the progress gauges follow every micro-batch (the listener hears of it shortly after)
-    deadline = time.monotonic() + 30
-    while job.metrics.registry.get_sample_value("simguard_consumer_lag_records", {"query": "validate"}) is None:
-        assert time.monotonic() < deadline, "no progress reached the metrics"
-        time.sleep(0.2)
-    job.metrics.unlisten(spark)
-    summary = job.summary()
-    assert summary["records_in"] == len(sent) == summary["valid"] + summary["dead_lettered"]
-    assert summary["valid"] == len(good) and summary["dead_lettered"] == len(bad)
-    assert summary["dead_letter_reasons"] == {code: 1 for code in bad}
-    # several micro-batches read from Kafka, each validated once
-    assert len([p for p in (tmp_path / "checkpoints" / "validate" / "commits").iterdir() if p.name.isdigit()]) >= 3
+    job.run(available_now=True, timeout_s=600)
+    records = sink.batches.values()
+    assert sum(r["records_in"] for r in records) == len(sent)
+    assert sum(r["valid"] for r in records) == len(good) and sum(r["dead_lettered"] for r in records) == len(bad)
+    reasons: dict[str, int] = {}
+    for r in records:
+        for code, n in r["dead_letter_reasons"].items():
+            reasons[code] = reasons.get(code, 0) + n
+    assert reasons == {code: 1 for code in bad}
+    # several micro-batches read from Kafka, each validated once; the metrics count them all
+    assert len(sink.batches) >= 3
+    assert job.metrics.registry.get_sample_value("simguard_records_in_total") == len(sent)
+    dead = job.metrics.registry.get_sample_value("simguard_records_dead_lettered_total", {"reason_code": "bad_json"})
+    assert dead == 1
 
     consumer = KafkaConsumer(
         dlq_topic,
@@ -126,16 +109,14 @@ def test_malformed_records_are_dead_lettered_with_reasons(spark, kafka_bootstrap
     assert "bytes" in huge["reason"] and len(huge["raw"]) < 1000  # the head and where to find the rest
 
 
-def test_records_behind_the_watermark_are_counted_and_kept(spark, kafka_bootstrap, new_topic, tmp_path) -> None:
-    """A record later than the watermark is left out of the aggregates (Spark's rule), but it is
-    kept in the validated table and the job counts it, so no record disappears unnoticed."""
+def test_a_late_record_is_scored_as_of_its_own_time_and_archived(spark, kafka_bootstrap, new_topic, tmp_path) -> None:
+    """A record hours behind the others still counts: its SIM is scored as of the record's own
+    minute, with the state as it is then, and the record is kept in the stream's archive."""
     from kafka import KafkaProducer
 
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     on_time = [record_to_json(cdr(i, start_time=now - dt.timedelta(minutes=30 + i))) for i in range(20)]
-    settings = FeatureSettings()
-    # far behind the watermark (the newest event time seen, less the delay)
-    late_start = now - dt.timedelta(seconds=4 * settings.watermark_delay_s + 3600)
+    late_start = now - dt.timedelta(hours=5, seconds=17)
     late = record_to_json(cdr(99, a_number="+84961000099", start_time=late_start))
     topic = new_topic(partitions=1)
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap.split(","))
@@ -144,35 +125,19 @@ def test_records_behind_the_watermark_are_counted_and_kept(spark, kafka_bootstra
     producer.flush()
     producer.close()
 
-    job = validating_job(
-        spark,
-        kafka_bootstrap,
-        tmp_path,
-        cdr_topic=topic,
-        dead_letter_topic=new_topic(partitions=1),
-        # one partition, 10 offsets and one validated file per trigger: `cli` reads the on-time
-        # records in its batches 0 and 1 and the late one in batch 2. Spark drops a row behind the
-        # watermark the batch before it set (the watermark of batch 0 is unset, so a late row in
-        # batch 1 would still be aggregated, then its bucket evicted)
-        stream=StreamSettings(
-            max_offsets_per_trigger=10, max_files_per_trigger=1, metrics_port=0, validation=ValidationRules()
-        ),
-        features=settings,
+    job, sink = recording_job(
+        spark, kafka_bootstrap, tmp_path, cdr_topic=topic, dead_letter_topic=new_topic(partitions=1),
+        # the late record comes alone in the third micro-batch
+        stream=StreamSettings(max_offsets_per_trigger=10, metrics_port=0, validation=ValidationRules()),
     )
-    job.metrics.listen(spark)
-    job.run_phases((("validate",), ("intake", "cli")), timeout_s=180)
-    deadline = time.monotonic() + 30
-    while not job.metrics.registry.get_sample_value("simguard_late_rows_dropped_total", {"query": "cli"}):
-        assert time.monotonic() < deadline, "the late record was not counted"
-        time.sleep(0.2)
-    job.metrics.unlisten(spark)
-    assert job.metrics.registry.get_sample_value("simguard_late_rows_dropped_total", {"query": "cli"}) == 1
-
-    summary = job.summary()
-    assert summary["records_in"] == 21 == summary["valid"]
-    kept = {r["record_id"] for r in spark.read.parquet(str(job.validated_table)).select("record_id").collect()}
+    job.run(available_now=True, timeout_s=600)
+    assert sum(r["valid"] for r in sink.batches.values()) == 21 and len(sink.batches) == 3
+    rows = {b: frame for kind, b, frame in sink.rows if kind == "sim"}
+    late_rows = rows[2][rows[2]["entity"] == "+84961000099"]
+    assert len(late_rows) == 1
+    row = late_rows.iloc[0]
+    # the end of the late record's minute: the scoring interval it called in
+    minute_end = (late_start.replace(second=0) + dt.timedelta(minutes=1)).replace(tzinfo=None)
+    assert row["window_end"] == minute_end and row["calls_out_24h"] == 1
+    kept = {r["record_id"] for r in spark.read.format("delta").load(job.archive_uri).select("record_id").collect()}
     assert "r000099" in kept and len(kept) == 21
-    # the aggregate itself never saw it: no bucket of the late CLI in the update log
-    cli_log = spark.read.parquet(str(job.logs / "cli"))
-    assert cli_log.where("a_number = '+84961000099'").count() == 0
-    assert cli_log.where("a_number = '+84961000001'").count() > 0

@@ -9,25 +9,17 @@ plus a handful of malformed records and injected look-alikes (below). One uninte
 (module-scoped, in the test session's SparkSession) is the reference of both tests: its blocks are
 compared with evaluate, and a SIGKILLed and restarted run must reproduce it exactly.
 
-How the stream is compared with evaluate. Evaluate flags a SIM when any of its test-day windows
-(``window_start`` on the test day) scores above the version's validated threshold, and a trunk
-call when it scores above the spoof model's threshold; the policy blocks at exactly that point
-(``block_above: null``). Only the test day is replayed: a window starting on the test day holds
-test-day CDRs only, so it is complete in the stream, while windows starting the day before are
-partial in the stream (their first hours were never replayed). Those partial windows are scored
-and decided like any other, but the comparison counts only detections of test-day windows
-(``observed_at`` = window end at or after the end of the test day's first midnight window) and
-test-day calls, i.e. evaluate's units. The data predates the wall clock, so the stream's
+How the stream is compared with evaluate. Evaluate flags a SIM when any of its test-day rows
+(scored after the test day's first midnight) scores above the version's validated threshold,
+and a trunk call when it scores above the spoof model's threshold; the policy blocks at exactly
+that point (``block_above: null``). The stream replays the validation day and the test day (a
+warm stream: a test-day row's 24 h window reaches back into the day before, as evaluate's does),
+in micro-batches that end wherever ``max_offsets_per_trigger`` ends them, mid-minute included;
+the comparison counts detections of rows scored on the test day and test-day calls, i.e.
+evaluate's units. The data predates the wall clock, so the stream's
 ``validation.max_past_days`` is widened (environment, as an operator would for a backfill). The
-reference run reads the day in several micro-batches, one per 6 h bucket: the replay pads each
-bucket with filler records (not JSON, dead-lettered) up to ``max_offsets_per_trigger``, so that
-no micro-batch ends inside a bucket. Every window row is then scored with complete buckets, the
-rows evaluate scores, while SIM state still carries over from batch to batch and the kill test
-has batches to interrupt. (A batch that ends inside a bucket scores a part-filled bucket, which
-no training row looks like: an ordinary SIM whose bucket so far holds only a few outgoing calls
-can score like a SIM box. Such blocks are real live-stream behaviour that evaluate does not
-count; this test does not compare them.) The counting (flagged units, precision, recall) is
-``pipeline.report``'s, the code behind ``simguard report``.
+counting (flagged units, precision, recall) is ``pipeline.report``'s, the code behind
+``simguard report``.
 
 Never-blocked numbers: copies of a real robocaller's test-day traffic are injected under 113, 114
 and 115 (emergency) and under a new line of a registered call centre (the simulator's
@@ -61,14 +53,13 @@ import pytest
 from pipeline.broker import free_port
 from pipeline.config import PROJECT_ROOT, load_settings
 from pipeline.report import flagged_by_stream, precision_recall, read_store
-from streaming.policy import SIM_FRAUD_TYPES
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.slow]
 
 SUBSCRIBERS, DAYS, SEED = 2500, 3, 23
 INJECTED_EMERGENCY = ("113", "114", "115")
-#: padding between the 6 h buckets of the replayed day (not JSON: dead-lettered as bad_json)
-FILLER = b"filler"
+#: micro-batches over the two replayed days
+BATCHES = 8
 SIMGUARD = str(Path(sys.executable).with_name("simguard"))
 
 
@@ -208,9 +199,11 @@ def world(tmp_path_factory: pytest.TempPathFactory, spark: Any, base_settings: A
     spoof_model, spoof_eval = evaluated[settings.models.spoof_call_name]
     test_start = pd.Timestamp(spam_eval.report["split"]["test_start"])
 
-    # the test day, plus the never-blocked look-alikes, merged in event-time order
+    # the validation and test days, plus the never-blocked look-alikes, in event-time order
     day_files = sorted((sim / "cdrs").glob("day=*/part-*.parquet"))
+    days = {f"day={d:%Y-%m-%d}" for d in (test_start - pd.Timedelta(days=1), test_start)}
     test_day = pd.concat([pd.read_parquet(p) for p in day_files if p.parent.name == f"day={test_start:%Y-%m-%d}"])
+    streamed = pd.concat([pd.read_parquet(p) for p in day_files if p.parent.name in days])
     labels = pd.read_parquet(sim / "labels" / "sims.parquet")
     registered = pd.read_parquet(sim / "labels" / "registered_businesses.parquet")
     units = spam_eval.model_units
@@ -218,43 +211,27 @@ def world(tmp_path_factory: pytest.TempPathFactory, spark: Any, base_settings: A
     robocaller = str(robocallers["score"].idxmax())
     call_centre, registered_file = _new_registered_line(registered, labels, test_day, tmp_path_factory.mktemp("reg"))
     injected = _injected(test_day, robocaller, call_centre)
-    merged = pd.concat([test_day, injected], ignore_index=True)
+    merged = pd.concat([streamed, injected], ignore_index=True)
     merged = merged.sort_values(["start_time", "record_id"], kind="stable").reset_index(drop=True)
     replay_dir = tmp_path_factory.mktemp("replay")
-    folder = replay_dir / "cdrs" / f"day={test_start:%Y-%m-%d}"
-    folder.mkdir(parents=True)
-    pq.write_table(pa.Table.from_pandas(merged, schema=arrow_schema(), preserve_index=False),
-                   folder / "part-00000.parquet")
+    for day, part in merged.groupby(merged["start_time"].dt.strftime("%Y-%m-%d")):
+        folder = replay_dir / "cdrs" / f"day={day}"
+        folder.mkdir(parents=True)
+        pq.write_table(pa.Table.from_pandas(part, schema=arrow_schema(), preserve_index=False),
+                       folder / "part-00000.parquet")
 
-    # one micro-batch per 6 h bucket: each bucket's CDRs, then filler records (dead-lettered) up
-    # to the batch size, so that no batch ends inside a bucket
-    slide = pd.Timedelta(seconds=settings.features.slide_s)
-    bucket = ((merged["start_time"] - test_start) // slide).astype(int)
     malformed = _malformed(record_to_json(merged.iloc[0].to_dict()))
-    batch = int(bucket.value_counts().max()) + len(malformed) + 1
     topic = _topic(kafka_bootstrap, "e2e.cdrs")
     producer = _producer(kafka_bootstrap)
-    fillers = 0
     try:
         for _, value in malformed:
             producer.send(topic, value=value)
-        for k in sorted(bucket.unique()):
-            part = replay_dir / f"bucket={k}" / "cdrs" / f"day={test_start:%Y-%m-%d}"
-            part.mkdir(parents=True)
-            pq.write_table(pa.Table.from_pandas(merged[bucket == k], schema=arrow_schema(), preserve_index=False),
-                           part / "part-00000.parquet")
-            producer.flush()
-            sent = replay_to_kafka(part.parent.parent, topic=topic,
-                                   producer_options={"bootstrap_servers": kafka_bootstrap.split(",")})
-            assert sent == int((bucket == k).sum())
-            offset = len(malformed) + int((bucket <= k).sum()) + fillers
-            pad = (k + 1) * batch - offset if k < bucket.max() else 0
-            for _ in range(pad):
-                producer.send(topic, value=FILLER)
-            producer.flush()
-            fillers += pad
+        producer.flush()
     finally:
         producer.close()
+    sent = replay_to_kafka(replay_dir, topic=topic, producer_options={"bootstrap_servers": kafka_bootstrap.split(",")})
+    assert sent == len(merged)
+    batch = (len(merged) + len(malformed)) // BATCHES + 1
     timings["replay"] = time.monotonic() - t0 - sum(timings.values())
     return {
         "sim": sim,
@@ -264,10 +241,9 @@ def world(tmp_path_factory: pytest.TempPathFactory, spark: Any, base_settings: A
         "spoof": (spoof_model, spoof_eval),
         "test_start": test_start,
         "topic": topic,
-        "records": len(merged) + len(malformed) + fillers,
+        "records": len(merged) + len(malformed),
         "valid": len(merged),
         "malformed": malformed,
-        "fillers": fillers,
         "replay_dir": replay_dir,
         "batch": batch,
         "labels": labels,
@@ -288,22 +264,15 @@ def stream_env(world: dict[str, Any], run: Path, bootstrap: str, **extra: str) -
         "SIMGUARD_KAFKA__TOPICS__DEAD_LETTER": _topic(bootstrap, "e2e.dlq"),
         "SIMGUARD_KAFKA__TOPICS__BLOCKLIST_PREFIX": f"e2e.blocklist.{uuid.uuid4().hex[:8]}",
         "SIMGUARD_DATABASE__URL": f"sqlite:///{run / 'blocklist.db'}",
-        "SIMGUARD_STREAM__STATE_DIR": str(run / "stream"),
+        "SIMGUARD_STREAM__STATE_URI": (run / "stream").as_uri(),
         "SIMGUARD_STREAM__METRICS_PORT": "0",
-        # the topic has one partition, so validation writes one file per micro-batch: the queries
-        # after it take one at a time and run in as many micro-batches as the Kafka reads
-        "SIMGUARD_STREAM__MAX_FILES_PER_TRIGGER": "1",
+        "SIMGUARD_STREAM__MAX_OFFSETS_PER_TRIGGER": str(world["batch"]),
+        # the state table's maintenance (delete, compact, vacuum) runs every 3 micro-batches here:
+        # both runs go through it, and the SIGKILL can land in one
+        "SIMGUARD_STREAM__STATE_MAINTAIN_EVERY": "3",
         # the simulation is dated in the past: a backfill widens the age limit
         "SIMGUARD_STREAM__VALIDATION__MAX_PAST_DAYS": "36500",
         "SIMGUARD_BLOCKLIST__REGISTERED_BUSINESSES": str(world["registered_businesses"]),
-        # every query compacts its update log every 2 micro-batches (the default, 100, is never
-        # reached here): both runs read compacted generations, and the SIGKILL can land in one
-        "SIMGUARD_STREAM__LOG_COMPACT_EVERY": "2",
-        # the micro-batches end at bucket ends, but the stream cannot know that no CDR of the
-        # bucket is still to come: it scores every bucket as still filling, and the stricter
-        # threshold of such rows would hold back blocks evaluate counts. The comparison is at
-        # evaluate's operating point (tests/test_stream_policy_threshold.py covers the rule).
-        **{f"SIMGUARD_POLICY__{t.upper()}__PARTIAL_BLOCK_ABOVE": "null" for t in SIM_FRAUD_TYPES},
         "SIMGUARD_BLOCKLIST__WEBHOOK__BACKOFF_BASE_S": "0.2",
         "SIMGUARD_BLOCKLIST__WEBHOOK__BACKOFF_MAX_S": "0.5",
         "SIMGUARD_BLOCKLIST__WEBHOOK__BATCH_SIZE": "10000",
@@ -328,9 +297,9 @@ def run_in_process(spark: Any, env: dict[str, str]) -> tuple[dict[str, Any], flo
 
 
 def stream_flagged(store: dict[str, pd.DataFrame], world: dict[str, Any]) -> tuple[set[str], set[str]]:
-    """SIMs with a block-level detection of a test-day window; trunk calls with one (evaluate's units)."""
+    """SIMs with a block-level detection of a test-day row; trunk calls with one (evaluate's units)."""
     return flagged_by_stream(
-        store["detections"], windows_from=world["test_start"], sim_threshold=world["spam"][0].threshold,
+        store["detections"], observed_after=world["test_start"], sim_threshold=world["spam"][0].threshold,
         call_threshold=world["spoof"][0].threshold,
     )
 
@@ -363,11 +332,7 @@ def reference(world: dict[str, Any], spark: Any, kafka_bootstrap: str, tmp_path_
     """One uninterrupted run in several micro-batches, its operator's webhook up all along."""
     hook = Receiver()
     hook.start()
-    # every window row is decided (not only each SIM's top one): the detections then hold every
-    # window evaluate counts, and the test-day ones can be picked out by their start
     env = stream_env(world, tmp_path_factory.mktemp("uninterrupted"), kafka_bootstrap,
-                     SIMGUARD_STREAM__LATEST_WINDOW_ONLY="false",
-                     SIMGUARD_STREAM__MAX_OFFSETS_PER_TRIGGER=str(world["batch"]),
                      SIMGUARD_BLOCKLIST__OPERATORS__viettel__webhook_url=hook.url)
     summary, seconds = run_in_process(spark, env)
     print(f"timings: {world['timings']}, reference stream run {seconds:.1f}s, summary {summary}")
@@ -378,22 +343,21 @@ def reference(world: dict[str, Any], spark: Any, kafka_bootstrap: str, tmp_path_
         hook.stop()
 
 
-def test_stream_blocks_match_evaluate_and_carry_reasons(world: dict[str, Any], reference: dict[str, Any]) -> None:
+def test_stream_blocks_match_evaluate_and_carry_reasons(
+    world: dict[str, Any], reference: dict[str, Any], spark: Any
+) -> None:
     summary, env = reference["summary"], reference["env"]
-    # several micro-batches, each scoring the windows it updated (part-filled ones too)
-    assert len(list((Path(env["SIMGUARD_STREAM__STATE_DIR"]) / "batches" / "sim").glob("*.json"))) >= 3
-    # ... and read from compacted update logs: every log has a committed generation
-    for name in ("sim", "cell", "imei", "cli", "trunk"):
-        log = Path(env["SIMGUARD_STREAM__STATE_DIR"]) / "state" / name
-        assert list(log.glob("_compacted/upto=*/_COMMITTED")), f"no compacted generation of {name}"
+    # several micro-batches, each scoring the SIMs it saw as of its newest event
+    assert summary["batches"] >= BATCHES
+    # ... on state Spark keeps in a Delta table, all four kinds of it
+    state = spark.read.format("delta").load(env["SIMGUARD_STREAM__STATE_URI"] + "/state")
+    assert {r["part"] for r in state.select("part").distinct().collect()} == {"sim", "ctx", "cli", "trunk"}
 
     # (c) every record is accounted for: processed or dead-lettered, with its reason
     assert summary["records_in"] == world["records"] == summary["valid"] + summary["dead_lettered"]
     assert summary["valid"] == world["valid"]
-    assert summary["dead_lettered"] == len(world["malformed"]) + world["fillers"]
-    reasons = {code: 1 for code, _ in world["malformed"]}
-    reasons["bad_json"] += world["fillers"]
-    assert summary["dead_letter_reasons"] == reasons
+    assert summary["dead_lettered"] == len(world["malformed"])
+    assert summary["dead_letter_reasons"] == {code: 1 for code, _ in world["malformed"]}
 
     store = reference["store"]
     sims, calls = stream_flagged(store, world)
@@ -495,12 +459,25 @@ def assert_never_blocked(store: dict[str, pd.DataFrame], world: dict[str, Any]) 
     assert (store["entries"]["number"] == world["robocaller"]).any()
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout_s: float) -> None:
+def _batches(env: dict[str, str]) -> int:
+    from streaming.blocklist.batches import read_batches
+    from streaming.blocklist.db import make_engine
+
+    engine = make_engine(env["SIMGUARD_DATABASE__URL"])
+    try:
+        return len(read_batches(engine))
+    except Exception:  # the job has not created the table yet
+        return 0
+    finally:
+        engine.dispose()
+
+
+def _wait_for_batches(env: dict[str, str], n: int, proc: subprocess.Popen, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while not path.exists():
-        assert proc.poll() is None, f"the stream job exited ({proc.returncode}) before {path} appeared"
-        assert time.monotonic() < deadline, f"{path} did not appear in {timeout_s}s"
-        time.sleep(0.05)
+    while _batches(env) < n:
+        assert proc.poll() is None, f"the stream job exited ({proc.returncode}) before {n} micro-batches"
+        assert time.monotonic() < deadline, f"{n} micro-batches did not finish in {timeout_s}s"
+        time.sleep(0.2)
 
 
 def _child(env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -533,16 +510,13 @@ def test_killed_and_restarted_job_gives_the_uninterrupted_blocklist(
     hook = Receiver()
     run = tmp_path / "interrupted"
     run.mkdir()
-    env = stream_env(world, run, kafka_bootstrap, SIMGUARD_STREAM__LATEST_WINDOW_ONLY="false",
-                     SIMGUARD_STREAM__MAX_OFFSETS_PER_TRIGGER=str(world["batch"]),
-                     SIMGUARD_BLOCKLIST__OPERATORS__viettel__webhook_url=hook.url)
+    env = stream_env(world, run, kafka_bootstrap, SIMGUARD_BLOCKLIST__OPERATORS__viettel__webhook_url=hook.url)
     log = run / "stream.log"
     started = time.monotonic()
-    batches = run / "stream" / "batches"
     try:
         proc = _child(env, log)
-        # killed after the second SIM micro-batch decided, while the third runs
-        _wait_for(batches / "sim" / "00000001.json", proc, timeout_s=300)
+        # killed after the second micro-batch decided, while the third runs
+        _wait_for_batches(env, 2, proc, timeout_s=600)
         _kill(proc)
         hook.start()  # the operator comes back; the restarted job delivers what waited
         proc = _child(env, log)  # restarted from the checkpoint the killed process left
@@ -559,8 +533,8 @@ def test_killed_and_restarted_job_gives_the_uninterrupted_blocklist(
 
         # the validate query counted every record once, whatever was re-run
         assert summary["records_in"] == ref_summary["records_in"] == world["records"]
-        assert summary["dead_lettered"] == ref_summary["dead_lettered"] == len(world["malformed"]) + world["fillers"]
-        assert len(list((batches / "sim").glob("*.json"))) >= 3  # several micro-batches
+        assert summary["dead_lettered"] == ref_summary["dead_lettered"] == len(world["malformed"])
+        assert summary["batches"] == ref_summary["batches"] >= BATCHES  # several micro-batches, each once
 
         ref_store, got_store = reference["store"], read_store(env["SIMGUARD_DATABASE__URL"])
         columns = ["id", "number", "scope", "action", "fraud_type", "model_version"]

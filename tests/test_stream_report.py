@@ -102,9 +102,11 @@ def test_flagged_units_precision_recall_and_delay(sim: Path) -> None:
     assert precision_recall(calls, truth.calls) == {"tp": 1, "fp": 1, "fn": 1, "precision": 0.5, "recall": 0.5}
     assert math.isnan(precision_recall(set(), truth.calls)["precision"])
 
-    # evaluate's units: windows starting at or after a time, scores above the model threshold
-    later, _ = flagged_by_stream(detections, windows_from=DAY + pd.Timedelta(minutes=1))
-    assert later == set()
+    # evaluate's units: rows scored after a time, scores above the model threshold
+    later, _ = flagged_by_stream(detections, observed_after=six)
+    assert later == {ROBO}
+    earlier, _ = flagged_by_stream(detections, observed_after=six - pd.Timedelta(minutes=1))
+    assert earlier == sims
     high_sims, high_calls = flagged_by_stream(detections, sim_threshold=0.9, call_threshold=0.9)
     assert high_sims == sims and high_calls == {"SPOOF1"}
 

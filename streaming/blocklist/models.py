@@ -12,6 +12,7 @@
 - ``trunk_spoof_counts``: spoofed calls per ingress trunk.
 - ``publish_state``: per channel and operator, the Kafka cursor and the deliverer's lease.
 - ``webhook_deliveries``: the outbox, one row per (version, operator with a webhook).
+- ``stream_batches``: one record per streaming micro-batch (counts, decisions, stage timings).
 
 Room to grow: an analyst console resolves ``reviews`` (status, resolved_by, entry_id) and writes
 entries with ``decided_by = 'analyst'``; appeals can get their own table pointing at entries; the
@@ -154,6 +155,9 @@ class Detection(Base):
     review_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("reviews.id"))
     observed_at: Mapped[dt.datetime]
     created_at: Mapped[dt.datetime]
+    #: what an analyst checks the flag against, as the stream saw it: the feature row with its
+    #: window bounds and the SIM's recent calls (``streaming.evidence``)
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
 
 
 class Review(Base):
@@ -253,3 +257,14 @@ class Delivery(Base):
     last_status_code: Mapped[int | None] = mapped_column(sa.Integer)
     created_at: Mapped[dt.datetime]
     delivered_at: Mapped[dt.datetime | None]
+
+
+class StreamBatch(Base):
+    """One record per streaming micro-batch; a batch that Spark re-runs overwrites its own."""
+
+    __tablename__ = "stream_batches"
+
+    query: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    batch_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+    record: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    finished_at: Mapped[dt.datetime]

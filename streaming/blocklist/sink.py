@@ -23,6 +23,7 @@ import pandas as pd
 from features.errors import SimGuardError
 from features.numbering import NumberingPlan, load_numbering_plan
 from streaming.blocklist import metrics
+from streaming.blocklist.batches import record_batch
 from streaming.blocklist.publish_kafka import KafkaPublisher
 from streaming.blocklist.publish_webhook import DeliveryReport, WebhookDispatcher
 from streaming.blocklist.settings import BlocklistSettings
@@ -123,7 +124,9 @@ class BlocklistSink:
         self.plan = plan or store.plan
 
     @classmethod
-    def from_settings(cls, settings: SinkSettings, *, publish_kafka: bool = True) -> BlocklistSink:
+    def from_settings(
+        cls, settings: SinkSettings, *, publish_kafka: bool = True, webhooks: bool = True
+    ) -> BlocklistSink:
         plan = load_numbering_plan()
         store = open_store(settings, plan=plan)
         bl = settings.blocklist
@@ -140,8 +143,8 @@ class BlocklistSink:
             if publish_kafka
             else None
         )
-        webhooks = WebhookDispatcher(store, operators=operators, settings=bl.webhook, plan=plan)
-        return cls(store=store, policy=settings.policy, kafka=kafka, webhooks=webhooks, plan=plan)
+        dispatcher = WebhookDispatcher(store, operators=operators, settings=bl.webhook, plan=plan) if webhooks else None
+        return cls(store=store, policy=settings.policy, kafka=kafka, webhooks=dispatcher, plan=plan)
 
     def close(self) -> None:
         if self.kafka is not None:
@@ -214,8 +217,8 @@ class BlocklistSink:
         )
         return {f"{action}:{ftype}": n for (ftype, action), n in sorted(report.decisions.items())}
 
-    def after_batch(self) -> None:
-        self.distribute()
+    def record_batch(self, query: str, batch_id: int, record: dict[str, Any]) -> None:
+        record_batch(self.store.engine, query, batch_id, record)
 
     def distribute(self, now: dt.datetime | None = None) -> DistributionReport:
         """Expire lapsed blocks, publish new versions to Kafka, deliver due webhooks. A channel

@@ -383,6 +383,7 @@ class BlocklistStore:
                     why=d.why[:255],
                     observed_at=as_utc(d.observed_at),
                     created_at=now,
+                    evidence=dict(d.evidence) if d.evidence is not None else None,
                 )
                 why_allowed = allowlist_reason(d.number, plan=self.plan, sources=sources)
                 state = states.get((d.number, d.scope))

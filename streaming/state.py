@@ -1,0 +1,125 @@
+"""The stream's state: one Delta Lake table of per-micro-batch partial aggregates.
+
+Every micro-batch appends what it read, aggregated once per key, as rows of four kinds (the
+``part`` column, the table's partitioning):
+
+- ``sim``: per (SIM, minute) counts, calls and sets (``features.sim.minute_rows``);
+- ``ctx``: the (cell | IMEI, hour, SIM) triples behind the cross-SIM context;
+- ``cli``: per (CLI, minute) calls presenting it and its owner's own records;
+- ``trunk``: per (ingress trunk, minute) calls and suspect CLIs.
+
+Rows of one key from several micro-batches are partial: readers merge them (sums and unions,
+``features.sim.merge_rows``, ``features.calls.merge_cli_rows``), so the state holds exactly what
+a batch job computes from the same CDRs. Each row also has ``at``, its time key in epoch
+seconds; Delta's per-file statistics on it let a read of the last day skip older files.
+
+An append is idempotent on (query id, batch id) through Delta's ``txnAppId``/``txnVersion``:
+a micro-batch that Spark re-runs after a crash writes nothing twice. Old rows are deleted, small
+files compacted and unreferenced files vacuumed through Delta, on any Hadoop file system the
+URI names; nothing here touches the files directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from features.calls import cli_bucket_aggregates, trunk_bucket_aggregates
+from features.numbering import NumberingPlan
+from features.settings import FeatureSettings
+from features.sim import MINUTE, context_members, minute_rows, sim_events
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger("simguard.stream")
+
+PART = "part"
+AT = "at"
+KINDS = ("sim", "ctx", "cli", "trunk")
+
+
+def state_rows(cdrs: DataFrame, *, settings: FeatureSettings, plan: NumberingPlan | None = None) -> DataFrame:
+    """The state rows of canonical CDRs: every kind, one table schema (absent columns null)."""
+    from pyspark.sql import functions as F
+
+    events = sim_events(cdrs, plan=plan)
+    parts = {
+        "sim": minute_rows(events, settings=settings).withColumn(AT, F.col(MINUTE)),
+        "ctx": context_members(events, settings=settings).withColumn(AT, F.col("hour")),
+        "cli": cli_bucket_aggregates(cdrs, settings=settings).withColumn(
+            AT, F.col("bucket_start").cast("long")
+        ),
+        "trunk": trunk_bucket_aggregates(cdrs, settings=settings, plan=plan).withColumn(
+            AT, F.col("trunk_bucket").cast("long")
+        ),
+    }
+    frames = [frame.withColumn(PART, F.lit(kind)) for kind, frame in parts.items()]
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame, allowMissingColumns=True)
+    # partition and time key first: Delta keeps statistics on the leading columns
+    return out.select(PART, AT, *[c for c in out.columns if c not in (PART, AT)])
+
+
+#: the columns each kind reads back
+COLUMNS = {
+    "sim": None,  # everything of minute_rows
+    "ctx": ("kind", "key", "hour", "entity"),
+    "cli": ("a_number", "bucket_start", "cli_calls", "cli_operators", "cli_subscriber_calls", "owner_home",
+            "owner_roaming", "owner_callees"),
+    "trunk": ("in_trunk_id", "trunk_bucket", "trunk_calls", "trunk_suspect", "trunk_bad"),
+}
+
+
+@dataclass
+class StateTable:
+    """The state table at ``uri`` (a Delta table, created by the first append)."""
+
+    spark: SparkSession
+    uri: str
+
+    def exists(self) -> bool:
+        from delta.tables import DeltaTable
+
+        return DeltaTable.isDeltaTable(self.spark, self.uri)
+
+    def append(self, rows: DataFrame, *, app_id: str, batch_id: int) -> None:
+        """Append one micro-batch's rows, once per (``app_id``, ``batch_id``)."""
+        (
+            rows.write.format("delta")
+            .mode("append")
+            .partitionBy(PART)
+            .option("txnAppId", app_id)
+            .option("txnVersion", str(batch_id))
+            .save(self.uri)
+        )
+
+    def read(self, kind: str, *, since: float | None = None) -> DataFrame:
+        """Rows of ``kind`` whose time key is at or after ``since`` (epoch s)."""
+        from pyspark.sql import functions as F
+
+        frame = self.spark.read.format("delta").load(self.uri).where(F.col(PART) == kind)
+        if since is not None:
+            frame = frame.where(F.col(AT) >= F.lit(int(since)))
+        columns = COLUMNS[kind]
+        if columns is None:
+            sim = [
+                "entity", MINUTE, "n_out", "n_answered", "n_short", "n_in", "n_sms_out", "n_night", "n_intl",
+                "n_premium", "n_onnet", "n_gateway", "n_cancelled", "calls", "callers", "cells", "imeis", "ctx",
+            ]
+            return frame.select(*sim)
+        return frame.select(*columns)
+
+    def maintain(self, *, keep_after: float, vacuum_hours: float) -> None:
+        """Delete rows older than ``keep_after`` (epoch s), compact small files, vacuum files no
+        version newer than ``vacuum_hours`` references."""
+        from delta.tables import DeltaTable
+        from pyspark.sql import functions as F
+
+        table = DeltaTable.forPath(self.spark, self.uri)
+        table.delete(F.col(AT) < F.lit(int(keep_after)))
+        table.optimize().executeCompaction()
+        table.vacuum(vacuum_hours)
+        log.info("state table %s: rows before %s deleted, compacted, vacuumed", self.uri, int(keep_after))

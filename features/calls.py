@@ -217,7 +217,7 @@ def trunk_context(calls: DataFrame, trunk_aggs: DataFrame, *, settings: FeatureS
         ).alias("trunk_bucket"),
     )
     return (
-        keys.join(trunk_aggs, ["in_trunk_id", "trunk_bucket"])
+        keys.hint("merge").join(trunk_aggs, ["in_trunk_id", "trunk_bucket"])
         .groupBy("record_id")
         .agg(*[F.sum(c).alias(c) for c in TRUNK_COUNTS])
     )

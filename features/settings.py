@@ -30,8 +30,9 @@ class FeatureSettings(BaseModel):
     #: a SIM is scored at the end of every interval of this length in which it called (the stream
     #: scores it at the end of each micro-batch instead, capped at the interval's end)
     score_interval_s: int = Field(60, gt=0)
-    #: training and validation keep at most this many scoring points per SIM and day (a random
-    #: sample, fixed by the SIM and the time); ``None``: all. The test split always keeps all.
+    #: training and validation keep, per SIM and day, its first ``train_points_per_day // 4``
+    #: scoring points and this many more at random (fixed by the SIM and the time); ``None``:
+    #: all. The test split always keeps all.
     train_points_per_day: int | None = Field(48, ge=1)
     #: short burst measure inside the window: the busiest bucket of this length
     #: (``calls_out_peak_1h_24h``: most outgoing calls in one hour within the 24 h window)

@@ -285,7 +285,8 @@ def context_counts(members: DataFrame) -> DataFrame:
     """Distinct SIMs per (kind, key, hour) from :func:`context_members` rows (duplicates allowed)."""
     from pyspark.sql import functions as F
 
-    return members.groupBy("kind", "key", "hour").agg(F.countDistinct(ENTITY).alias("sims"))
+    # size of the set, not countDistinct: one aggregation, one shuffle
+    return members.groupBy("kind", "key", "hour").agg(F.size(F.collect_set(ENTITY)).alias("sims"))
 
 
 def with_context(rows: DataFrame, counts: DataFrame) -> DataFrame:
@@ -298,7 +299,7 @@ def with_context(rows: DataFrame, counts: DataFrame) -> DataFrame:
         ENTITY, MINUTE, F.col("c.kind").alias("kind"), F.col("c.key").alias("key"), F.col("c.hour").alias("hour")
     )
     peaks = (
-        keys.join(counts, ["kind", "key", "hour"])
+        keys.hint("merge").join(counts, ["kind", "key", "hour"])
         .groupBy(ENTITY, MINUTE)
         .agg(
             F.max(F.when(F.col("kind") == CELL, F.col("sims"))).alias("cohort_peak"),
@@ -324,22 +325,23 @@ def scoring_points(rows: DataFrame, *, settings: FeatureSettings, horizon: float
 def sample_points(
     points: DataFrame, *, per_day: int | None, keep_all_from: float | None = None, seed: int = 0
 ) -> DataFrame:
-    """At most ``per_day`` points per entity and UTC day, chosen by a hash of the entity, the
-    time and ``seed`` (the same sample on every run); points at or after ``keep_all_from`` (epoch
-    s: the test days, which must look like the stream) are all kept."""
+    """A bounded sample of the points per entity and UTC day: its first ``per_day // 4`` (how a
+    SIM looks when it starts, what early detection learns from) and ``per_day`` more chosen by a
+    hash of the entity, the time and ``seed`` (the same sample on every run). Points after
+    ``keep_all_from`` (epoch s: the test days, which must look like the stream) are all kept."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     if per_day is None:
         return points
     day = F.floor((F.col(AS_OF) - 1e-6) / 86400)
-    rank = F.row_number().over(
-        Window.partitionBy(ENTITY, day).orderBy(F.xxhash64(F.col(ENTITY), F.col(AS_OF), F.lit(seed)))
-    )
-    keep = F.col("_r") <= per_day
+    by_entity_day = Window.partitionBy(ENTITY, day)
+    first = F.row_number().over(by_entity_day.orderBy(F.col(AS_OF)))
+    sampled = F.row_number().over(by_entity_day.orderBy(F.xxhash64(F.col(ENTITY), F.col(AS_OF), F.lit(seed))))
+    keep = (F.col("_first") <= per_day // 4) | (F.col("_sampled") <= per_day)
     if keep_all_from is not None:
         keep = keep | (F.col(AS_OF) > keep_all_from)
-    return points.withColumn("_r", rank).where(keep).drop("_r")
+    return points.withColumn("_first", first).withColumn("_sampled", sampled).where(keep).drop("_first", "_sampled")
 
 
 def window_rows(rows: DataFrame, points: DataFrame, *, settings: FeatureSettings) -> DataFrame:
@@ -358,21 +360,48 @@ def window_rows(rows: DataFrame, points: DataFrame, *, settings: FeatureSettings
     back = pts.select(ENTITY, AS_OF, F.explode(F.sequence(F.lit(1), F.lit(n_hours))).alias("_k"), "_h").select(
         ENTITY, AS_OF, (F.col("_h") - F.col("_k") * HOUR).alias("_hour")
     )
-    whole = back.join(hours, [ENTITY, "_hour"]).drop("_hour")
+    # Spark underestimates exploded rows and would broadcast them: join by sorting instead
+    whole = back.hint("merge").join(hours, [ENTITY, "_hour"]).drop("_hour")
     # sub-buckets of the point's own hour (and, for the short window, the hours it reaches back)
     reach = -(-settings.short_window_s // HOUR)
     near_keys = pts.select(ENTITY, AS_OF, F.explode(F.sequence(F.lit(0), F.lit(reach))).alias("_k"), "_h").select(
         ENTITY, AS_OF, "_h", (F.col("_h") - F.col("_k") * HOUR).alias("_hour")
     )
-    near = near_keys.join(rows, [ENTITY, "_hour"]).where(F.col(MINUTE) < F.col(AS_OF))
-    cols = [*BUCKET_COUNTS, "calls", "callers", "cells", "imeis", "ctx", "cohort_peak", "imei_peak", "first"]
-    near_for_long = near.where(F.col("_hour") == F.col("_h")).withColumn("first", F.col(MINUTE))
-    long_parts = whole.select(ENTITY, AS_OF, *cols).unionByName(near_for_long.select(ENTITY, AS_OF, *cols))
-    long = merge_rows(long_parts, [ENTITY, AS_OF])
-    short_parts = near.where(F.col(MINUTE) >= F.col(AS_OF) - settings.short_window_s).withColumn("first", F.col(MINUTE))
-    short = merge_rows(short_parts.select(ENTITY, AS_OF, *cols), [ENTITY, AS_OF])
-    short = short.select(ENTITY, AS_OF, *[F.col(c).alias(f"s_{c}") for c in short.columns if c not in (ENTITY, AS_OF)])
-    return long.join(short, [ENTITY, AS_OF], "left")
+    near = near_keys.hint("merge").join(rows, [ENTITY, "_hour"]).where(F.col(MINUTE) < F.col(AS_OF))
+    # one aggregation for both windows: every part says which window(s) it belongs to
+    cols = [*BUCKET_COUNTS, "calls", "callers", "cells", "imeis", "cohort_peak", "imei_peak", "first"]
+    parts = whole.select(ENTITY, AS_OF, *cols, F.lit(True).alias("_long"), F.lit(False).alias("_short")).unionByName(
+        near.withColumn("first", F.col(MINUTE)).select(
+            ENTITY,
+            AS_OF,
+            *cols,
+            (F.col("_hour") == F.col("_h")).alias("_long"),
+            (F.col(MINUTE) >= F.col(AS_OF) - settings.short_window_s).alias("_short"),
+        )
+    )
+
+    def merged(flag: str, p: str) -> list[Column]:
+        on = F.col(flag)
+
+        def union(name: str) -> Column:
+            return F.array_distinct(F.flatten(F.collect_list(F.when(on, F.col(name))))).alias(f"{p}{name}")
+
+        return [
+            *[F.sum(F.when(on, F.col(c))).cast("long").alias(f"{p}{c}") for c in BUCKET_COUNTS],
+            F.flatten(F.collect_list(F.when(on, F.col("calls")))).alias(f"{p}calls"),
+            union("callers"),
+            union("cells"),
+            union("imeis"),
+        ]
+
+    long = F.col("_long")
+    return parts.groupBy(ENTITY, AS_OF).agg(
+        *merged("_long", ""),
+        *merged("_short", "s_"),
+        F.max(F.when(long, F.col("cohort_peak"))).alias("cohort_peak"),
+        F.max(F.when(long, F.col("imei_peak"))).alias("imei_peak"),
+        F.min(F.when(long, F.col("first"))).alias("first"),
+    )
 
 
 def _share(num: str, den: str) -> Column:

@@ -24,7 +24,7 @@ from streaming.blocklist.settings import BlocklistSettings, OperatorSettings, Se
 from streaming.blocklist.sink import BlocklistSink
 from streaming.blocklist.store import BlocklistStore
 from streaming.policy import StaticAllowlist, decide_sims
-from streaming.service import DistributionLoop, create_app
+from streaming.blocklist.service import DistributionLoop, create_app
 
 # the wall clock: the server's own expiry round runs on it and must not lift these blocks
 NOW = dt.datetime.now(dt.UTC)

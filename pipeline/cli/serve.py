@@ -23,7 +23,7 @@ def serve(
     import uvicorn
 
     from streaming.blocklist.sink import BlocklistSink
-    from streaming.service import DistributionLoop, create_app
+    from streaming.blocklist.service import DistributionLoop, create_app
 
     settings = settings_from(ctx)
     svc = settings.service

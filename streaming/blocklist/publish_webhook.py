@@ -5,7 +5,8 @@ the entry, so no entry can be committed without its deliveries (the outbox patte
 :meth:`WebhookDispatcher.deliver_pending` POSTs due rows: the entry's JSON
 (:mod:`streaming.blocklist.payload`) with ``Idempotency-Key: <version>``, and the operator's
 token as ``Authorization: Bearer``. A 2xx marks the row delivered (after the POST: at least once;
-the operator dedupes by the key).
+the operator dedupes by the key). One process delivers to an operator at a time: it holds a lease
+(``webhook.lease_s``) that it renews before each POST and stops the round when renewal fails.
 
 Per operator, rows go out in version order and the first failure stops that operator's round:
 when an operator is down, one request per round finds out, and its later entries wait behind the
@@ -130,6 +131,11 @@ class WebhookDispatcher:
         entries = self.store.entries_by_version(r.entry_id for r in rows)
         tried = 0
         for row in rows:
+            # renewed before every POST: a round longer than the lease would otherwise let another
+            # process take the lease and send the same rows in parallel, out of order
+            if not self.lease.renew(operator):
+                log.warning("webhook %s: lease lapsed mid-round; the next round continues", operator)
+                break
             tried += 1
             entry = entries[row.entry_id]
             body = json.dumps(entry_payload(entry, operator=operator, plan=self.plan), separators=(",", ":"))

@@ -38,6 +38,15 @@ from sqlalchemy.orm import Session, aliased
 from features.numbering import NumberingPlan, load_numbering_plan
 from streaming.blocklist import metrics
 from streaming.blocklist.db import as_utc, make_engine, utcnow, writer
+from streaming.blocklist.decision import (
+    MAX_KEY_LEN,
+    SCOPE_ALL,
+    SPOOFED_CALL,
+    TRUNK_SCOPE_PREFIX,
+    Decision,
+    StaticAllowlist,
+    allowlist_reason,
+)
 from streaming.blocklist.errors import BlocklistError
 from streaming.blocklist.models import (
     NUMBER_LEN,
@@ -50,15 +59,6 @@ from streaming.blocklist.models import (
     Review,
     State,
     TrunkSpoofCount,
-)
-from streaming.policy import (
-    MAX_KEY_LEN,
-    SCOPE_ALL,
-    SPOOFED_CALL,
-    TRUNK_SCOPE_PREFIX,
-    Decision,
-    StaticAllowlist,
-    allowlist_reason,
 )
 
 #: rows per ``IN (...)`` list: far below SQLite's and PostgreSQL's parameter limits
@@ -571,11 +571,19 @@ class BlocklistStore:
             raise BlocklistError("an unblock needs a request_id, the analyst's name and a reason")
         if len(number) > NUMBER_LEN:
             raise BlocklistError(f"number {number[:40]!r} is longer than {NUMBER_LEN} characters")
+        if scope is not None and scope != SCOPE_ALL and not scope.startswith(TRUNK_SCOPE_PREFIX):
+            raise BlocklistError(f"unknown scope {scope!r}: use 'all' or 'trunk:<trunk type>'")
         prefix = f"analyst:{request_id}:"
         with self._write() as (session, versions):
-            prior = session.scalars(
-                sa.select(Entry).where(Entry.idempotency_key.startswith(prefix, autoescape=True)).order_by(Entry.id)
-            ).all()
+            # a key is ``analyst:<request_id>:<scope>``: the prefix also matches a longer id that
+            # starts with this one (``case`` and ``case:7``), so keep only the exact keys
+            prior = [
+                e
+                for e in session.scalars(
+                    sa.select(Entry).where(Entry.idempotency_key.startswith(prefix, autoescape=True)).order_by(Entry.id)
+                )
+                if e.idempotency_key == f"{prefix}{e.scope}"
+            ]
             cleared_row = session.get(AllowlistEntry, (number, "analyst_cleared"))
             if prior or (cleared_row is not None and cleared_row.request_id == request_id):
                 if any(e.number != number for e in prior):

@@ -242,6 +242,28 @@ class OperatorMapping(_Model):
         return used
 
 
+#: the format-spec mini-language (``[[fill]align][sign][z][#][0][width][grouping][.precision][type]``)
+_SPEC = re.compile(
+    r"(?:.?[<>=^])?[+\- ]?z?#?0?(?P<width>[0-9]+)?[_,]?(?:\.(?P<precision>[0-9]+))?[bcdeEfFgGnosxX%]?",
+    re.DOTALL,
+)
+#: widest field and longest precision a template may ask for: a canonical value is short, and
+#: ``{x:99999999999d}`` would otherwise allocate that many characters per row
+MAX_SPEC_WIDTH = 64
+
+
+def _check_spec(template: str, spec: str) -> None:
+    match = _SPEC.fullmatch(spec)
+    if match is None:
+        return  # format() below says what is wrong with it
+    for part in ("width", "precision"):
+        value = match.group(part)
+        if value is not None and int(value) > MAX_SPEC_WIDTH:
+            raise ValueError(
+                f"template {template!r}: {part} {value} in {spec!r} is too large (at most {MAX_SPEC_WIDTH})"
+            )
+
+
 @lru_cache(maxsize=256)
 def _template_fields(template: str) -> tuple[tuple[str, str], ...]:
     """(column, format spec) for each placeholder; raises ValueError on a bad template."""
@@ -257,6 +279,7 @@ def _template_fields(template: str) -> tuple[tuple[str, str], ...]:
             raise ValueError(f"template {template!r}: placeholder {{{name}}} must be a column name (rename odd ones)")
         if conversion or (spec and "{" in spec):
             raise ValueError(f"template {template!r}: no conversions or nested fields")
+        _check_spec(template, spec)
         try:
             format(_placeholder_sample(spec), spec)
         except ValueError as exc:
@@ -281,11 +304,25 @@ def _zone(name: str) -> dt.tzinfo:
         raise ValueError(f"unknown time zone {name!r} (an IANA name such as Africa/Algiers, or +01:00)") from None
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses aliases (``*name``, ``<<: *name``): a mapping file has no
+    use for them, and nine nested references to nine references make a 500-byte file expand into
+    a billion values (the "billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in a mapping file; write the value out", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
 def load_mapping(path: str | Path) -> OperatorMapping:
     """Load a mapping file; any problem is a one-line ``MappingError`` naming file and field."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_NoAliasLoader)  # a SafeLoader
     except OSError as exc:
         raise MappingError(f"{path}: cannot read mapping file ({exc.strerror})") from None
     except yaml.YAMLError as exc:

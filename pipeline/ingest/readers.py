@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -59,13 +60,45 @@ def _read_csv_header(path: Path, source: SourceSpec) -> list[str]:
     return header_row
 
 
+class _Lines:
+    """The physical lines the CSV reader pulls, kept until :meth:`take` (one record's text)."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self._lines: list[str] = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._handle)
+        self._lines.append(line)
+        return line
+
+    def take(self) -> str:
+        text = "".join(self._lines)
+        self._lines.clear()
+        return text
+
+
+def _never_closed(text: str, source: SourceSpec) -> bool:
+    """Whether a record's text ends inside a quoted field: csv's lenient mode takes everything to
+    the end of the file into that field, so the strict mode's complaint is the test."""
+    try:
+        list(csv.reader(io.StringIO(text), delimiter=source.delimiter, quotechar=source.quotechar, strict=True))
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
+
+
 def _read_csv(path: Path, source: SourceSpec, header: list[str], *, max_row_chars: int) -> Iterator[_Row]:
     old_limit = csv.field_size_limit()
     handle = path.open("r", encoding=source.encoding, errors="surrogateescape", newline="")
     try:
         # a huge field is reported as value_too_large below instead of stopping the reader
         csv.field_size_limit(2**31 - 1)
-        reader = _csv_reader(handle, source)
+        lines = _Lines(handle)
+        reader = _csv_reader(lines, source)
         names = [source.rename.get(h, h) for h in header]
         header_seen = False
         last_line = 0
@@ -75,6 +108,7 @@ def _read_csv(path: Path, source: SourceSpec, header: list[str], *, max_row_char
             except StopIteration:
                 return
             except csv.Error as exc:
+                lines.take()
                 yield _Row(
                     last_line + 1, None, None, ("malformed_row", f"line {last_line + 1}: unreadable CSV ({exc})")
                 )
@@ -83,6 +117,14 @@ def _read_csv(path: Path, source: SourceSpec, header: list[str], *, max_row_char
                 last_line = reader.line_num
                 continue
             start, last_line = last_line + 1, reader.line_num
+            text = lines.take()
+            # a quote opened and never closed turns the rest of the file into one field: that is
+            # a broken export, not one bad row, and counting it as one row would hide the rest
+            if last_line > start and _never_closed(text, source):
+                raise SchemaError(
+                    f"{path}: line {start}: a quoted field is never closed and swallows the {last_line - start + 1} "
+                    "lines to the end of the file; fix the quoting in the export"
+                )
             if not values:
                 continue
             if not header_seen:

@@ -53,6 +53,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -370,10 +371,7 @@ def decide_calls(
 
 def count_actions(decisions: Iterable[Decision]) -> dict[tuple[str, str], int]:
     """(fraud_type, action) -> how many decisions; for metrics and logs."""
-    counts: dict[tuple[str, str], int] = {}
-    for d in decisions:
-        counts[(d.fraud_type, d.action)] = counts.get((d.fraud_type, d.action), 0) + 1
-    return counts
+    return dict(Counter((d.fraud_type, d.action) for d in decisions))
 
 
 __all__ = [

@@ -218,7 +218,7 @@ def load_businesses(
     path: Path = typer.Argument(..., help="CSV or Parquet with an a_number (or number) column."),
 ) -> None:
     """Make the registered-business allowlist exactly the numbers in PATH; lift their blocks."""
-    from streaming.blocklist.store import read_numbers
+    from streaming.blocklist.numbers_file import read_numbers
 
     numbers = read_numbers(path)
     store = _store(ctx)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,12 +204,7 @@ def _read_jsonl(path: Path, source: SourceSpec, *, max_row_chars: int) -> Iterat
             yield _Row(number, record, obj)
 
 
-def _chunks(rows: Iterator[_Row], size: int) -> Iterator[list[_Row]]:
-    chunk: list[_Row] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
+def _chunks(rows: Iterable[_Row], size: int) -> Iterator[list[_Row]]:
+    rows = iter(rows)
+    while chunk := list(itertools.islice(rows, size)):
         yield chunk

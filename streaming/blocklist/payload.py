@@ -24,7 +24,7 @@ from typing import Any
 
 from features.numbering import NumberingPlan
 from streaming.blocklist.decision import SCOPE_ALL, TRUNK_SCOPE_PREFIX
-from streaming.blocklist.store import EntryRecord
+from streaming.blocklist.records import EntryRecord
 
 #: bumped when a field changes meaning; consumers may check it
 PAYLOAD_SCHEMA = 1

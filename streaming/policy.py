@@ -54,7 +54,8 @@ import datetime as dt
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -203,6 +204,98 @@ def _model_text(name: str | None, version: str | None) -> str:
     return f"{name or 'model'} v{version or '?'}"
 
 
+@dataclass(frozen=True)
+class _Subject:
+    """What one scored row would act on: the number, its scope, when, and the row's identity."""
+
+    number: str
+    scope: str
+    observed_at: dt.datetime
+    #: the idempotency key without the batch key
+    key: str
+    model_name: str | None
+    trunk_type: str | None = None
+    trunk_id: str | None = None
+
+
+def _decide(
+    scored: pd.DataFrame,
+    *,
+    fraud_types: pd.Series,
+    eligible: np.ndarray | None,
+    subject: Callable[[pd.Series], _Subject | None],
+    check: Callable[[str], None],
+    e164_only: bool,
+    policy: PolicySettings,
+    allowlist: Allowlist,
+    batch_key: str,
+) -> list[Decision]:
+    """The one path from scored rows to decisions that :func:`decide_sims` and
+    :func:`decide_calls` share; they say which rows are eligible and what each row names."""
+    import numpy as np
+    import pandas as pd
+
+    score = pd.to_numeric(scored["score"], errors="coerce").to_numpy(dtype=float)
+    review = _review_thresholds(fraud_types, policy)
+    block = _block_thresholds(scored, fraud_types, policy)
+    # NaN compares False: a row without a score never blocks
+    above = score > np.minimum(review, block)
+    candidates = np.flatnonzero(above if eligible is None else above & eligible)
+    complete = (
+        scored[BUCKET_COMPLETE].fillna(True).astype(bool).to_numpy()
+        if BUCKET_COMPLETE in scored.columns
+        else np.ones(len(scored), dtype=bool)
+    )
+    out: list[Decision] = []
+    for i in candidates:
+        row = scored.iloc[int(i)]
+        target = subject(row)
+        if target is None:
+            continue
+        ftype = str(fraud_types.iloc[int(i)])
+        check(ftype)
+        s = float(score[i])
+        rule = policy.for_type(ftype)
+        action, why = _decide_row(
+            number=target.number,
+            score=s,
+            block_above=float(block[i]),
+            rule=rule,
+            model=_model_text(target.model_name, _text(row["model_version"])),
+            allowlist=allowlist,
+        )
+        if (
+            action == "block"
+            and not complete[i]
+            and rule.partial_block_above is not None
+            and s <= rule.partial_block_above
+        ):
+            action, why = "review", f"{why}; bucket still filling: blocks above {rule.partial_block_above:g}"
+        if e164_only and action != "allow" and not _e164().fullmatch(target.number):
+            # a SIM-wide rule on a malformed number would match nothing on the operators' side
+            action, why = "allow", f"not an E.164 number ({why})"
+        out.append(
+            Decision(
+                action=action,
+                number=target.number,
+                scope=target.scope,
+                fraud_type=ftype,
+                score=s,
+                reasons=_reasons(row["reasons"]),
+                model_name=target.model_name,
+                model_version=_text(row["model_version"]),
+                reported_by=_text(row["operator"]),
+                observed_at=target.observed_at,
+                idempotency_key=idempotency_key(f"{batch_key}:{target.key}"),
+                ttl_hours=rule.ttl_hours,
+                why=why,
+                trunk_type=target.trunk_type,
+                trunk_id=target.trunk_id,
+            )
+        )
+    return out
+
+
 def decide_sims(
     scored: pd.DataFrame,
     *,
@@ -220,75 +313,37 @@ def decide_sims(
     Where ``block_above`` is null the rows need a ``model_threshold`` column. A false
     ``bucket_complete`` applies the fraud type's ``partial_block_above``.
     """
-    import numpy as np
-    import pandas as pd
-
     _require(scored, SIM_COLUMNS, "SIM")
     if scored.empty:
         return []
-    score = pd.to_numeric(scored["score"], errors="coerce").to_numpy(dtype=float)
-    review = _review_thresholds(scored["fraud_type"], policy)
-    block = _block_thresholds(scored, scored["fraud_type"], policy)
-    # NaN compares False: a row without a score never blocks
-    candidates = np.flatnonzero(score > np.minimum(review, block))
     has_start = "window_start" in scored.columns
-    complete = (
-        scored[BUCKET_COMPLETE].fillna(True).astype(bool).to_numpy()
-        if BUCKET_COMPLETE in scored.columns
-        else np.ones(len(scored), dtype=bool)
-    )
-    out: list[Decision] = []
-    for i in candidates:
-        row = scored.iloc[int(i)]
+
+    def sim(row: pd.Series) -> _Subject | None:
         number = _text(row["number"])
         if not number or len(number) > MAX_NUMBER_LEN:
             # longer than any number: no operator could match a rule on it (nor store it)
-            continue
-        ftype = str(row["fraud_type"])
-        if ftype == SPOOFED_CALL:
-            raise BlocklistError("a per-SIM row has fraud type spoofed_call: spoofed calls go through decide_calls")
-        s = float(score[i])
-        rule = policy.for_type(ftype)
-        action, why = _decide_row(
-            number=number,
-            score=s,
-            block_above=float(block[i]),
-            rule=rule,
-            model=_model_text(_text(row["model_name"]), _text(row["model_version"])),
-            allowlist=allowlist,
-        )
-        if (
-            action == "block"
-            and not complete[i]
-            and rule.partial_block_above is not None
-            and s <= rule.partial_block_above
-        ):
-            action, why = "review", f"{why}; bucket still filling: blocks above {rule.partial_block_above:g}"
-        if action != "allow" and not _e164().fullmatch(number):
-            # a SIM-wide rule on a malformed number would match nothing on the operators' side
-            action, why = "allow", f"not an E.164 number ({why})"
+            return None
         observed = _utc(row["window_end"])
         window = observed.isoformat()
         if has_start and not _missing(row["window_start"]):
             window = f"{_utc(row['window_start']).isoformat()}/{window}"
-        out.append(
-            Decision(
-                action=action,
-                number=number,
-                scope=SCOPE_ALL,
-                fraud_type=ftype,
-                score=s,
-                reasons=_reasons(row["reasons"]),
-                model_name=_text(row["model_name"]),
-                model_version=_text(row["model_version"]),
-                reported_by=_text(row["operator"]),
-                observed_at=observed,
-                idempotency_key=idempotency_key(f"{batch_key}:{SCOPE_ALL}|{number}@{window}"),
-                ttl_hours=policy.for_type(ftype).ttl_hours,
-                why=why,
-            )
-        )
-    return out
+        return _Subject(number, SCOPE_ALL, observed, f"{SCOPE_ALL}|{number}@{window}", _text(row["model_name"]))
+
+    def not_a_call(fraud_type: str) -> None:
+        if fraud_type == SPOOFED_CALL:
+            raise BlocklistError("a per-SIM row has fraud type spoofed_call: spoofed calls go through decide_calls")
+
+    return _decide(
+        scored,
+        fraud_types=scored["fraud_type"],
+        eligible=None,
+        subject=sim,
+        check=not_a_call,
+        e164_only=True,
+        policy=policy,
+        allowlist=allowlist,
+        batch_key=batch_key,
+    )
 
 
 def decide_calls(
@@ -307,66 +362,41 @@ def decide_calls(
     or start_time}``, so every spoofed call counts once against its ingress trunk. Where
     ``block_above`` is null the rows need a ``model_threshold`` column.
     """
-    import numpy as np
     import pandas as pd
 
     _require(scored, CALL_COLUMNS, "call")
     if scored.empty:
         return []
-    rule = policy.spoofed_call
-    score = pd.to_numeric(scored["score"], errors="coerce").to_numpy(dtype=float)
-    block = _block_thresholds(scored, pd.Series(SPOOFED_CALL, index=scored.index), policy)
-    # subscriber ingress is authenticated by the SIM: it is never a spoofing candidate
-    trunk_ingress = (scored["in_trunk_type"].astype(str) != "subscriber").to_numpy()
-    candidates = np.flatnonzero((score > np.minimum(rule.review_above, block)) & trunk_ingress)
     has_record = "record_id" in scored.columns
     has_model = "model_name" in scored.columns
-    out: list[Decision] = []
-    for i in candidates:
-        row = scored.iloc[int(i)]
+
+    def call(row: pd.Series) -> _Subject | None:
         cli = _text(row["cli"])
         trunk_type = _text(row["in_trunk_type"])
         if not cli or not trunk_type or len(cli) > MAX_NUMBER_LEN:
             # a garbage CLI longer than any number: the operators' invalid-CLI rule rejects it,
             # a rule naming it would match nothing else
-            continue
-        s = float(score[i])
-        name = (_text(row["model_name"]) if has_model else None) or model_name
-        action, why = _decide_row(
-            number=cli,
-            score=s,
-            block_above=float(block[i]),
-            rule=rule,
-            model=_model_text(name, _text(row["model_version"])),
-            allowlist=allowlist,
-        )
+            return None
         scope = trunk_scope(trunk_type)
         observed = _utc(row["start_time"])
         trunk_id = _text(row["in_trunk_id"]) or ""
-        call_ref = _text(row["record_id"]) if has_record else None
-        call_ref = call_ref or observed.isoformat()
-        out.append(
-            Decision(
-                action=action,
-                number=cli,
-                scope=scope,
-                fraud_type=SPOOFED_CALL,
-                score=s,
-                reasons=_reasons(row["reasons"]),
-                model_name=name,
-                model_version=_text(row["model_version"]),
-                reported_by=_text(row["operator"]),
-                observed_at=observed,
-                idempotency_key=idempotency_key(
-                    f"{batch_key}:{scope}|{cli}@{_text(row['operator'])}/{trunk_id}/{call_ref}"
-                ),
-                ttl_hours=rule.ttl_hours,
-                why=why,
-                trunk_type=trunk_type,
-                trunk_id=trunk_id,
-            )
-        )
-    return out
+        call_ref = (_text(row["record_id"]) if has_record else None) or observed.isoformat()
+        name = (_text(row["model_name"]) if has_model else None) or model_name
+        key = f"{scope}|{cli}@{_text(row['operator'])}/{trunk_id}/{call_ref}"
+        return _Subject(cli, scope, observed, key, name, trunk_type=trunk_type, trunk_id=trunk_id)
+
+    return _decide(
+        scored,
+        fraud_types=pd.Series(SPOOFED_CALL, index=scored.index),
+        # subscriber ingress is authenticated by the SIM: it is never a spoofing candidate
+        eligible=(scored["in_trunk_type"].astype(str) != "subscriber").to_numpy(),
+        subject=call,
+        check=lambda _fraud_type: None,
+        e164_only=False,
+        policy=policy,
+        allowlist=allowlist,
+        batch_key=batch_key,
+    )
 
 
 def count_actions(decisions: Iterable[Decision]) -> dict[tuple[str, str], int]:

@@ -24,6 +24,7 @@ import datetime as dt
 import json
 import logging
 import random
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -47,11 +48,11 @@ _D = Delivery.__table__
 
 @dataclass
 class DeliveryReport:
-    delivered: dict[str, int] = field(default_factory=dict)
+    delivered: Counter[str] = field(default_factory=Counter)
     #: attempts that failed and will be retried
-    retrying: dict[str, int] = field(default_factory=dict)
+    retrying: Counter[str] = field(default_factory=Counter)
     #: rows that used up ``max_attempts``
-    failed: dict[str, int] = field(default_factory=dict)
+    failed: Counter[str] = field(default_factory=Counter)
 
     @property
     def total_delivered(self) -> int:
@@ -161,12 +162,12 @@ class WebhookDispatcher:
                     last_status_code=code,
                     last_error=None,
                 )
-                report.delivered[operator] = report.delivered.get(operator, 0) + 1
+                report.delivered[operator] += 1
                 metrics.WEBHOOK_ATTEMPTS.labels(operator=operator, result="delivered").inc()
                 continue
             if attempts >= self.settings.max_attempts:
                 self._update(row.id, status="failed", attempts=attempts, last_status_code=code, last_error=error)
-                report.failed[operator] = report.failed.get(operator, 0) + 1
+                report.failed[operator] += 1
                 metrics.WEBHOOK_ATTEMPTS.labels(operator=operator, result="failed").inc()
                 log.warning(
                     "webhook %s: version %s failed after %d attempts (%s)", operator, entry.version, attempts, error
@@ -183,7 +184,7 @@ class WebhookDispatcher:
                 last_error=error,
                 next_attempt_at=now + dt.timedelta(seconds=delay),
             )
-            report.retrying[operator] = report.retrying.get(operator, 0) + 1
+            report.retrying[operator] += 1
             metrics.WEBHOOK_ATTEMPTS.labels(operator=operator, result="retry").inc()
             break  # keep version order: the rest waits behind this row
         return tried

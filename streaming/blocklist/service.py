@@ -14,10 +14,11 @@ analysts, health and metrics.
 
 Tokens are compared in constant time, all of them every time, so the answer's timing says nothing
 about which token came close. The token is checked before a request's body is read, and a body
-over ``service.max_body_bytes`` (64 KiB) is refused with 413 while it streams in. ``/docs``,
-``/redoc`` and ``/openapi.json`` need a token like the API itself (an operator's or an
-analyst's); only ``/healthz`` and ``/metrics`` are open, for probes and Prometheus. ``HEAD`` answers
-on every ``GET`` route.
+over ``service.max_body_bytes`` (64 KiB) is refused with 413 while it streams in. Every path but
+``/healthz`` and ``/metrics`` (open for probes and Prometheus) needs a token, unknown paths too,
+so probing says nothing. ``/openapi.json`` describes the API to any caller with a token; the
+``/docs`` and ``/redoc`` pages are off (a browser could not send the token for their spec).
+``HEAD`` answers on every ``GET`` route.
 """
 
 from __future__ import annotations
@@ -323,7 +324,9 @@ def create_app(
             if loop is not None:
                 loop.stop()
 
-    app = FastAPI(title="SIMGuard blocklist", version="1", lifespan=lifespan)
+    # no /docs or /redoc: behind a bearer token a browser could not load their spec anyway, and they
+    # pull scripts from a CDN; /openapi.json (token required) is the API's description
+    app = FastAPI(title="SIMGuard blocklist", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(_Guard, identify=identify, max_body=service.max_body_bytes)
 
     def caller(request: Request) -> Caller:

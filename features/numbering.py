@@ -73,6 +73,8 @@ DOMESTIC_KINDS: frozenset[str] = frozenset(
 E164_PATTERN = r"\+[1-9][0-9]{3,14}"
 _E164 = re.compile(E164_PATTERN)
 _E164_JAVA = rf"^{E164_PATTERN}\z"
+#: what people write between digits (ITU-T E.123); CR, LF, NUL and the rest are not separators
+_SEPARATORS = str.maketrans("", "", " -.()")
 
 DEFAULT_PLAN_PATH = Path(__file__).resolve().parent.parent / "configs" / "numbering_plan.yaml"
 
@@ -213,6 +215,20 @@ class NumberingPlan(_Frozen):
                 out[code] = kind
                 out[self.domestic_prefix + code] = kind
         return out
+
+    def normalise(self, text: str) -> str | None:
+        """``text`` as an E.164 number the plan can classify, or ``None``: visual separators
+        (spaces, ``-``, ``.``, ``(``, ``)``) are dropped, nothing else is changed.
+
+        >>> load_numbering_plan().normalise("+84 (989) 051-734")
+        '+84989051734'
+        """
+        if not isinstance(text, str):
+            return None
+        number = text.strip(" ").translate(_SEPARATORS)
+        if not _E164.fullmatch(number) or self.classify(number).kind == "invalid":
+            return None
+        return number
 
     def is_allowlisted_always(self, number: str) -> bool:
         """Emergency numbers and short codes are never blocked (FCC safe harbour, DOMAIN.md)."""

@@ -86,23 +86,31 @@ def recall_at_fpr_curve(y: np.ndarray, s: np.ndarray, target_fpr: float) -> floa
 
 
 def calibration(y: np.ndarray, p: np.ndarray, *, bins: int) -> dict[str, Any]:
-    """Reliability bins (mean predicted vs observed fraud rate) and the Brier score, per row."""
+    """Reliability bins (mean predicted vs observed fraud rate) and the Brier score, per row:
+    scikit-learn's ``calibration_curve`` (uniform bins) and ``brier_score_loss``, with each
+    bin's row count beside them (empty bins stay in the table, as ``None``)."""
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import brier_score_loss
+
     edges = np.linspace(0.0, 1.0, bins + 1)
-    idx = np.clip(np.digitize(p, edges[1:-1], right=False), 0, bins - 1)
+    # the bin calibration_curve puts each score in, for the counts it does not return
+    counts = np.bincount(np.searchsorted(edges[1:-1], p), minlength=bins)
+    observed, predicted = calibration_curve(y, p, n_bins=bins) if len(y) else (np.empty(0), np.empty(0))
+    filled = iter(zip(observed.tolist(), predicted.tolist(), strict=True))
     table = []
     for b in range(bins):
-        m = idx == b
+        rate, mean = next(filled) if counts[b] else (None, None)
         table.append(
             {
                 "bin": b,
                 "lower": float(edges[b]),
                 "upper": float(edges[b + 1]),
-                "count": int(m.sum()),
-                "mean_predicted": float(p[m].mean()) if m.any() else None,
-                "observed_rate": float(y[m].mean()) if m.any() else None,
+                "count": int(counts[b]),
+                "mean_predicted": mean,
+                "observed_rate": rate,
             }
         )
-    return {"brier": float(np.mean((p - y) ** 2)) if len(y) else float("nan"), "bins": table}
+    return {"brier": float(brier_score_loss(y, p)) if len(y) else float("nan"), "bins": table}
 
 
 def evaluate_units(

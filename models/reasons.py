@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -21,13 +21,31 @@ import pandas as pd
 from features.calls import CLI_KIND_CODES
 from features.settings import FeatureSettings, duration_label
 from features.sim import sim_feature_names
-from models.scoring import feature_matrix
+from models.matrix import feature_matrix
 
 if TYPE_CHECKING:
-    from models.scoring import ScoringModel
+    import lightgbm as lgb
 
 Template = Callable[[float, Mapping[str, float]], str]
 KIND_BY_CODE = {code: kind.replace("_", " ") for kind, code in CLI_KIND_CODES.items()}
+
+
+class Explained(Protocol):
+    """What :func:`explain` needs of a model (``models.scoring.ScoringModel`` has it); a protocol,
+    so that this module does not import the scorer that imports it."""
+
+    booster: lgb.Booster
+
+    @property
+    def feature_names(self) -> tuple[str, ...]: ...
+
+    @property
+    def classes(self) -> tuple[str, ...]: ...
+
+    @property
+    def binary(self) -> bool: ...
+
+    def proba(self, frame: pd.DataFrame) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -234,7 +252,7 @@ def _templates(settings: FeatureSettings, w: str) -> dict[str, Template]:
 
 
 def explain(
-    model: ScoringModel, frame: pd.DataFrame, *, top_k: int, feature_settings: FeatureSettings
+    model: Explained, frame: pd.DataFrame, *, top_k: int, feature_settings: FeatureSettings
 ) -> list[list[Reason]]:
     """Top ``top_k`` positive contributions per row towards the row's fraud score."""
     if frame.empty:
@@ -242,7 +260,7 @@ def explain(
     x = feature_matrix(frame, model.feature_names)
     contrib = np.asarray(model.booster.predict(x, pred_contrib=True), dtype=np.float64)
     n_feat = len(model.feature_names)
-    if model.card.binary:
+    if model.binary:
         block = contrib[:, :n_feat]
     else:
         k = len(model.classes)

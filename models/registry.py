@@ -164,7 +164,7 @@ def log_version(
     import mlflow
     from mlflow.models import infer_signature
 
-    from models.scoring import feature_matrix
+    from models.matrix import feature_matrix
 
     example = pd.DataFrame(feature_matrix(input_example, model.feature_names), columns=list(model.feature_names))
     signature = infer_signature(example, model.proba(example))

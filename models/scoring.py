@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from models.errors import ModelError
+from models.matrix import feature_matrix
+from models.reasons import Reason, explain
 
 if TYPE_CHECKING:
     import lightgbm as lgb
 
-    from models.reasons import Reason
+__all__ = ["FLAGGED", "FRAUD_TYPE", "SCORE", "ModelCard", "ScoringModel", "feature_matrix"]
 
 SCORE = "score"
 FRAUD_TYPE = "fraud_type"
@@ -59,14 +60,6 @@ class ModelCard:
         return len(self.classes) == 2
 
 
-def feature_matrix(frame: pd.DataFrame, feature_names: tuple[str, ...] | list[str]) -> np.ndarray:
-    """The model input as float64 (missing values as NaN, which LightGBM routes natively)."""
-    missing = [f for f in feature_names if f not in frame.columns]
-    if missing:
-        raise ModelError(f"input lacks feature column(s) {missing}: rebuild features with the model's settings")
-    return frame[list(feature_names)].to_numpy(dtype=np.float64, na_value=np.nan)
-
-
 class ScoringModel:
     """``score(frame)`` is vectorised over a pandas DataFrame holding the feature columns.
 
@@ -97,6 +90,10 @@ class ScoringModel:
         return self.card.classes
 
     @property
+    def binary(self) -> bool:
+        return self.card.binary
+
+    @property
     def threshold(self) -> float:
         return self.card.threshold
 
@@ -124,6 +121,4 @@ class ScoringModel:
 
     def reasons(self, frame: pd.DataFrame, *, top_k: int, feature_settings: Any) -> list[list[Reason]]:
         """The ``top_k`` features that pushed each row towards its fraud type, as sentences."""
-        from models.reasons import explain
-
         return explain(self, frame, top_k=top_k, feature_settings=feature_settings)

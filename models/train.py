@@ -17,7 +17,8 @@ import pandas as pd
 
 from models.dataset import LABEL
 from models.errors import ModelError
-from models.scoring import ModelCard, ScoringModel, feature_matrix
+from models.matrix import feature_matrix
+from models.scoring import ModelCard, ScoringModel
 from models.settings import BoosterSettings
 
 

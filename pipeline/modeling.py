@@ -128,7 +128,7 @@ def allowlisted_numbers(settings: Settings, labels: Path, numbers) -> set[str]:
     """Which of ``numbers`` the streaming policy would never block: emergency and short codes
     from the numbering plan and registered business numbers (the policy's own function)."""
     from features.numbering import load_numbering_plan
-    from streaming.blocklist.store import read_numbers
+    from streaming.blocklist.numbers_file import read_numbers
     from streaming.policy import allowlist_reason
 
     path = registered_businesses_file(settings, labels)

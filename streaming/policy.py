@@ -53,13 +53,30 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
+from streaming.blocklist.decision import (  # re-exported: callers keep ``from streaming.policy import X``
+    FRAUD_TYPES,
+    MAX_KEY_LEN,
+    MAX_NUMBER_LEN,
+    SCOPE_ALL,
+    SIM_FRAUD_TYPES,
+    SPOOFED_CALL,
+    TRUNK_SCOPE_PREFIX,
+    Action,
+    Allowlist,
+    Decision,
+    FraudTypePolicy,
+    PolicySettings,
+    StaticAllowlist,
+    allowlist_reason,
+    idempotency_key,
+    trunk_scope,
+)
 from streaming.blocklist.errors import BlocklistError
 
 if TYPE_CHECKING:
@@ -67,19 +84,6 @@ if TYPE_CHECKING:
     # imports this module for :class:`PolicySettings` on every CLI start
     import numpy as np
     import pandas as pd
-
-    from features.numbering import NumberingPlan
-
-Action = Literal["block", "review", "allow"]
-
-#: fraud types of the spam-SIM model (``models.dataset.SIM_CLASSES`` minus ``normal``)
-SIM_FRAUD_TYPES: tuple[str, ...] = ("spam_robocall", "simbox", "wangiri")
-SPOOFED_CALL = "spoofed_call"
-FRAUD_TYPES: tuple[str, ...] = (*SIM_FRAUD_TYPES, SPOOFED_CALL)
-
-#: a per-SIM decision applies to the number on every operator
-SCOPE_ALL = "all"
-TRUNK_SCOPE_PREFIX = "trunk:"
 
 
 @cache
@@ -96,171 +100,6 @@ BUCKET_COMPLETE = "bucket_complete"
 CALL_COLUMNS = ("cli", "in_trunk_type", "in_trunk_id", "operator", "score", "reasons", "model_version", "start_time")
 #: the scoring model version's validated threshold, needed where ``block_above`` is null
 MODEL_THRESHOLD = "model_threshold"
-
-
-#: the store's key column holds 255 characters, its number columns 32 (E.164 needs 16)
-MAX_KEY_LEN = 255
-MAX_NUMBER_LEN = 32
-
-
-def idempotency_key(text: str) -> str:
-    """``text`` itself when it fits the store's column, else a prefix plus its SHA-256 (still
-    deterministic, still readable enough to find the batch)."""
-    if len(text) <= MAX_KEY_LEN:
-        return text
-    import hashlib
-
-    return f"{text[:150]}#{hashlib.sha256(text.encode()).hexdigest()}"
-
-
-def trunk_scope(trunk_type: str) -> str:
-    """``trunk:international_gateway``: calls presenting the CLI on this kind of ingress trunk."""
-    return f"{TRUNK_SCOPE_PREFIX}{trunk_type}"
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FraudTypePolicy(_Section):
-    """Thresholds on the model score (0..1) and how long a block lasts."""
-
-    #: ``None``: the threshold the scoring model version was validated at (its operating point
-    #: for the target FPR, the one ``simguard evaluate`` reports)
-    block_above: float | None = Field(default=None, ge=0, le=1)
-    review_above: float = Field(ge=0, le=1)
-    #: per-SIM rows whose last bucket is still filling block only above this score (below it and
-    #: above the block threshold: review); ``None``: such rows block like complete ones
-    partial_block_above: float | None = Field(default=None, ge=0, le=1)
-    #: a block lapses after this long unless the number is flagged again after it lapsed; the TTL
-    #: bounds the harm of a wrong block nobody appealed (FCC: redress in reasonable time)
-    ttl_hours: int = Field(gt=0)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> FraudTypePolicy:
-        if self.block_above is not None and self.review_above > self.block_above:
-            raise ValueError("review_above must not be above block_above")
-        if self.partial_block_above is not None and self.block_above is not None \
-                and self.partial_block_above < self.block_above:
-            raise ValueError("partial_block_above must not be below block_above")
-        return self
-
-    def lowest(self, model_threshold: float | None) -> float:
-        """Scores at or below this give no decision (the lower of review and block thresholds);
-        without the model's threshold where ``block_above`` is null, ``review_above``."""
-        block = self.block_above if self.block_above is not None else model_threshold
-        return self.review_above if block is None else min(self.review_above, block)
-
-
-class PolicySettings(_Section):
-    """One policy per fraud type; ``pipeline.config.Settings`` composes it as ``policy:``.
-
-    Defaults: robocall SIMs are blocked for 30 days (spammers rotate to fresh SIMs, and a
-    reclaimed number is reassigned); SIM boxes need a higher score to block outright because
-    evasive boxes imitate people and vendors advise flag, investigate, then act (DOMAIN.md), and
-    their SIMs are usually reclaimed, so 90 days; Wangiri CLIs are foreign premium-rate numbers
-    with little collateral but campaigns rotate CLIs within days, so 7 days; a spoofed CLI belongs
-    to a victim, so its trunk rule lasts one day and is renewed only while spoofing goes on.
-    Blocks happen above the champion version's validated threshold (``block_above: null``), so
-    the blocklist runs at the operating point the model was chosen and evaluated at. A row the
-    stream scored on a half-filled bucket blocks only above 0.98: the lowest value that kept the
-    SIM false-positive rate of a held-out day's stream run within the models' 0.1% target
-    (``bench/partial_threshold.py``, BENCHMARKS.md).
-    """
-
-    spam_robocall: FraudTypePolicy = FraudTypePolicy(review_above=0.7, partial_block_above=0.98, ttl_hours=720)
-    simbox: FraudTypePolicy = FraudTypePolicy(review_above=0.6, partial_block_above=0.98, ttl_hours=2160)
-    wangiri: FraudTypePolicy = FraudTypePolicy(review_above=0.6, partial_block_above=0.98, ttl_hours=168)
-    spoofed_call: FraudTypePolicy = FraudTypePolicy(review_above=0.6, ttl_hours=24)
-
-    @model_validator(mode="after")
-    def _calls_are_whole(self) -> PolicySettings:
-        if self.spoofed_call.partial_block_above is not None:
-            raise ValueError("spoofed_call.partial_block_above: a call is scored whole, there is no bucket to fill")
-        return self
-
-    def for_type(self, fraud_type: str) -> FraudTypePolicy:
-        if fraud_type not in FRAUD_TYPES:
-            raise BlocklistError(f"no policy for fraud type {fraud_type!r}: the policy knows {', '.join(FRAUD_TYPES)}")
-        return getattr(self, fraud_type)
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What the policy decided for one scored row (a SIM window or a trunk call).
-
-    ``idempotency_key`` is deterministic in the caller's ``batch_key`` and the row, so applying
-    the same micro-batch twice is recognised by the store.
-    """
-
-    action: Action
-    number: str
-    scope: str
-    fraud_type: str
-    score: float
-    reasons: tuple[str, ...]
-    model_name: str | None
-    model_version: str | None
-    #: the operator whose CDRs produced the row
-    reported_by: str | None
-    #: window end (SIM) or call start (spoofing): when the behaviour was seen
-    observed_at: dt.datetime
-    idempotency_key: str
-    ttl_hours: int
-    #: one line: the threshold crossed, or the allowlist that won
-    why: str
-    trunk_type: str | None = None
-    trunk_id: str | None = None
-    #: what an analyst checks the decision against (feature row, window, recent calls)
-    evidence: Mapping[str, Any] | None = None
-
-
-class Allowlist(Protocol):
-    """Answers "may this number never be blocked, and why?" for the numbers of one batch."""
-
-    def why_allowed(self, number: str) -> str | None: ...
-
-
-@dataclass(frozen=True)
-class StaticAllowlist:
-    """Numbering-plan specials plus given sets; the store builds one per batch
-    (:meth:`streaming.blocklist.store.BlocklistStore.allowlist_for`)."""
-
-    plan: NumberingPlan | None = None
-    registered_businesses: frozenset[str] = frozenset()
-    analyst_cleared: frozenset[str] = frozenset()
-
-    def why_allowed(self, number: str) -> str | None:
-        from features.numbering import load_numbering_plan
-
-        return allowlist_reason(
-            number,
-            plan=self.plan or load_numbering_plan(),
-            sources={
-                **dict.fromkeys(self.registered_businesses, "registered_business"),
-                **dict.fromkeys(self.analyst_cleared, "analyst_cleared"),
-            },
-        )
-
-
-_SOURCE_TEXT = {
-    "registered_business": "allowlisted: registered business number",
-    "analyst_cleared": "allowlisted: cleared by an analyst",
-}
-
-
-def allowlist_reason(number: str, *, plan: NumberingPlan, sources: Mapping[str, str]) -> str | None:
-    """The one-line reason a number is allowlisted, else ``None``. Emergency numbers and short
-    codes come first: they are never blocked whatever a table says."""
-    kind = plan.special_numbers().get(number)
-    if kind == "emergency":
-        return "allowlisted: emergency number"
-    if kind == "short_code":
-        return "allowlisted: short code"
-    source = sources.get(number)
-    if source is not None:
-        return _SOURCE_TEXT.get(source, f"allowlisted: {source}")
-    return None
 
 
 # -- scored rows -> decisions ----------------------------------------------------------------
@@ -370,6 +209,99 @@ def _model_text(name: str | None, version: str | None) -> str:
     return f"{name or 'model'} v{version or '?'}"
 
 
+@dataclass(frozen=True)
+class _Subject:
+    """What one scored row would act on: the number, its scope, when, and the row's identity."""
+
+    number: str
+    scope: str
+    observed_at: dt.datetime
+    #: the idempotency key without the batch key
+    key: str
+    model_name: str | None
+    trunk_type: str | None = None
+    trunk_id: str | None = None
+
+
+def _decide(
+    scored: pd.DataFrame,
+    *,
+    fraud_types: pd.Series,
+    eligible: np.ndarray | None,
+    subject: Callable[[pd.Series], _Subject | None],
+    check: Callable[[str], None],
+    e164_only: bool,
+    policy: PolicySettings,
+    allowlist: Allowlist,
+    batch_key: str,
+) -> list[Decision]:
+    """The one path from scored rows to decisions that :func:`decide_sims` and
+    :func:`decide_calls` share; they say which rows are eligible and what each row names."""
+    import numpy as np
+    import pandas as pd
+
+    score = pd.to_numeric(scored["score"], errors="coerce").to_numpy(dtype=float)
+    review = _review_thresholds(fraud_types, policy)
+    block = _block_thresholds(scored, fraud_types, policy)
+    # NaN compares False: a row without a score never blocks
+    above = score > np.minimum(review, block)
+    candidates = np.flatnonzero(above if eligible is None else above & eligible)
+    complete = (
+        scored[BUCKET_COMPLETE].fillna(True).astype(bool).to_numpy()
+        if BUCKET_COMPLETE in scored.columns
+        else np.ones(len(scored), dtype=bool)
+    )
+    out: list[Decision] = []
+    for i in candidates:
+        row = scored.iloc[int(i)]
+        target = subject(row)
+        if target is None:
+            continue
+        ftype = str(fraud_types.iloc[int(i)])
+        check(ftype)
+        s = float(score[i])
+        rule = policy.for_type(ftype)
+        action, why = _decide_row(
+            number=target.number,
+            score=s,
+            block_above=float(block[i]),
+            rule=rule,
+            model=_model_text(target.model_name, _text(row["model_version"])),
+            allowlist=allowlist,
+        )
+        if (
+            action == "block"
+            and not complete[i]
+            and rule.partial_block_above is not None
+            and s <= rule.partial_block_above
+        ):
+            action, why = "review", f"{why}; bucket still filling: blocks above {rule.partial_block_above:g}"
+        if e164_only and action != "allow" and not _e164().fullmatch(target.number):
+            # a SIM-wide rule on a malformed number would match nothing on the operators' side
+            action, why = "allow", f"not an E.164 number ({why})"
+        out.append(
+            Decision(
+                action=action,
+                number=target.number,
+                scope=target.scope,
+                fraud_type=ftype,
+                score=s,
+                reasons=_reasons(row["reasons"]),
+                model_name=target.model_name,
+                model_version=_text(row["model_version"]),
+                reported_by=_text(row["operator"]),
+                observed_at=target.observed_at,
+                idempotency_key=idempotency_key(f"{batch_key}:{target.key}"),
+                ttl_hours=rule.ttl_hours,
+                why=why,
+                trunk_type=target.trunk_type,
+                trunk_id=target.trunk_id,
+                evidence=_evidence(row),
+            )
+        )
+    return out
+
+
 def decide_sims(
     scored: pd.DataFrame,
     *,
@@ -387,72 +319,37 @@ def decide_sims(
     Where ``block_above`` is null the rows need a ``model_threshold`` column. A false
     ``bucket_complete`` applies the fraud type's ``partial_block_above``.
     """
-    import numpy as np
-    import pandas as pd
-
     _require(scored, SIM_COLUMNS, "SIM")
     if scored.empty:
         return []
-    score = pd.to_numeric(scored["score"], errors="coerce").to_numpy(dtype=float)
-    review = _review_thresholds(scored["fraud_type"], policy)
-    block = _block_thresholds(scored, scored["fraud_type"], policy)
-    # NaN compares False: a row without a score never blocks
-    candidates = np.flatnonzero(score > np.minimum(review, block))
     has_start = "window_start" in scored.columns
-    complete = (
-        scored[BUCKET_COMPLETE].fillna(True).astype(bool).to_numpy()
-        if BUCKET_COMPLETE in scored.columns
-        else np.ones(len(scored), dtype=bool)
-    )
-    out: list[Decision] = []
-    for i in candidates:
-        row = scored.iloc[int(i)]
+
+    def sim(row: pd.Series) -> _Subject | None:
         number = _text(row["number"])
         if not number or len(number) > MAX_NUMBER_LEN:
             # longer than any number: no operator could match a rule on it (nor store it)
-            continue
-        ftype = str(row["fraud_type"])
-        if ftype == SPOOFED_CALL:
-            raise BlocklistError("a per-SIM row has fraud type spoofed_call: spoofed calls go through decide_calls")
-        s = float(score[i])
-        rule = policy.for_type(ftype)
-        action, why = _decide_row(
-            number=number,
-            score=s,
-            block_above=float(block[i]),
-            rule=rule,
-            model=_model_text(_text(row["model_name"]), _text(row["model_version"])),
-            allowlist=allowlist,
-        )
-        if action == "block" and not complete[i] and rule.partial_block_above is not None \
-                and s <= rule.partial_block_above:
-            action, why = "review", f"{why}; bucket still filling: blocks above {rule.partial_block_above:g}"
-        if action != "allow" and not _e164().fullmatch(number):
-            # a SIM-wide rule on a malformed number would match nothing on the operators' side
-            action, why = "allow", f"not an E.164 number ({why})"
+            return None
         observed = _utc(row["window_end"])
         window = observed.isoformat()
         if has_start and not _missing(row["window_start"]):
             window = f"{_utc(row['window_start']).isoformat()}/{window}"
-        out.append(
-            Decision(
-                action=action,
-                number=number,
-                scope=SCOPE_ALL,
-                fraud_type=ftype,
-                score=s,
-                reasons=_reasons(row["reasons"]),
-                model_name=_text(row["model_name"]),
-                model_version=_text(row["model_version"]),
-                reported_by=_text(row["operator"]),
-                observed_at=observed,
-                idempotency_key=idempotency_key(f"{batch_key}:{SCOPE_ALL}|{number}@{window}"),
-                ttl_hours=policy.for_type(ftype).ttl_hours,
-                why=why,
-                evidence=_evidence(row),
-            )
-        )
-    return out
+        return _Subject(number, SCOPE_ALL, observed, f"{SCOPE_ALL}|{number}@{window}", _text(row["model_name"]))
+
+    def not_a_call(fraud_type: str) -> None:
+        if fraud_type == SPOOFED_CALL:
+            raise BlocklistError("a per-SIM row has fraud type spoofed_call: spoofed calls go through decide_calls")
+
+    return _decide(
+        scored,
+        fraud_types=scored["fraud_type"],
+        eligible=None,
+        subject=sim,
+        check=not_a_call,
+        e164_only=True,
+        policy=policy,
+        allowlist=allowlist,
+        batch_key=batch_key,
+    )
 
 
 def decide_calls(
@@ -471,75 +368,46 @@ def decide_calls(
     or start_time}``, so every spoofed call counts once against its ingress trunk. Where
     ``block_above`` is null the rows need a ``model_threshold`` column.
     """
-    import numpy as np
     import pandas as pd
 
     _require(scored, CALL_COLUMNS, "call")
     if scored.empty:
         return []
-    rule = policy.spoofed_call
-    score = pd.to_numeric(scored["score"], errors="coerce").to_numpy(dtype=float)
-    block = _block_thresholds(scored, pd.Series(SPOOFED_CALL, index=scored.index), policy)
-    # subscriber ingress is authenticated by the SIM: it is never a spoofing candidate
-    trunk_ingress = (scored["in_trunk_type"].astype(str) != "subscriber").to_numpy()
-    candidates = np.flatnonzero((score > np.minimum(rule.review_above, block)) & trunk_ingress)
     has_record = "record_id" in scored.columns
     has_model = "model_name" in scored.columns
-    out: list[Decision] = []
-    for i in candidates:
-        row = scored.iloc[int(i)]
+
+    def call(row: pd.Series) -> _Subject | None:
         cli = _text(row["cli"])
         trunk_type = _text(row["in_trunk_type"])
         if not cli or not trunk_type or len(cli) > MAX_NUMBER_LEN:
             # a garbage CLI longer than any number: the operators' invalid-CLI rule rejects it,
             # a rule naming it would match nothing else
-            continue
-        s = float(score[i])
-        name = (_text(row["model_name"]) if has_model else None) or model_name
-        action, why = _decide_row(
-            number=cli,
-            score=s,
-            block_above=float(block[i]),
-            rule=rule,
-            model=_model_text(name, _text(row["model_version"])),
-            allowlist=allowlist,
-        )
+            return None
         scope = trunk_scope(trunk_type)
         observed = _utc(row["start_time"])
         trunk_id = _text(row["in_trunk_id"]) or ""
-        call_ref = _text(row["record_id"]) if has_record else None
-        call_ref = call_ref or observed.isoformat()
-        out.append(
-            Decision(
-                action=action,
-                number=cli,
-                scope=scope,
-                fraud_type=SPOOFED_CALL,
-                score=s,
-                reasons=_reasons(row["reasons"]),
-                model_name=name,
-                model_version=_text(row["model_version"]),
-                reported_by=_text(row["operator"]),
-                observed_at=observed,
-                idempotency_key=idempotency_key(
-                    f"{batch_key}:{scope}|{cli}@{_text(row['operator'])}/{trunk_id}/{call_ref}"
-                ),
-                ttl_hours=rule.ttl_hours,
-                why=why,
-                trunk_type=trunk_type,
-                trunk_id=trunk_id,
-                evidence=_evidence(row),
-            )
-        )
-    return out
+        call_ref = (_text(row["record_id"]) if has_record else None) or observed.isoformat()
+        name = (_text(row["model_name"]) if has_model else None) or model_name
+        key = f"{scope}|{cli}@{_text(row['operator'])}/{trunk_id}/{call_ref}"
+        return _Subject(cli, scope, observed, key, name, trunk_type=trunk_type, trunk_id=trunk_id)
+
+    return _decide(
+        scored,
+        fraud_types=pd.Series(SPOOFED_CALL, index=scored.index),
+        # subscriber ingress is authenticated by the SIM: it is never a spoofing candidate
+        eligible=(scored["in_trunk_type"].astype(str) != "subscriber").to_numpy(),
+        subject=call,
+        check=lambda _fraud_type: None,
+        e164_only=False,
+        policy=policy,
+        allowlist=allowlist,
+        batch_key=batch_key,
+    )
 
 
 def count_actions(decisions: Iterable[Decision]) -> dict[tuple[str, str], int]:
     """(fraud_type, action) -> how many decisions; for metrics and logs."""
-    counts: dict[tuple[str, str], int] = {}
-    for d in decisions:
-        counts[(d.fraud_type, d.action)] = counts.get((d.fraud_type, d.action), 0) + 1
-    return counts
+    return dict(Counter((d.fraud_type, d.action) for d in decisions))
 
 
 __all__ = [
@@ -553,6 +421,8 @@ __all__ = [
     "SIM_COLUMNS",
     "SIM_FRAUD_TYPES",
     "SPOOFED_CALL",
+    "TRUNK_SCOPE_PREFIX",
+    "Action",
     "Allowlist",
     "Decision",
     "FraudTypePolicy",

@@ -104,3 +104,75 @@ def test_load_businesses_lifts_blocks_and_unknown_operator_is_one_line(
 def test_serve_is_registered() -> None:
     result = CliRunner().invoke(app, ["serve", "--help"])
     assert result.exit_code == 0 and "/blocklist" in result.output
+
+
+HOSTILE = "[/oops] \x1b[2J\x1b]0;pwned\x07[red]BLOCKED[/red]\r\u202eevil"
+
+
+def seed_hostile(home: Path) -> None:
+    """Values a person or a CDR could have written: markup, escape codes, a CR, a bidi override."""
+    from streaming.policy import decide_calls
+
+    store = BlocklistStore.open(f"sqlite:///{home / 'simguard.db'}")
+    frame = pd.DataFrame(
+        {
+            "number": ["+84961000001", "+84961000002"],
+            "fraud_type": "spam_robocall",
+            "score": 0.99,
+            "operator": "viettel",
+            "reasons": [[HOSTILE], ["@SUM(1+1)*cmd|' /C calc'!A0"]],
+            "model_name": "=HYPERLINK(\"http://evil\")",
+            "model_version": "-7",
+            "window_end": T,
+        }
+    )
+    store.apply_decisions(
+        decide_sims(frame, policy=fixed_policy(), allowlist=StaticAllowlist(), batch_key="s:1"), now=PAST
+    )
+    calls = pd.DataFrame(
+        {
+            "cli": ["+84961000001"],
+            "in_trunk_type": ["international_gateway"],
+            "in_trunk_id": [HOSTILE],
+            "operator": ["mobifone"],
+            "score": [0.95],
+            "reasons": [["domestic CLI on an international gateway"]],
+            "model_version": ["2"],
+            "start_time": [T],
+        }
+    )
+    store.apply_decisions(
+        decide_calls(calls, policy=fixed_policy(), allowlist=StaticAllowlist(), batch_key="c:1"), now=PAST
+    )
+    store.unblock("+84961000001", analyst="lan", reason=HOSTILE, request_id="r1", scope="all", now=PAST)
+    store.close()
+
+
+def test_show_prints_data_as_text_not_markup_or_escape_codes(config: Path, home: Path) -> None:
+    seed_hostile(home)
+    shown = run(config, "blocklist", "show", "+84961000001")
+    assert "\x1b" not in shown and "\r" not in shown and "\u202e" not in shown and "\x07" not in shown
+    # the markup is shown as the text it is, on the note, the reasons and the trunk id
+    text = "[/oops] [2J]0;pwned[red]BLOCKED[/red] evil"
+    assert f"lan at 2020-01-01 00:00:00Z: {text}" in shown  # the note
+    assert f"why: {text}" in shown and f"reasons: {text}" in shown and f"on international_gateway/{text}" in shown
+    # a number given on the command line is data too
+    assert "[/x]" in run(config, "blocklist", "show", "[/x]")
+
+
+def test_export_neutralises_formulas_and_is_not_world_readable(config: Path, home: Path, tmp_path: Path) -> None:
+    import csv
+    import stat
+
+    seed_hostile(home)
+    out = tmp_path / "snap" / "viettel.csv"
+    run(config, "blocklist", "export", "--operator", "viettel", "--out", str(out))
+    with out.open(encoding="utf-8") as fh:
+        fh.readline()
+        rows = {r["number"]: r for r in csv.DictReader(fh) if r["scope"] == "all"}
+    row = rows["+84961000002"]  # E.164 stays as it is
+    assert row["model_name"] == "'=HYPERLINK(\"http://evil\")"
+    assert row["reasons"] == "'@SUM(1+1)*cmd|' /C calc'!A0"
+    assert row["model_version"] == "-7"  # a plain number is no formula
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
+    assert stat.S_IMODE((home / "simguard.db").stat().st_mode) == 0o600

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import random
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,6 +37,8 @@ class Receiver:
         self.port = port
         self.received: list[dict[str, Any]] = []
         self.failing = False
+        #: each POST takes this long to answer (a slow operator)
+        self.delay_s = 0.0
         self._server: ThreadingHTTPServer | None = None
 
     @property
@@ -48,6 +51,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                time.sleep(receiver.delay_s)
                 if receiver.failing:
                     self.send_response(503)
                     self.send_header("Retry-After", "1")
@@ -206,3 +210,32 @@ def test_backoff_is_exponential_capped_and_jittered() -> None:
         assert full / 2 <= d <= full
     assert max(delays) <= SETTINGS.backoff_max_s
     assert len({round(d, 6) for d in delays[-4:]}) == 4  # capped, yet not all equal: jitter
+
+
+def test_a_round_longer_than_the_lease_is_not_delivered_twice_in_parallel(tmp_path: Path, receivers) -> None:
+    """``serve`` and ``stream`` both run a dispatcher: while one is in a round that outlasts the
+    lease (a slow operator), the other must not take the lease and send the same rows."""
+    hook = receivers["viettel"]
+    hook.start()
+    hook.delay_s = 0.15  # 8 POSTs: 1.2 s, longer than the lease
+    settings = WebhookSettings(timeout_s=0.3, lease_s=1.0, batch_size=100)
+    operators = {"viettel": OperatorSettings(webhook_url=hook.url)}
+    store = BlocklistStore.open(f"sqlite:///{tmp_path / 'bl.db'}", webhook_operators=["viettel"])
+    versions = block(store, [f"+8496100000{i}" for i in range(8)], batch="s:1", now=NOW)
+    first, second = (WebhookDispatcher(store, operators=operators, settings=settings) for _ in range(2))
+    try:
+        busy = threading.Thread(target=first.deliver_pending, kwargs={"now": NOW})
+        busy.start()
+        time.sleep(0.1)  # the first holds the lease now
+        while busy.is_alive():  # the other process's loop, ticking fast
+            second.deliver_pending(now=NOW)
+            time.sleep(0.05)
+        busy.join()
+        second.deliver_pending(now=NOW)
+        keys = [int(m["key"]) for m in hook.received]
+        assert keys == versions  # each once, in version order
+        assert delivery_counts(store, "viettel") == {"delivered": 8}
+    finally:
+        first.close()
+        second.close()
+        store.close()

@@ -8,6 +8,7 @@ import json
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -507,3 +508,54 @@ def test_csv_quirks(tmp_path: Path) -> None:
         "duration_s: '1e999' is not a finite number (to scale by 0.001)",
     )
     assert dead[8]["record"]["ident"] == "e\x00"
+
+
+# -- hostile input: alias bombs, huge format widths, a quote that swallows the file -------
+
+
+def test_alias_bomb_mapping_is_refused_quickly(tmp_path: Path) -> None:
+    # each layer is nine references to the one before: 9**6 strings once expanded (a billion
+    # laughs with fewer layers, so that the code before the fix survives this test too)
+    layers = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    layers += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 7)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text(
+        "\n".join(layers)
+        + "\nsource: {format: csv}\nfields: {record_id: {cases: [{when: {Call_Type: *a6}, constant: x}]}}\n",
+        encoding="utf-8",
+    )
+    started = time.monotonic()
+    with pytest.raises(MappingError, match=r"line 2: .*aliases") as exc:
+        load_mapping(path)
+    assert time.monotonic() - started < 2 and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{A_Num:99999999999d}", r"width 99999999999 .*at most 64"),
+        ("{A_Num:.99999999999f}", r"precision 99999999999 .*at most 64"),
+        ("{A_Num:0100000d}", r"width 100000 .*at most 64"),
+        ("{A_Num:>,=d}", r"bad format"),
+    ],
+)
+def test_template_format_specs_are_bounded(tmp_path: Path, template: str, message: str) -> None:
+    raw = _djezzy_raw()
+    raw["fields"]["record_id"] = {"template": template}
+    path = _mapping(tmp_path, raw)
+    with pytest.raises(MappingError, match=message) as exc:
+        load_mapping(path)
+    assert "fields.record_id.template" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_a_quote_that_swallows_the_rest_of_the_file_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = random.Random(3)
+    lines = [",".join(DJEZZY_HEADER) + "\n"] + [_csv_line(_good_row(rng, i)) + "\n" for i in range(40)]
+    lines[10] = lines[10].replace(",", ',"', 1)  # line 11 opens a quote that never closes
+    data = tmp_path / "in.csv"
+    data.write_text("".join(lines), encoding="utf-8")
+    argv = ["ingest", "-m", str(DJEZZY_MAPPING), "-i", str(data), "-o", str(tmp_path / "o"), "--max-age-days", "100000"]
+    code, _, err = run_cli(argv, capsys)
+    assert code != 0 and err.count("\n") == 1 and "Traceback" not in err
+    assert "line 11" in err and f"{len(lines) - 10} lines" in err
+    assert not (tmp_path / "o" / "ingest_summary.json").exists()

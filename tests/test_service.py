@@ -21,11 +21,11 @@ from factories import fixed_policy
 from pipeline.broker import free_port
 from streaming.blocklist.loop import DistributionLoop
 from streaming.blocklist.publish_webhook import WebhookDispatcher, delivery_counts
+from streaming.blocklist.service import create_app
 from streaming.blocklist.settings import BlocklistSettings, OperatorSettings, ServiceSettings
 from streaming.blocklist.sink import BlocklistSink
 from streaming.blocklist.store import BlocklistStore
 from streaming.policy import StaticAllowlist, decide_sims
-from streaming.service import create_app
 
 # the wall clock: the server's own expiry round runs on it and must not lift these blocks
 NOW = dt.datetime.now(dt.UTC)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -28,6 +29,22 @@ def _console() -> Console:
     from rich.console import Console
 
     return Console(highlight=False)
+
+
+#: C0 and C1 controls (ESC sequences, CR that rewrites a line) and the bidi overrides that reorder text
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _plain(value: object) -> str:
+    """A value that came from data or a person, as one line with no control characters."""
+    return _CONTROL.sub(lambda m: " " if m.group() in "\t\n\r" else "", "" if value is None else str(value))
+
+
+def _m(value: object) -> str:
+    """:func:`_plain`, and Rich markup in it shown as text (``[red]`` stays ``[red]``)."""
+    from rich.markup import escape
+
+    return escape(_plain(value))
 
 
 def _ts(value: dt.datetime | None) -> str:
@@ -89,35 +106,35 @@ def show(ctx: typer.Context, number: str = typer.Argument(..., help="E.164 numbe
         console.print(text, soft_wrap=True)  # long lines stay whole, for grep and for copying
 
     info = store.plan.classify(number)
-    say(f"[bold]{number}[/bold]: {info.kind}" + (f" ({info.operator})" if info.operator else ""))
+    say(f"[bold]{_m(number)}[/bold]: {info.kind}" + (f" ({info.operator})" if info.operator else ""))
     if h.special:
         say(f"  always allowed: {h.special.replace('_', ' ')} (numbering plan)")
     for a in h.allowlist:
-        say(f"  allowlisted: {a.source} by {a.added_by or '?'} at {_ts(a.created_at)}: {a.note or ''}")
+        say(f"  allowlisted: {_m(a.source)} by {_m(a.added_by or '?')} at {_ts(a.created_at)}: {_m(a.note)}")
     now = dt.datetime.now(dt.UTC)
     for st in h.states:
         if not st.active:
-            say(f"  {st.scope}: not blocked (version {st.version})")
+            say(f"  {_m(st.scope)}: not blocked (version {st.version})")
             continue
         lapsed = " (lapsed: lifted at the next expiry round)" if st.expires_at and st.expires_at <= now else ""
-        say(f"  {st.scope}: [red]BLOCKED[/red] until {_ts(st.expires_at)}{lapsed} (version {st.version})")
+        say(f"  {_m(st.scope)}: [red]BLOCKED[/red] until {_ts(st.expires_at)}{lapsed} (version {st.version})")
     if not (h.states or h.entries or h.detections or h.reviews):
         say("  never flagged")
         return
     if h.entries:
         say("entries:")
     for e in h.entries:
-        model = f" model {e.model_name} v{e.model_version}" if e.model_version else ""
+        model = f" model {_m(e.model_name)} v{_m(e.model_version)}" if e.model_version else ""
         score = f" {e.score:.3f}" if e.score is not None else ""
         expires = f" expires {_ts(e.expires_at)}" if e.expires_at else ""
         lifts = f" lifts v{e.lifts_version}" if e.lifts_version else ""
         say(
-            f"  v{e.version} {_ts(e.created_at)} {e.action} {e.scope} {e.fraud_type or ''}{score}"
-            f" by {e.decided_by} ({e.actor or '-'}){model}{expires}{lifts}"
+            f"  v{e.version} {_ts(e.created_at)} {e.action} {_m(e.scope)} {_m(e.fraud_type)}{score}"
+            f" by {_m(e.decided_by)} ({_m(e.actor or '-')}){model}{expires}{lifts}"
         )
         why = "; ".join(e.reasons) if e.reasons else e.note
         if why:
-            say(f"      why: {why}")
+            say(f"      why: {_m(why)}")
     if h.detections:
         shown = h.detections[-50:]
         say(
@@ -126,22 +143,22 @@ def show(ctx: typer.Context, number: str = typer.Argument(..., help="E.164 numbe
             else "detections:"
         )
     for d in h.detections[-50:]:
-        trunk = f" on {d.trunk_type}/{d.trunk_id}" if d.trunk_type else ""
-        reported = f" reported by {d.reported_by}" if d.reported_by else ""
-        model = f" model v{d.model_version}" if d.model_version else ""
+        trunk = f" on {_m(d.trunk_type)}/{_m(d.trunk_id)}" if d.trunk_type else ""
+        reported = f" reported by {_m(d.reported_by)}" if d.reported_by else ""
+        model = f" model v{_m(d.model_version)}" if d.model_version else ""
         say(
-            f"  {_ts(d.observed_at)} {d.scope} {d.fraud_type} {d.score:.3f} -> {d.outcome}{trunk}{reported}{model}:"
-            f" {d.why}"
+            f"  {_ts(d.observed_at)} {_m(d.scope)} {_m(d.fraud_type)} {d.score:.3f} -> {_m(d.outcome)}"
+            f"{trunk}{reported}{model}: {_m(d.why)}"
         )
         if d.reasons:
-            say(f"      reasons: {'; '.join(d.reasons)}")
+            say(f"      reasons: {_m('; '.join(d.reasons))}")
     if h.reviews:
         say("reviews:")
     for r in h.reviews:
-        resolved = f", resolved by {r.resolved_by} at {_ts(r.resolved_at)}" if r.resolved_by else ""
+        resolved = f", resolved by {_m(r.resolved_by)} at {_ts(r.resolved_at)}" if r.resolved_by else ""
         say(
-            f"  review {r.id}: {r.status} {r.scope} {r.fraud_type} {r.score:.3f} seen {r.detections}x since "
-            f"{_ts(r.created_at)}{resolved}"
+            f"  review {r.id}: {_m(r.status)} {_m(r.scope)} {_m(r.fraud_type)} {r.score:.3f} "
+            f"seen {r.detections}x since {_ts(r.created_at)}{resolved}"
         )
 
 
@@ -201,7 +218,7 @@ def load_businesses(
     path: Path = typer.Argument(..., help="CSV or Parquet with an a_number (or number) column."),
 ) -> None:
     """Make the registered-business allowlist exactly the numbers in PATH; lift their blocks."""
-    from streaming.blocklist.store import read_numbers
+    from streaming.blocklist.numbers_file import read_numbers
 
     numbers = read_numbers(path)
     store = _store(ctx)
@@ -242,7 +259,7 @@ def audit(ctx: typer.Context) -> None:
         typer.echo("no model decisions yet")
     for r in rows:
         typer.echo(
-            f"{r['model_name'] or '(unnamed model)'} v{r['model_version']}: blocked {r['blocked']}, "
+            f"{_plain(r['model_name'] or '(unnamed model)')} v{_plain(r['model_version'])}: blocked {r['blocked']}, "
             f"overturned {r['overturned']}, lifted for the allowlist {r['lifted_for_allowlist']}, "
             f"expired {r['expired']}; reviews open {r['reviews_open']}, confirmed {r['reviews_confirmed']}, "
             f"overturned {r['reviews_overturned']}"

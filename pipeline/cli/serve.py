@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from features.errors import ConfigError
 from pipeline.cli import settings_from
 
 
@@ -19,24 +20,38 @@ def serve(
         help="Run the loop that expires blocks, publishes to Kafka and delivers webhooks.",
     ),
 ) -> None:
-    """Serve GET /blocklist (operators), POST /unblock (analysts), /healthz and /metrics."""
+    """Serve GET /blocklist (operators), POST /unblock (analysts), /healthz and /metrics.
+
+    Refuses placeholder tokens, and a bind off loopback without service.tls_certfile/tls_keyfile."""
     import uvicorn
 
+    from streaming.blocklist.loop import DistributionLoop
+    from streaming.blocklist.service import check_serving, create_app
     from streaming.blocklist.sink import BlocklistSink
-    from streaming.service import DistributionLoop, create_app
 
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(f"--port {port}: a TCP port is 1 to 65535")
     settings = settings_from(ctx)
     svc = settings.service
+    bind_host, bind_port = host or svc.host, port or svc.port
+    check_serving(host=bind_host, service=svc, blocklist=settings.blocklist)
     sink = BlocklistSink.from_settings(settings, publish_kafka=svc.publish_kafka)
     loop = DistributionLoop(sink.distribute, interval_s=svc.loop_interval_s) if distribute else None
     app = create_app(store=sink.store, blocklist=settings.blocklist, service=svc, plan=sink.plan, loop=loop)
-    bind_host, bind_port = host or svc.host, port or svc.port
+    scheme = "https" if svc.tls_certfile else "http"
     typer.echo(
-        f"blocklist API on http://{bind_host}:{bind_port} (version {sink.store.head_version()}; "
+        f"blocklist API on {scheme}://{bind_host}:{bind_port} (version {sink.store.head_version()}; "
         f"distribution {'every ' + format(svc.loop_interval_s, 'g') + ' s' if loop else 'off'})"
     )
     try:
-        uvicorn.run(app, host=bind_host, port=bind_port, log_level="info")
+        uvicorn.run(
+            app,
+            host=bind_host,
+            port=bind_port,
+            log_level="info",
+            ssl_certfile=str(svc.tls_certfile) if svc.tls_certfile else None,
+            ssl_keyfile=str(svc.tls_keyfile) if svc.tls_keyfile else None,
+        )
     finally:
         sink.close()
 

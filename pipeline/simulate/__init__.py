@@ -5,8 +5,9 @@
 >>> result.manifest["populations"]["simbox"]["entities"]         # doctest: +SKIP
 
 Modules: ``config`` (the YAML models), ``numbers`` (identities as integers), ``graph`` (the
-social graph), ``populations`` (who exists), ``traffic`` (one day of calls per population),
-``writer`` (Parquet and labels), ``engine`` (the day loop), ``replay`` (Parquet to Kafka).
+social graph), ``populations`` (who exists), ``build`` and ``sim_builders`` (building it, one
+population at a time), ``traffic`` (one day of calls per population), ``writer`` (Parquet and
+labels), ``engine`` (the day loop), ``replay`` (Parquet to Kafka).
 """
 
 from __future__ import annotations

@@ -13,13 +13,13 @@ import numpy as np
 
 from features.numbering import NumberingPlan, load_numbering_plan
 from features.schema import EVENT_TYPES, RELEASE_CAUSES, TRUNK_TYPES
+from pipeline.simulate.build import build_world
 from pipeline.simulate.config import SPOOF_KINDS, SimulatorConfig, load_simulator_config
 from pipeline.simulate.populations import (
     DAY_US,
     LABELS,
     POPULATIONS,
     SimulationError,
-    build_world,
 )
 from pipeline.simulate.traffic import GENERATORS, Day, Events, gen_callbacks, generate
 from pipeline.simulate.writer import CDR_DIR, LABEL_DIR, MANIFEST, SimulationWriter, write_manifest

@@ -74,6 +74,23 @@ class Lease:
             )
             return taken.rowcount == 1
 
+    def renew(self, operator: str, *, now: dt.datetime | None = None) -> bool:
+        """Extend a lease this owner still holds; false when it lapsed (another owner may have it
+        now, or may take it at any moment), and the caller must stop sending."""
+        now = now or utcnow()
+        with writer(self.engine).begin() as conn:
+            renewed = conn.execute(
+                sa.update(_T)
+                .where(
+                    _T.c.channel == self.channel,
+                    _T.c.operator == operator,
+                    _T.c.lease_owner == self.owner,
+                    _T.c.lease_until >= now,
+                )
+                .values(lease_until=now + dt.timedelta(seconds=self.lease_s), updated_at=now)
+            )
+            return renewed.rowcount == 1
+
     def release(self, operator: str) -> None:
         with writer(self.engine).begin() as conn:
             conn.execute(

@@ -10,6 +10,7 @@ fail at once with "database is locked" instead of waiting.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() != "sqlite":
         return sa.create_engine(url, pool_pre_ping=True, **kwargs)
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _private_file(Path(parsed.database).expanduser())
     engine = sa.create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
     @sa.event.listens_for(engine, "connect")
@@ -44,6 +45,26 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+#: the database holds analysts' notes and the numbers of people under suspicion: owner only, like
+#: the env file (SQLite gives its -wal and -shm files the database file's mode)
+DB_FILE_MODE = 0o600
+
+
+def _private_file(path: Path) -> None:
+    """Create the SQLite file (and its folder) as ``0600`` before SQLite does with the umask's
+    mode, and take group and other bits off a file we own that has them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DB_FILE_MODE))
+    except FileExistsError:
+        pass
+    try:
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, DB_FILE_MODE)
+    except PermissionError:
+        pass  # someone else's file: its owner decides
 
 
 def writer(engine: Engine) -> Engine:

@@ -1,7 +1,7 @@
 """Prometheus metrics of the blocklist, on ``prometheus_client``'s default registry.
 
 The streaming job registers its own metrics on the same default registry, and ``GET /metrics``
-(``streaming.service``) exposes that registry plus gauges read from the database at scrape time.
+(``streaming.blocklist.service``) exposes that registry plus gauges read from the database at scrape time.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from streaming.blocklist.db import UTCDateTime
-from streaming.policy import MAX_NUMBER_LEN
+from streaming.blocklist.decision import MAX_NUMBER_LEN
 
 #: deterministic constraint names, the same in the models and the migrations
 NAMING_CONVENTION = {

@@ -23,8 +23,8 @@ import json
 from typing import Any
 
 from features.numbering import NumberingPlan
-from streaming.blocklist.store import EntryRecord
-from streaming.policy import SCOPE_ALL, TRUNK_SCOPE_PREFIX
+from streaming.blocklist.decision import SCOPE_ALL, TRUNK_SCOPE_PREFIX
+from streaming.blocklist.records import EntryRecord
 
 #: bumped when a field changes meaning; consumers may check it
 PAYLOAD_SCHEMA = 1

@@ -5,7 +5,8 @@ the entry, so no entry can be committed without its deliveries (the outbox patte
 :meth:`WebhookDispatcher.deliver_pending` POSTs due rows: the entry's JSON
 (:mod:`streaming.blocklist.payload`) with ``Idempotency-Key: <version>``, and the operator's
 token as ``Authorization: Bearer``. A 2xx marks the row delivered (after the POST: at least once;
-the operator dedupes by the key).
+the operator dedupes by the key). One process delivers to an operator at a time: it holds a lease
+(``webhook.lease_s``) that it renews before each POST and stops the round when renewal fails.
 
 Per operator, rows go out in version order and the first failure stops that operator's round:
 when an operator is down, one request per round finds out, and its later entries wait behind the
@@ -23,6 +24,7 @@ import datetime as dt
 import json
 import logging
 import random
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -46,11 +48,11 @@ _D = Delivery.__table__
 
 @dataclass
 class DeliveryReport:
-    delivered: dict[str, int] = field(default_factory=dict)
+    delivered: Counter[str] = field(default_factory=Counter)
     #: attempts that failed and will be retried
-    retrying: dict[str, int] = field(default_factory=dict)
+    retrying: Counter[str] = field(default_factory=Counter)
     #: rows that used up ``max_attempts``
-    failed: dict[str, int] = field(default_factory=dict)
+    failed: Counter[str] = field(default_factory=Counter)
 
     @property
     def total_delivered(self) -> int:
@@ -130,6 +132,11 @@ class WebhookDispatcher:
         entries = self.store.entries_by_version(r.entry_id for r in rows)
         tried = 0
         for row in rows:
+            # renewed before every POST: a round longer than the lease would otherwise let another
+            # process take the lease and send the same rows in parallel, out of order
+            if not self.lease.renew(operator):
+                log.warning("webhook %s: lease lapsed mid-round; the next round continues", operator)
+                break
             tried += 1
             entry = entries[row.entry_id]
             body = json.dumps(entry_payload(entry, operator=operator, plan=self.plan), separators=(",", ":"))
@@ -155,12 +162,12 @@ class WebhookDispatcher:
                     last_status_code=code,
                     last_error=None,
                 )
-                report.delivered[operator] = report.delivered.get(operator, 0) + 1
+                report.delivered[operator] += 1
                 metrics.WEBHOOK_ATTEMPTS.labels(operator=operator, result="delivered").inc()
                 continue
             if attempts >= self.settings.max_attempts:
                 self._update(row.id, status="failed", attempts=attempts, last_status_code=code, last_error=error)
-                report.failed[operator] = report.failed.get(operator, 0) + 1
+                report.failed[operator] += 1
                 metrics.WEBHOOK_ATTEMPTS.labels(operator=operator, result="failed").inc()
                 log.warning(
                     "webhook %s: version %s failed after %d attempts (%s)", operator, entry.version, attempts, error
@@ -177,7 +184,7 @@ class WebhookDispatcher:
                 last_error=error,
                 next_attempt_at=now + dt.timedelta(seconds=delay),
             )
-            report.retrying[operator] = report.retrying.get(operator, 0) + 1
+            report.retrying[operator] += 1
             metrics.WEBHOOK_ATTEMPTS.labels(operator=operator, result="retry").inc()
             break  # keep version order: the rest waits behind this row
         return tried

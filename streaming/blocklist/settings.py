@@ -1,7 +1,7 @@
 """Blocklist settings: operators, analysts, channels and the HTTP service.
 
 ``pipeline.config.Settings`` composes them as ``blocklist:`` and ``service:`` (with ``policy:``
-from :mod:`streaming.policy`), so nothing here imports ``pipeline/``.
+from :mod:`streaming.blocklist.decision`), so nothing here imports ``pipeline/``.
 
 Every operator receives every entry (a SIM-wide block: the home operator bars outgoing calls,
 the others bar incoming calls from the number; a trunk-scoped spoofing rule: each operator
@@ -52,8 +52,15 @@ class WebhookSettings(_Section):
     max_attempts: int = Field(200, ge=1)
     #: deliveries attempted per ``deliver_pending`` call, over all operators
     batch_size: int = Field(500, ge=1)
-    #: one deliverer per operator at a time (the streaming job and ``simguard serve`` both run one)
+    #: one deliverer per operator at a time (the streaming job and ``simguard serve`` both run one);
+    #: renewed before each POST, so it must outlast one POST (connect, write and read timeouts)
     lease_s: float = Field(60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _lease_covers_a_post(self) -> WebhookSettings:
+        if self.lease_s <= 3 * self.timeout_s:
+            raise ValueError("webhook.lease_s must be more than 3 x timeout_s: a lease must outlast one POST")
+        return self
 
 
 class BlocklistKafkaSettings(_Section):
@@ -118,3 +125,15 @@ class ServiceSettings(_Section):
     publish_kafka: bool = True
     #: most entries one ``GET /blocklist`` returns
     max_page: int = Field(10000, ge=1)
+    #: larger request bodies get 413 (an unblock request is well under 4 KiB)
+    max_body_bytes: int = Field(65536, ge=1024)
+    #: PEM certificate (chain) and private key handed to uvicorn; required to bind anything but
+    #: loopback (``host: 0.0.0.0``), so tokens never cross a network in clear
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServiceSettings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("set both service.tls_certfile and service.tls_keyfile, or neither")
+        return self

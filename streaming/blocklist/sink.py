@@ -24,10 +24,12 @@ from features.errors import SimGuardError
 from features.numbering import NumberingPlan, load_numbering_plan
 from streaming.blocklist import metrics
 from streaming.blocklist.batches import record_batch
+from streaming.blocklist.numbers_file import read_numbers
 from streaming.blocklist.publish_kafka import KafkaPublisher
 from streaming.blocklist.publish_webhook import DeliveryReport, WebhookDispatcher
+from streaming.blocklist.records import ApplyResult, EntryRecord
 from streaming.blocklist.settings import BlocklistSettings
-from streaming.blocklist.store import ApplyResult, BlocklistStore, EntryRecord, read_numbers
+from streaming.blocklist.store import BlocklistStore
 from streaming.policy import (
     MODEL_THRESHOLD,
     SIM_FRAUD_TYPES,

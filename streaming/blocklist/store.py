@@ -21,23 +21,42 @@ Rules:
 - Expiry writes an ``unblock`` entry (``decided_by = system``), which is published like any other.
 - An analyst unblock lifts the number's active blocks (all scopes, or one), puts the number on the
   cleared allowlist so the model cannot block it again, and overturns its open reviews.
+
+This module holds the writes; the reads are :mod:`streaming.blocklist.queries` (inherited by
+:class:`BlocklistStore`), the records both hand out :mod:`streaming.blocklist.records`.
 """
 
 from __future__ import annotations
 
+__all__ = [
+    "AllowlistSync",
+    "ApplyResult",
+    "BlocklistStore",
+    "EntryRecord",
+    "NumberHistory",
+    "UnblockResult",
+    "read_numbers",
+]
+
 import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from features.numbering import NumberingPlan, load_numbering_plan
-from streaming.blocklist import metrics
 from streaming.blocklist.db import as_utc, make_engine, utcnow, writer
+from streaming.blocklist.decision import (
+    MAX_KEY_LEN,
+    SCOPE_ALL,
+    SPOOFED_CALL,
+    TRUNK_SCOPE_PREFIX,
+    Decision,
+    StaticAllowlist,
+    allowlist_reason,
+)
 from streaming.blocklist.errors import BlocklistError
 from streaming.blocklist.models import (
     NUMBER_LEN,
@@ -51,109 +70,17 @@ from streaming.blocklist.models import (
     State,
     TrunkSpoofCount,
 )
-from streaming.policy import (
-    MAX_KEY_LEN,
-    SCOPE_ALL,
-    SPOOFED_CALL,
-    TRUNK_SCOPE_PREFIX,
-    Decision,
-    StaticAllowlist,
-    allowlist_reason,
+from streaming.blocklist.numbers_file import read_numbers
+from streaming.blocklist.queries import StoreReads
+from streaming.blocklist.records import (
+    AllowlistSync,
+    ApplyResult,
+    EntryRecord,
+    NumberHistory,
+    UnblockResult,
+    chunks,
+    count_entries,
 )
-
-#: rows per ``IN (...)`` list: far below SQLite's and PostgreSQL's parameter limits
-_CHUNK = 500
-
-
-def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(values), _CHUNK):
-        yield values[i : i + _CHUNK]
-
-
-@dataclass(frozen=True)
-class EntryRecord:
-    """One version of the blocklist, detached from any session."""
-
-    version: int
-    number: str
-    scope: str
-    action: str
-    fraud_type: str | None
-    score: float | None
-    reasons: tuple[str, ...]
-    model_name: str | None
-    model_version: str | None
-    decided_by: str
-    actor: str | None
-    note: str | None
-    reported_by: str | None
-    idempotency_key: str
-    lifts_version: int | None
-    created_at: dt.datetime
-    expires_at: dt.datetime | None
-
-    @classmethod
-    def of(cls, row: Entry) -> EntryRecord:
-        return cls(
-            version=row.id,
-            number=row.number,
-            scope=row.scope,
-            action=row.action,
-            fraud_type=row.fraud_type,
-            score=row.score,
-            reasons=tuple(row.reasons or ()),
-            model_name=row.model_name,
-            model_version=row.model_version,
-            decided_by=row.decided_by,
-            actor=row.actor,
-            note=row.note,
-            reported_by=row.reported_by,
-            idempotency_key=row.idempotency_key,
-            lifts_version=row.lifts_entry_id,
-            created_at=as_utc(row.created_at),
-            expires_at=as_utc(row.expires_at) if row.expires_at else None,
-        )
-
-
-@dataclass
-class ApplyResult:
-    """What one ``apply_decisions`` call changed."""
-
-    #: new versions, in order (each goes to every operator)
-    entries: list[EntryRecord] = field(default_factory=list)
-    #: decisions whose idempotency key was seen before (a replayed batch)
-    replayed: int = 0
-    already_blocked: int = 0
-    reviews_opened: int = 0
-    reviews_updated: int = 0
-    #: block- or review-level decisions the allowlist (or the policy) turned into allow
-    allowed: int = 0
-    #: spoofed calls counted against their ingress trunk
-    trunk_calls: int = 0
-
-
-@dataclass(frozen=True)
-class UnblockResult:
-    entries: list[EntryRecord]
-    #: the number is on the cleared allowlist (it was already, or now is)
-    cleared: bool
-    reviews_overturned: int
-    #: the same request_id was handled before: nothing changed this time
-    replayed: bool
-
-
-@dataclass(frozen=True)
-class AllowlistSync:
-    added: int
-    removed: int
-    #: unblocks of numbers that were blocked and are now registered businesses
-    entries: list[EntryRecord]
-
-
-def _count(entries: Iterable[EntryRecord]) -> None:
-    # after the commit: a rolled-back transaction published nothing
-    for e in entries:
-        metrics.ENTRIES.labels(action=e.action, decided_by=e.decided_by).inc()
 
 
 class _Versions:
@@ -180,7 +107,7 @@ class _Versions:
             )
 
 
-class BlocklistStore:
+class BlocklistStore(StoreReads):
     """The versioned blocklist on SQLite or PostgreSQL.
 
     ``webhook_operators``: operators with a webhook; each new entry gets one outbox row per such
@@ -227,11 +154,6 @@ class BlocklistStore:
             versions = _Versions(session)
             yield session, versions
             versions.save()
-
-    @contextmanager
-    def _read(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            yield session
 
     def _new_entry(self, session: Session, versions: _Versions, *, now: dt.datetime, **fields: Any) -> Entry:
         entry = Entry(id=versions.next(), created_at=now, **fields)
@@ -303,7 +225,7 @@ class BlocklistStore:
     @staticmethod
     def _allowlist_sources(session: Session, numbers: set[str]) -> dict[str, str]:
         out: dict[str, str] = {}
-        for chunk in _chunks(sorted(numbers)):
+        for chunk in chunks(sorted(numbers)):
             for number, source in session.execute(
                 sa.select(AllowlistEntry.number, AllowlistEntry.source).where(AllowlistEntry.number.in_(chunk))
             ):
@@ -346,7 +268,7 @@ class BlocklistStore:
             return result
         with self._write() as (session, versions):
             seen: set[str] = set()
-            for chunk in _chunks(list(unique)):
+            for chunk in chunks(list(unique)):
                 seen.update(
                     session.scalars(sa.select(Detection.idempotency_key).where(Detection.idempotency_key.in_(chunk)))
                 )
@@ -358,7 +280,7 @@ class BlocklistStore:
             sources = self._allowlist_sources(session, set(numbers))
             states: dict[tuple[str, str], State] = {}
             reviews: dict[tuple[str, str, str], Review] = {}
-            for chunk in _chunks(numbers):
+            for chunk in chunks(numbers):
                 for st in session.scalars(sa.select(State).where(State.number.in_(chunk)).with_for_update()):
                     states[(st.number, st.scope)] = st
                 for rv in session.scalars(
@@ -483,7 +405,7 @@ class BlocklistStore:
                 session.add(det)
             session.flush()
             result.entries = [EntryRecord.of(e) for e in new_entries]
-        _count(result.entries)
+        count_entries(result.entries)
         return result
 
     @staticmethod
@@ -551,7 +473,7 @@ class BlocklistStore:
             ]
             session.flush()
             records = [EntryRecord.of(e) for e in entries]
-        _count(records)
+        count_entries(records)
         return records
 
     def unblock(
@@ -572,11 +494,19 @@ class BlocklistStore:
             raise BlocklistError("an unblock needs a request_id, the analyst's name and a reason")
         if len(number) > NUMBER_LEN:
             raise BlocklistError(f"number {number[:40]!r} is longer than {NUMBER_LEN} characters")
+        if scope is not None and scope != SCOPE_ALL and not scope.startswith(TRUNK_SCOPE_PREFIX):
+            raise BlocklistError(f"unknown scope {scope!r}: use 'all' or 'trunk:<trunk type>'")
         prefix = f"analyst:{request_id}:"
         with self._write() as (session, versions):
-            prior = session.scalars(
-                sa.select(Entry).where(Entry.idempotency_key.startswith(prefix, autoescape=True)).order_by(Entry.id)
-            ).all()
+            # a key is ``analyst:<request_id>:<scope>``: the prefix also matches a longer id that
+            # starts with this one (``case`` and ``case:7``), so keep only the exact keys
+            prior = [
+                e
+                for e in session.scalars(
+                    sa.select(Entry).where(Entry.idempotency_key.startswith(prefix, autoescape=True)).order_by(Entry.id)
+                )
+                if e.idempotency_key == f"{prefix}{e.scope}"
+            ]
             cleared_row = session.get(AllowlistEntry, (number, "analyst_cleared"))
             if prior or (cleared_row is not None and cleared_row.request_id == request_id):
                 if any(e.number != number for e in prior):
@@ -627,7 +557,7 @@ class BlocklistStore:
             result = UnblockResult(
                 [EntryRecord.of(e) for e in entries], cleared=True, reviews_overturned=len(overturned), replayed=False
             )
-        _count(result.entries)
+        count_entries(result.entries)
         return result
 
     def sync_registered_businesses(
@@ -646,7 +576,7 @@ class BlocklistStore:
             )
             added = sorted(wanted - current)
             removed = sorted(current - wanted)
-            for chunk in _chunks(removed):
+            for chunk in chunks(removed):
                 session.execute(
                     sa.delete(AllowlistEntry).where(
                         AllowlistEntry.source == "registered_business", AllowlistEntry.number.in_(chunk)
@@ -657,7 +587,7 @@ class BlocklistStore:
                 for n in added
             )
             entries: list[Entry] = []
-            for chunk in _chunks(added):
+            for chunk in chunks(added):
                 for st in session.scalars(
                     sa.select(State)
                     .where(State.number.in_(chunk), State.active.is_(True))
@@ -678,196 +608,5 @@ class BlocklistStore:
                     )
             session.flush()
             sync = AllowlistSync(len(added), len(removed), [EntryRecord.of(e) for e in entries])
-        _count(sync.entries)
+        count_entries(sync.entries)
         return sync
-
-    # -- reads ------------------------------------------------------------------------------------
-
-    def head_version(self) -> int:
-        with self._read() as session:
-            return int(session.scalar(sa.select(sa.func.coalesce(sa.func.max(Entry.id), 0))) or 0)
-
-    def entries_since(self, since: int, *, limit: int = 1000) -> list[EntryRecord]:
-        """Versions above ``since``, oldest first: incremental sync."""
-        with self._read() as session:
-            rows = session.scalars(sa.select(Entry).where(Entry.id > since).order_by(Entry.id).limit(limit))
-            return [EntryRecord.of(e) for e in rows]
-
-    def entries_by_version(self, versions: Iterable[int]) -> dict[int, EntryRecord]:
-        out: dict[int, EntryRecord] = {}
-        with self._read() as session:
-            for chunk in _chunks(sorted(set(versions))):
-                out.update(
-                    (e.id, EntryRecord.of(e)) for e in session.scalars(sa.select(Entry).where(Entry.id.in_(chunk)))
-                )
-        return out
-
-    def snapshot(self, *, at_version: int | None = None) -> tuple[int, list[EntryRecord]]:
-        """(version, the block entries in force at that version), computed from the append-only
-        log alone, so the answer is consistent without any isolation level."""
-        with self._read() as session:
-            head = int(session.scalar(sa.select(sa.func.coalesce(sa.func.max(Entry.id), 0))) or 0)
-            version = head if at_version is None else min(at_version, head)
-            latest = (
-                sa.select(sa.func.max(Entry.id).label("id"))
-                .where(Entry.id <= version)
-                .group_by(Entry.number, Entry.scope)
-                .subquery()
-            )
-            rows = session.scalars(
-                sa.select(Entry)
-                .join(latest, Entry.id == latest.c.id)
-                .where(Entry.action == "block")
-                .order_by(Entry.number, Entry.scope)
-            )
-            return version, [EntryRecord.of(e) for e in rows]
-
-    def state(self, number: str, scope: str = SCOPE_ALL) -> State | None:
-        with self._read() as session:
-            return session.get(State, (number, scope))
-
-    def is_blocked(self, number: str, scope: str = SCOPE_ALL, *, now: dt.datetime | None = None) -> bool:
-        st = self.state(number, scope)
-        now = as_utc(now or utcnow())
-        return bool(st and st.active and (st.expires_at is None or st.expires_at > now))
-
-    def open_reviews(self, *, limit: int = 100) -> list[Review]:
-        with self._read() as session:
-            return list(
-                session.scalars(
-                    sa.select(Review).where(Review.status == "open").order_by(Review.created_at).limit(limit)
-                )
-            )
-
-    def trunk_counts(self) -> list[TrunkSpoofCount]:
-        with self._read() as session:
-            return list(
-                session.scalars(
-                    sa.select(TrunkSpoofCount).order_by(
-                        (TrunkSpoofCount.blocked_calls + TrunkSpoofCount.review_calls).desc(),
-                        TrunkSpoofCount.operator,
-                        TrunkSpoofCount.trunk_id,
-                    )
-                )
-            )
-
-    def history(self, number: str) -> NumberHistory:
-        """Everything the store knows about one number, oldest first."""
-        with self._read() as session:
-            return NumberHistory(
-                number=number,
-                special=self.plan.special_numbers().get(number),
-                allowlist=list(session.scalars(sa.select(AllowlistEntry).where(AllowlistEntry.number == number))),
-                states=list(session.scalars(sa.select(State).where(State.number == number).order_by(State.scope))),
-                entries=[
-                    EntryRecord.of(e)
-                    for e in session.scalars(sa.select(Entry).where(Entry.number == number).order_by(Entry.id))
-                ],
-                detections=list(
-                    session.scalars(sa.select(Detection).where(Detection.number == number).order_by(Detection.id))
-                ),
-                reviews=list(session.scalars(sa.select(Review).where(Review.number == number).order_by(Review.id))),
-            )
-
-    def model_audit(self) -> list[dict[str, Any]]:
-        """Per model name and version: blocks it issued, and how they ended (overturned by an
-        analyst, lifted for the allowlist, expired), plus its reviews by status."""
-        lift = aliased(Entry)
-        with self._read() as session:
-            blocks = session.execute(
-                sa.select(
-                    Entry.model_name,
-                    Entry.model_version,
-                    sa.func.count(Entry.id),
-                    sa.func.count(lift.id).filter(lift.decided_by == "analyst"),
-                    sa.func.count(lift.id).filter(lift.actor == "allowlist"),
-                    sa.func.count(lift.id).filter(lift.actor == "expiry"),
-                )
-                .outerjoin(lift, lift.lifts_entry_id == Entry.id)
-                .where(Entry.action == "block", Entry.decided_by == "model")
-                .group_by(Entry.model_name, Entry.model_version)
-            ).all()
-            reviews = session.execute(
-                sa.select(Review.model_name, Review.model_version, Review.status, sa.func.count(Review.id)).group_by(
-                    Review.model_name, Review.model_version, Review.status
-                )
-            ).all()
-        out: dict[tuple[str | None, str | None], dict[str, Any]] = {}
-
-        def row(name: str | None, version: str | None) -> dict[str, Any]:
-            return out.setdefault(
-                (name, version),
-                {
-                    "model_name": name,
-                    "model_version": version,
-                    "blocked": 0,
-                    "overturned": 0,
-                    "lifted_for_allowlist": 0,
-                    "expired": 0,
-                    "reviews_open": 0,
-                    "reviews_confirmed": 0,
-                    "reviews_overturned": 0,
-                },
-            )
-
-        for name, version, blocked, overturned, allowlisted, expired in blocks:
-            r = row(name, version)
-            r.update(blocked=blocked, overturned=overturned, lifted_for_allowlist=allowlisted, expired=expired)
-        for name, version, status, n in reviews:
-            row(name, version)[f"reviews_{status}"] = n
-        return sorted(out.values(), key=lambda r: (str(r["model_name"]), str(r["model_version"])))
-
-    def counts(self, *, now: dt.datetime | None = None) -> dict[str, int]:
-        """Gauges for ``/metrics``: head version, blocks in force, open reviews, outbox backlog."""
-        now = as_utc(now or utcnow())
-        with self._read() as session:
-            return {
-                "head_version": int(session.scalar(sa.select(sa.func.coalesce(sa.func.max(Entry.id), 0))) or 0),
-                "active_blocks": int(
-                    session.scalar(sa.select(sa.func.count()).select_from(State).where(State.active.is_(True))) or 0
-                ),
-                "open_reviews": int(
-                    session.scalar(sa.select(sa.func.count()).select_from(Review).where(Review.status == "open")) or 0
-                ),
-                "pending_deliveries": int(
-                    session.scalar(sa.select(sa.func.count()).select_from(Delivery).where(Delivery.status == "pending"))
-                    or 0
-                ),
-                "failed_deliveries": int(
-                    session.scalar(sa.select(sa.func.count()).select_from(Delivery).where(Delivery.status == "failed"))
-                    or 0
-                ),
-            }
-
-
-@dataclass(frozen=True)
-class NumberHistory:
-    number: str
-    #: ``emergency`` / ``short_code`` when the numbering plan always allows it
-    special: str | None
-    allowlist: list[AllowlistEntry]
-    states: list[State]
-    entries: list[EntryRecord]
-    detections: list[Detection]
-    reviews: list[Review]
-
-
-def read_numbers(path: str | Path) -> list[str]:
-    """Numbers from a CSV or Parquet file with an ``a_number`` or ``number`` column (the
-    simulator's registered-businesses file has ``a_number``)."""
-    import pandas as pd
-
-    path = Path(path)
-    try:
-        if path.suffix.lower() in {".parquet", ".pq"} or path.is_dir():
-            frame = pd.read_parquet(path)
-        elif path.suffix.lower() in {".csv", ".txt"}:
-            frame = pd.read_csv(path, dtype=str)
-        else:
-            raise BlocklistError(f"{path}: expected a .csv or .parquet file of numbers")
-    except (OSError, ValueError) as exc:
-        raise BlocklistError(f"{path}: cannot read numbers ({str(exc).splitlines()[0]})") from None
-    column = next((c for c in ("a_number", "number") if c in frame.columns), None)
-    if column is None:
-        raise BlocklistError(f"{path}: no 'a_number' or 'number' column (has {', '.join(map(str, frame.columns))})")
-    return [str(v).strip() for v in frame[column].dropna() if str(v).strip()]

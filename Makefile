@@ -11,7 +11,7 @@ MVN := mvn -q -B -U -s deploy/jvm/settings.xml
 
 setup: $(VENV)/.installed jars
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.installed: setup.cfg setup.py pyproject.toml
 	@bash deploy/ensure-tools.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

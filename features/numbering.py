@@ -44,6 +44,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from features.errors import ConfigError
+from features.resources import config_file
 
 if TYPE_CHECKING:
     from pyspark.sql import Column
@@ -74,7 +75,7 @@ E164_PATTERN = r"\+[1-9][0-9]{3,14}"
 _E164 = re.compile(E164_PATTERN)
 _E164_JAVA = rf"^{E164_PATTERN}\z"
 
-DEFAULT_PLAN_PATH = Path(__file__).resolve().parent.parent / "configs" / "numbering_plan.yaml"
+DEFAULT_PLAN_PATH = config_file("numbering_plan.yaml")
 
 _PREFIX = re.compile(r"\+[1-9][0-9]*")
 _CODE = re.compile(r"[0-9]{2,15}")

@@ -1,11 +1,9 @@
-"""The blocklist store on SQLite in a temporary folder, and on PostgreSQL when
-``SIMGUARD_TEST_POSTGRES_URL`` names a database the tests may wipe (the PostgreSQL cases are only
-generated then). Unit tier: no Spark, no Kafka."""
+"""The blocklist store on SQLite in a temporary folder and on the session's PostgreSQL server
+(``db_url`` in conftest.py). No Spark, no Kafka."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 from pathlib import Path
 
@@ -21,20 +19,10 @@ from streaming.blocklist.sink import BlocklistSink
 from streaming.blocklist.store import BlocklistStore, read_numbers
 from streaming.policy import Decision, StaticAllowlist, decide_calls, decide_sims
 
-BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("SIMGUARD_TEST_POSTGRES_URL") else [])
 NOW = dt.datetime(2026, 11, 2, 7, 0, tzinfo=dt.UTC)
 T = pd.Timestamp("2026-11-02T06:00", tz="UTC")
 POLICY = fixed_policy()
 WEBHOOKS = ("viettel", "vinaphone")
-
-
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state' / 'blocklist.db'}"
-    url = os.environ["SIMGUARD_TEST_POSTGRES_URL"]
-    downgrade(url)  # a clean schema for every test
-    return url
 
 
 @pytest.fixture

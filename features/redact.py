@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit
 
 MASK = "***"
 #: query parameters whose values are credentials
@@ -31,13 +31,13 @@ def mask_url(url: str | None) -> str | None:
         parts = urlsplit(url)
     except ValueError:
         return MASK
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
+    masked = url
+    if "@" in parts.netloc:
+        userinfo, _, hostport = parts.netloc.rpartition("@")
         user, sep, _password = userinfo.partition(":")
         netloc = f"{user}:{MASK}@{hostport}" if sep else f"{MASK}@{hostport}"
-    masked = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    if not parts.netloc and "@" in url:  # not a URL we can parse: keep nothing that may be secret
+        masked = url.replace(f"//{parts.netloc}", f"//{netloc}", 1)
+    elif not parts.netloc and "@" in url.split("?")[0]:  # not a URL we can read: show nothing
         return MASK
     return _SECRET_PARAM.sub(lambda m: m.group(1) + MASK, masked)
 

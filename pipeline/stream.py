@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,8 @@ from streaming.scoring import ChampionScorer
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
 
 
 def state_dir(settings: Settings) -> Path:
@@ -38,6 +41,13 @@ def build_stream_job(spark: SparkSession, settings: Settings, *, sink: Blocklist
 
 def run_stream(spark: SparkSession, settings: Settings, *, available_now: bool,
                timeout_s: float | None = None) -> dict[str, Any]:
+    k = settings.kafka
+    log.info(
+        "stream: CDRs from %s on %s (%s%s), blocklist database %s, MLflow %s",
+        k.topics.cdrs, k.bootstrap_servers, k.security_protocol,
+        f", {k.sasl_mechanism} user {k.sasl_username}" if k.sasl_mechanism else "",
+        settings.shown_database_url, settings.shown_mlflow_uri,
+    )
     sink = BlocklistSink.from_settings(settings)
     try:
         job = build_stream_job(spark, settings, sink=sink)

@@ -33,7 +33,8 @@ def serve(
     bind_host, bind_port = host or svc.host, port or svc.port
     typer.echo(
         f"blocklist API on http://{bind_host}:{bind_port} (version {sink.store.head_version()}; "
-        f"distribution {'every ' + format(svc.loop_interval_s, 'g') + ' s' if loop else 'off'})"
+        f"distribution {'every ' + format(svc.loop_interval_s, 'g') + ' s' if loop else 'off'}; "
+        f"database {settings.shown_database_url})"
     )
     try:
         uvicorn.run(app, host=bind_host, port=bind_port, log_level="info")

@@ -25,6 +25,14 @@ from pipeline.config import PROJECT_ROOT, Settings, load_settings
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the Kafka broker is marked ``kafka`` (``make test-fast`` leaves those out),
+    whether it asks for the broker directly or through another fixture."""
+    for item in items:
+        if "kafka_bootstrap" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("kafka"):
+            item.add_marker(pytest.mark.kafka)
+
+
 @pytest.fixture(scope="session")
 def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Default settings with every piece of state under a temporary folder."""

@@ -52,6 +52,21 @@ def count(store: BlocklistStore, model: type) -> int:
         return int(conn.scalar(sa.select(sa.func.count()).select_from(model)))
 
 
+def test_the_postgresql_cases_run_on_a_real_server(postgres_url: str) -> None:
+    """`make test` runs every ``db_url`` test on PostgreSQL too: a real server, with the
+    advisory locks the migrations take and the row locks the writers take."""
+    engine = sa.create_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.scalar(sa.text("select version()")).startswith("PostgreSQL")
+            assert conn.scalar(sa.text("select pg_try_advisory_lock(4242)")) is True
+            with engine.connect() as other:  # another session cannot take it meanwhile
+                assert other.scalar(sa.text("select pg_try_advisory_lock(4242)")) is False
+            conn.execute(sa.text("select pg_advisory_unlock(4242)"))
+    finally:
+        engine.dispose()
+
+
 def test_migrations_create_exactly_the_models(db_url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext

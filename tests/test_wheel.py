@@ -12,6 +12,7 @@ requirements are met there.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "streaming/blocklist/migrations/env.py", "streaming/blocklist/migrations/script.py.mako",
                     "streaming/blocklist/migrations/versions/0001_blocklist_initial.py"):
         assert shipped in names, f"{shipped} not in the wheel"
+    (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    text = zipfile.ZipFile(wheel).read(metadata).decode()
+    # a PostgreSQL URL needs a driver: `pip install simguard[postgres]`
+    assert "Provides-Extra: postgres" in text
+    assert re.search(r'Requires-Dist: psycopg\[binary\].*; extra == "postgres"', text), text
 
     venv = tmp_path_factory.mktemp("venv") / "env"
     assert run([sys.executable, "-m", "venv", "--without-pip", str(venv)]).returncode == 0

@@ -26,6 +26,7 @@ from models.tasks import SPAM_SIM, boundaries_for, evaluate_model, fit_task, spl
 SETTINGS = ModelSettings(spam_sim=BoosterSettings(num_boost_round=15))
 
 
+@pytest.mark.slow  # trains three versions and round-trips them through MLflow
 def test_champion_reloads_only_when_the_alias_moves(tmp_path: Path) -> None:
     spec = task_spec(SPAM_SIM, SETTINGS, FEATURES)
     features, labels = sim_tables(seed=4)

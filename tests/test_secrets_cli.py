@@ -25,6 +25,9 @@ from pipeline.broker import free_port
 from pipeline.config import PROJECT_ROOT
 from streaming.blocklist.migrate import downgrade, upgrade
 
+# subprocesses, a simulation and a Spark start-up: part of `make test`, not of `make test-fast`
+pytestmark = pytest.mark.slow
+
 SIMGUARD = str(Path(sys.executable).parent / "simguard")
 SASL_PASSWORD = "987654321"  # numeric, from the environment
 MLFLOW_PASSWORD = "mlflow-Secret-0815"
@@ -190,7 +193,6 @@ def test_serve_logs_mask_every_secret(setup: Setup, started) -> None:
     setup.assert_clean(text, "db")
 
 
-@pytest.mark.slow
 @pytest.mark.spark
 def test_stream_start_up_masks_every_secret(setup: Setup, started) -> None:
     proc, out = started("stream", "--available-now")

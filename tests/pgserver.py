@@ -35,7 +35,13 @@ class PostgresServer:
         self.data, self.log = self.root / "data", self.root / "server.log"
         self.run_as = "postgres" if os.geteuid() == 0 else None
         if self.run_as:
-            user = pwd.getpwnam(self.run_as)
+            try:
+                user = pwd.getpwnam(self.run_as)
+            except KeyError:
+                raise RuntimeError(
+                    "PostgreSQL refuses to run as root and there is no `postgres` user: install Debian's "
+                    "postgresql package (`make setup`) or set SIMGUARD_TEST_POSTGRES_URL"
+                ) from None
             os.chown(self.root, user.pw_uid, user.pw_gid)
 
     @property

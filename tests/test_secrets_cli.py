@@ -190,7 +190,7 @@ def test_serve_logs_mask_every_secret(setup: Setup, started) -> None:
     proc.wait(30)
     text = out.read_text(errors="replace")
     assert "GET /blocklist?since=0&token=***" in text, text
-    setup.assert_clean(text, "db")
+    setup.assert_clean(text)
 
 
 @pytest.mark.spark

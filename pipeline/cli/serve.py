@@ -33,8 +33,7 @@ def serve(
     bind_host, bind_port = host or svc.host, port or svc.port
     typer.echo(
         f"blocklist API on http://{bind_host}:{bind_port} (version {sink.store.head_version()}; "
-        f"distribution {'every ' + format(svc.loop_interval_s, 'g') + ' s' if loop else 'off'}; "
-        f"database {settings.shown_database_url})"
+        f"distribution {'every ' + format(svc.loop_interval_s, 'g') + ' s' if loop else 'off'})"
     )
     try:
         uvicorn.run(app, host=bind_host, port=bind_port, log_level="info")

@@ -7,11 +7,11 @@ SIMGUARD := $(VENV)/bin/simguard
 JARS := .simguard/jars
 MVN := mvn -q -B -U -s deploy/jvm/settings.xml
 
-.PHONY: setup jars kafka-up kafka-down kafka-status demo test bench lint clean
+.PHONY: setup jars kafka-up kafka-down kafka-status demo test test-fast bench lint clean
 
 setup: $(VENV)/.installed jars
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.installed: setup.cfg setup.py pyproject.toml
 	@bash deploy/ensure-tools.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -48,8 +48,13 @@ kafka-status: setup
 demo: setup
 	bash deploy/demo.sh
 
+# the whole suite: the session starts (and stops) its own Kafka broker and PostgreSQL server
 test: setup
 	$(VENV)/bin/pytest -q
+
+# the development loop: without the slow tests and those that need the Kafka broker
+test-fast: setup
+	$(VENV)/bin/pytest -q -m "not slow and not kafka"
 
 bench: setup
 	$(PY) bench/run_all.py

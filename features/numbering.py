@@ -44,6 +44,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from features.errors import ConfigError
+from features.resources import config_file
 
 if TYPE_CHECKING:
     from pyspark.sql import Column
@@ -76,7 +77,7 @@ _E164_JAVA = rf"^{E164_PATTERN}\z"
 #: what people write between digits (ITU-T E.123); CR, LF, NUL and the rest are not separators
 _SEPARATORS = str.maketrans("", "", " -.()")
 
-DEFAULT_PLAN_PATH = Path(__file__).resolve().parent.parent / "configs" / "numbering_plan.yaml"
+DEFAULT_PLAN_PATH = config_file("numbering_plan.yaml")
 
 _PREFIX = re.compile(r"\+[1-9][0-9]*")
 _CODE = re.compile(r"[0-9]{2,15}")

@@ -73,7 +73,7 @@ def check_kafka(settings: Settings) -> Check:
 
 
 def check_mlflow(settings: Settings) -> Check:
-    uri = settings.mlflow_tracking_uri
+    uri, shown, redact = settings.mlflow_tracking_uri, settings.shown_mlflow_uri, settings.redactor()
     try:
         if uri.startswith("sqlite:///"):
             from pathlib import Path
@@ -90,15 +90,15 @@ def check_mlflow(settings: Settings) -> Check:
         experiments = client.search_experiments(max_results=100)
         models = client.search_registered_models(max_results=100)
     except Exception as exc:
-        return Check("mlflow", False, f"{uri}: {str(exc).splitlines()[0][:160]}", "check mlflow.tracking_uri")
-    return Check("mlflow", True, f"{uri}, {len(experiments)} experiments, {len(models)} registered models")
+        first = redact((str(exc).splitlines() or [type(exc).__name__])[0])[:160]
+        return Check("mlflow", False, f"{shown}: {first}", "check mlflow.tracking_uri")
+    return Check("mlflow", True, f"{shown}, {len(experiments)} experiments, {len(models)} registered models")
 
 
 def check_database(settings: Settings) -> Check:
     import sqlalchemy as sa
 
-    url = settings.database_url
-    shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+    url, shown, redact = settings.database_url, settings.shown_database_url, settings.redactor()
     try:
         if url.startswith("sqlite:///"):
             from pathlib import Path
@@ -109,7 +109,8 @@ def check_database(settings: Settings) -> Check:
             conn.execute(sa.text("SELECT 1"))
         engine.dispose()
     except Exception as exc:
-        return Check("database", False, f"{shown}: {str(exc).splitlines()[0][:160]}", "check database.url")
+        first = redact((str(exc).splitlines() or [type(exc).__name__])[0])[:160]
+        return Check("database", False, f"{shown}: {first}", "check database.url")
     return Check("database", True, shown)
 
 

@@ -36,6 +36,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from features.errors import SimGuardError
+from features.redact import mask_url
 
 if TYPE_CHECKING:
     from pipeline.config import Settings
@@ -61,7 +62,7 @@ def read_store(url: str) -> dict[str, pd.DataFrame]:
         with engine.connect() as conn:
             tables = set(sa.inspect(conn).get_table_names())
             if "blocklist_entries" not in tables:
-                raise ReportError(f"{url}: no blocklist tables; run `simguard stream` first")
+                raise ReportError(f"{mask_url(url)}: no blocklist tables; run `simguard stream` first")
             return {
                 "entries": pd.read_sql("select * from blocklist_entries order by id", conn),
                 "detections": pd.read_sql("select * from detections order by id", conn),
@@ -316,8 +317,9 @@ def build_report(
             # operators that may read it over HTTP (an API token is configured; the token is not shown)
             "api_operators": [op for op, cfg in operator_settings.items() if cfg.api_token is not None],
             "csv": [str(p) for p in exports],
-            "database": settings.database_url,
-            "mlflow": settings.mlflow_tracking_uri,
+            # credentials masked: the report is printed and shared
+            "database": settings.shown_database_url,
+            "mlflow": settings.shown_mlflow_uri,
             "dead_letter_topic": settings.kafka.topics.dead_letter,
         },
     }

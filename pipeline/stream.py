@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Settings
@@ -12,6 +13,8 @@ from streaming.scoring import ChampionScorer
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
 
 
 def state_uri(settings: Settings) -> str:
@@ -47,6 +50,13 @@ def run_stream(spark: SparkSession, settings: Settings, *, available_now: bool,
                timeout_s: float | None = None) -> dict[str, Any]:
     """Run the job; decisions go to the store from the query's thread, distribution (Kafka,
     webhooks, expiry) runs beside it on its own connection. Returns the stream's totals."""
+    k = settings.kafka
+    log.info(
+        "stream: CDRs from %s on %s (%s%s), blocklist database %s, MLflow %s",
+        k.topics.cdrs, k.bootstrap_servers, k.security_protocol,
+        f", {k.sasl_mechanism} user {k.sasl_username}" if k.sasl_mechanism else "",
+        settings.shown_database_url, settings.shown_mlflow_uri,
+    )
     sink = BlocklistSink.from_settings(settings, publish_kafka=False, webhooks=False)
     publisher = BlocklistSink.from_settings(settings)
     try:

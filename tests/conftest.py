@@ -5,7 +5,10 @@
   official Kafka connector, bound to 127.0.0.1;
 - integration tests (``kafka_bootstrap`` fixture): a real Apache Kafka broker, started once per
   session on free ports under a temporary folder, or the one named by
-  ``SIMGUARD_KAFKA__BOOTSTRAP_SERVERS``. Every test gets fresh topic names.
+  ``SIMGUARD_KAFKA__BOOTSTRAP_SERVERS``. Every test gets fresh topic names;
+- database tests (``db_url`` fixture): every test that takes it runs on SQLite and on a real
+  PostgreSQL server, started once per session on a free port under a temporary folder
+  (``tests/pgserver.py``), or the database named by ``SIMGUARD_TEST_POSTGRES_URL`` (wiped).
 """
 
 from __future__ import annotations
@@ -20,6 +23,14 @@ import pytest
 from pipeline.config import PROJECT_ROOT, Settings, load_settings
 
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the Kafka broker is marked ``kafka`` (``make test-fast`` leaves those out),
+    whether it asks for the broker directly or through another fixture."""
+    for item in items:
+        if "kafka_bootstrap" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("kafka"):
+            item.add_marker(pytest.mark.kafka)
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +63,40 @@ def kafka_bootstrap(base_settings: Settings, tmp_path_factory: pytest.TempPathFa
         yield broker.bootstrap_servers
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database the tests may wipe: the given one, or a server started for this session."""
+    given = os.environ.get("SIMGUARD_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    from pgserver import PostgresServer, find_bin_dir
+
+    from pipeline.broker import free_port
+
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        pytest.fail("PostgreSQL's pg_ctl and initdb not found: run `make setup` (installs Debian's postgresql) "
+                    "or set SIMGUARD_TEST_POSTGRES_URL")
+    server = PostgresServer(bin_dir, free_port()).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A blocklist database URL, once on SQLite and once on PostgreSQL (an empty schema each time)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state' / 'blocklist.db'}"
+    from streaming.blocklist.migrate import downgrade
+
+    url = request.getfixturevalue("postgres_url")
+    downgrade(url)  # a clean schema for every test
+    return url
 
 
 @pytest.fixture(scope="session")

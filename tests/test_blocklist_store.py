@@ -1,11 +1,9 @@
-"""The blocklist store on SQLite in a temporary folder, and on PostgreSQL when
-``SIMGUARD_TEST_POSTGRES_URL`` names a database the tests may wipe (the PostgreSQL cases are only
-generated then). Unit tier: no Spark, no Kafka."""
+"""The blocklist store on SQLite in a temporary folder and on the session's PostgreSQL server
+(``db_url`` in conftest.py). No Spark, no Kafka."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 from pathlib import Path
 
@@ -21,20 +19,10 @@ from streaming.blocklist.sink import BlocklistSink
 from streaming.blocklist.store import BlocklistStore, read_numbers
 from streaming.policy import Decision, StaticAllowlist, decide_calls, decide_sims
 
-BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("SIMGUARD_TEST_POSTGRES_URL") else [])
 NOW = dt.datetime(2026, 11, 2, 7, 0, tzinfo=dt.UTC)
 T = pd.Timestamp("2026-11-02T06:00", tz="UTC")
 POLICY = fixed_policy()
 WEBHOOKS = ("viettel", "vinaphone")
-
-
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state' / 'blocklist.db'}"
-    url = os.environ["SIMGUARD_TEST_POSTGRES_URL"]
-    downgrade(url)  # a clean schema for every test
-    return url
 
 
 @pytest.fixture
@@ -62,6 +50,21 @@ def decide(store: BlocklistStore, rows: list[tuple[str, str, float]], *, batch: 
 def count(store: BlocklistStore, model: type) -> int:
     with store.engine.connect() as conn:
         return int(conn.scalar(sa.select(sa.func.count()).select_from(model)))
+
+
+def test_the_postgresql_cases_run_on_a_real_server(postgres_url: str) -> None:
+    """`make test` runs every ``db_url`` test on PostgreSQL too: a real server, with the
+    advisory locks the migrations take and the row locks the writers take."""
+    engine = sa.create_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.scalar(sa.text("select version()")).startswith("PostgreSQL")
+            assert conn.scalar(sa.text("select pg_try_advisory_lock(4242)")) is True
+            with engine.connect() as other:  # another session cannot take it meanwhile
+                assert other.scalar(sa.text("select pg_try_advisory_lock(4242)")) is False
+            conn.execute(sa.text("select pg_advisory_unlock(4242)"))
+    finally:
+        engine.dispose()
 
 
 def test_migrations_create_exactly_the_models(db_url: str) -> None:

@@ -68,7 +68,7 @@ def test_environment_overrides_nested_fields(tmp_path: Path) -> None:
     assert s.kafka.bootstrap_servers == "b:2,c:3"
     assert s.kafka.client_options()["bootstrap_servers"] == ["b:2", "c:3"]
     assert s.local_broker.port == 19092
-    assert s.spark.conf["spark.sql.shuffle.partitions"] == 8
+    assert s.spark.conf["spark.sql.shuffle.partitions"] == "8"  # Spark takes conf values as strings
 
 
 def test_bad_environment_override_names_the_variable(tmp_path: Path) -> None:

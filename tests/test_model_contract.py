@@ -21,6 +21,9 @@ from models.settings import BoosterSettings, ModelSettings
 from models.split import Split
 from models.tasks import SPAM_SIM, SPOOF_CALL, TASKS, TaskSpec, boundaries_for, fit_task, split_frame, task_spec
 
+# every contract trains the models several times
+pytestmark = pytest.mark.slow
+
 #: few rounds: the contract holds for any model, and the suite must stay fast
 SETTINGS = ModelSettings(
     spam_sim=BoosterSettings(num_boost_round=40, early_stopping_rounds=10),

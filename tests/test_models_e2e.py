@@ -1,15 +1,18 @@
 """End to end: a small simulation through ``simguard train``, ``evaluate --json`` and ``score``
 in a temporary home (component tier: the session SparkSession is reused by the CLI).
 
-One module-scoped simulation and home; the steps run in order and each asserts what a user would
-notice: a weak first version becomes champion, a better one takes over, an identical retrain does
-not, evaluate prints the same numbers twice, and batch scoring writes flagged SIMs and calls with
-reasons.
+Each test stands alone: it asks for the state it needs through module-scoped fixtures (a fresh
+home, a home with a weak first version, then one where a better version took over and an
+identical retrain did not), so any one of them can run by itself, in any order. Each asserts what
+a user would notice: a weak first version becomes champion, a better one takes over, an identical
+retrain does not, evaluate prints the same numbers twice, and batch scoring writes flagged SIMs
+and calls with reasons.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,51 +27,103 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 SUBSCRIBERS, DAYS, SEED = 2000, 3, 5
 
 
+@dataclass(frozen=True)
+class World:
+    cdrs: Path
+    labels: Path
+    home: Path
+    env: dict[str, str]
+
+    @property
+    def mlflow_uri(self) -> str:
+        return f"sqlite:///{self.home.resolve() / 'mlflow' / 'mlflow.db'}"
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> dict[str, Any]:
+def simulation(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from pipeline.simulate import simulate
 
     out = tmp_path_factory.mktemp("sim")
     simulate(out, subscribers=SUBSCRIBERS, days=DAYS, seed=SEED)
-    home = tmp_path_factory.mktemp("home")
+    return out
+
+
+def new_world(simulation: Path, home: Path) -> World:
     env = {
         "SIMGUARD_HOME": str(home),
         # the CLI joins the session SparkSession; keep its test settings
         "SIMGUARD_SPARK__CONF__spark.sql.shuffle.partitions": "2",
     }
-    return {"cdrs": out / "cdrs", "labels": out / "labels", "home": home, "env": env, "state": {}}
+    return World(simulation / "cdrs", simulation / "labels", home, env)
 
 
-def run(world: dict[str, Any], *args: str, env: dict[str, str] | None = None) -> str:
-    result = CliRunner().invoke(app, list(args), env={**world["env"], **(env or {})}, catch_exceptions=False)
+@pytest.fixture(scope="module")
+def untrained(simulation: Path, tmp_path_factory: pytest.TempPathFactory, spark: Any) -> World:
+    """A home where nothing was trained yet."""
+    return new_world(simulation, tmp_path_factory.mktemp("home-untrained"))
+
+
+@dataclass(frozen=True)
+class Trained:
+    world: World
+    #: ``evaluate --json`` of the weak first version, when it was the champion
+    weak: dict[str, dict[str, Any]]
+    #: champion versions after the weak train, the better train and the identical retrain
+    champions: list[tuple[int | None, int | None]]
+
+
+def champions(world: World) -> tuple[int | None, int | None]:
+    return champion(world, "simguard-spam-sim"), champion(world, "simguard-spoof-call")
+
+
+@pytest.fixture(scope="module")
+def trained(simulation: Path, tmp_path_factory: pytest.TempPathFactory, spark: Any) -> Trained:
+    """A weak first version (two boosting rounds), then a better one (seed 7), then the same
+    training again."""
+    world = new_world(simulation, tmp_path_factory.mktemp("home-trained"))
+    weak_env = {"SIMGUARD_MODELS__SPAM_SIM__num_boost_round": "2", "SIMGUARD_MODELS__SPOOF_CALL__num_boost_round": "2"}
+    run(world, "train", "--cdrs", str(world.cdrs), "--labels", str(world.labels), env=weak_env)
+    history = [champions(world)]
+    weak = evaluate_json(world)
+    args = ("train", "--cdrs", str(world.cdrs), "--labels", str(world.labels), "--seed", "7")
+    out = run(world, *args)
+    assert "simguard-spam-sim" in out
+    history.append(champions(world))
+    run(world, *args)
+    history.append(champions(world))
+    return Trained(world, weak, history)
+
+
+def run(world: World, *args: str, env: dict[str, str] | None = None) -> str:
+    result = CliRunner().invoke(app, list(args), env={**world.env, **(env or {})}, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.stdout
 
 
-def champion(world: dict[str, Any], name: str) -> int | None:
+def champion(world: World, name: str) -> int | None:
     from models.registry import champion_version
 
-    uri = f"sqlite:///{Path(world['home']).resolve() / 'mlflow' / 'mlflow.db'}"
-    return champion_version(name, uri)
+    return champion_version(name, world.mlflow_uri)
 
 
-def evaluate_json(world: dict[str, Any], *extra: str) -> dict[str, dict[str, Any]]:
-    out = run(world, "evaluate", "--cdrs", str(world["cdrs"]), "--labels", str(world["labels"]), "--json", *extra)
+def evaluate_json(world: World, *extra: str) -> dict[str, dict[str, Any]]:
+    out = run(world, "evaluate", "--cdrs", str(world.cdrs), "--labels", str(world.labels), "--json", *extra)
     lines = [json.loads(line) for line in out.splitlines() if line.strip()]
     return {line["model"]: line for line in lines}
 
 
-def test_0_before_training_errors_are_one_line(
-    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+def test_before_training_errors_are_one_line(
+    untrained: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     from pipeline.cli import main
 
-    for key, value in world["env"].items():
+    world = untrained
+    for key, value in world.env.items():
         monkeypatch.setenv(key, value)
     cases = [
-        (["evaluate", "--cdrs", str(world["cdrs"]), "--labels", str(world["labels"])], "run `simguard train` first"),
-        (["score", "--cdrs", str(world["cdrs"]), "--out", str(tmp_path / "x.txt")], ".parquet or .csv"),
-        (["train", "--cdrs", str(world["cdrs"]), "--labels", str(tmp_path)], "label file"),
+        (["evaluate", "--cdrs", str(world.cdrs), "--labels", str(world.labels)], "run `simguard train` first"),
+        (["score", "--cdrs", str(world.cdrs), "--out", str(tmp_path / "x.txt")], ".parquet or .csv"),
+        (["train", "--cdrs", str(world.cdrs), "--labels", str(tmp_path)], "label file"),
     ]
     for argv, message in cases:
         with pytest.raises(SystemExit) as exit_info:
@@ -77,30 +132,24 @@ def test_0_before_training_errors_are_one_line(
         assert exit_info.value.code == 2 and err[-1].startswith("error: ") and message in err[-1], err
 
 
-def test_1_weak_first_version_becomes_champion(world: dict[str, Any]) -> None:
-    # two boosting rounds: a deliberately weak model that a real one must beat
-    weak = {"SIMGUARD_MODELS__SPAM_SIM__num_boost_round": "2", "SIMGUARD_MODELS__SPOOF_CALL__num_boost_round": "2"}
-    run(world, "train", "--cdrs", str(world["cdrs"]), "--labels", str(world["labels"]), env=weak)
-    assert champion(world, "simguard-spam-sim") == 1 and champion(world, "simguard-spoof-call") == 1
-    world["state"]["weak"] = evaluate_json(world)
+def test_weak_first_version_becomes_champion(trained: Trained) -> None:
+    assert trained.champions[0] == (1, 1)
+    assert trained.weak["spam-sim"]["version"] == 1 and trained.weak["spoof-call"]["version"] == 1
 
 
-def test_2_better_version_takes_over_and_identical_retrain_does_not(world: dict[str, Any]) -> None:
-    args = ("train", "--cdrs", str(world["cdrs"]), "--labels", str(world["labels"]), "--seed", "7")
-    out = run(world, *args)
-    assert "simguard-spam-sim" in out
-    assert champion(world, "simguard-spam-sim") == 2
+def test_better_version_takes_over_and_identical_retrain_does_not(trained: Trained) -> None:
+    after_better, after_same = trained.champions[1], trained.champions[2]
+    assert after_better[0] == 2
     # the same data and seed give the same model: a tie is not an improvement
-    run(world, *args)
-    assert champion(world, "simguard-spam-sim") == 2 and champion(world, "simguard-spoof-call") in (1, 2)
+    assert after_same[0] == 2 and after_same[1] == after_better[1] and after_same[1] in (1, 2)
     from models.registry import load_version
 
-    uri = f"sqlite:///{Path(world['home']).resolve() / 'mlflow' / 'mlflow.db'}"
-    v2, v3 = (load_version("simguard-spam-sim", uri, version=v) for v in (2, 3))
+    v2, v3 = (load_version("simguard-spam-sim", trained.world.mlflow_uri, version=v) for v in (2, 3))
     assert v2.booster.model_to_string() == v3.booster.model_to_string()
 
 
-def test_3_evaluate_is_reproducible_and_beats_the_weak_version(world: dict[str, Any]) -> None:
+def test_evaluate_is_reproducible_and_beats_the_weak_version(trained: Trained) -> None:
+    world = trained.world
     first, second = evaluate_json(world), evaluate_json(world)
     assert first == second
     spam, spoof = first["spam-sim"], first["spoof-call"]
@@ -110,22 +159,23 @@ def test_3_evaluate_is_reproducible_and_beats_the_weak_version(world: dict[str, 
             assert key in line
     assert spam["version"] == 2 and set(spam["recall_by_type"]) == {"spam_robocall", "simbox", "wangiri"}
     assert "simbox_evasive" in spam["recall_by_population"]
-    assert spam["pr_auc"] > world["state"]["weak"]["spam-sim"]["pr_auc"]
+    assert spam["pr_auc"] > trained.weak["spam-sim"]["pr_auc"]
     # on this small world the model already finds most fraud SIMs and beats the rules
     assert spam["recall_at_fpr"] >= 0.8 and spam["recall_at_fpr"] > spam["baseline_recall_at_fpr"]
     assert spoof["recall_at_fpr"] >= 0.8
     old = evaluate_json(world, "--model-version", "1")
-    assert old["spam-sim"]["version"] == 1 and old == world["state"]["weak"]
+    assert old["spam-sim"]["version"] == 1 and old == trained.weak
 
 
-def test_4_score_writes_flagged_sims_and_calls_with_reasons(world: dict[str, Any], tmp_path: Path) -> None:
+def test_score_writes_flagged_sims_and_calls_with_reasons(trained: Trained, tmp_path: Path) -> None:
+    world = trained.world
     out = tmp_path / "flagged.csv"
-    text = run(world, "score", "--cdrs", str(world["cdrs"]), "--out", str(out))
+    text = run(world, "score", "--cdrs", str(world.cdrs), "--out", str(out))
     assert "flagged" in text
     flagged = pd.read_csv(out)
     assert {"sim", "call"} <= set(flagged["kind"])
     assert flagged["reasons"].str.len().gt(0).all()
-    labels = pd.read_parquet(world["labels"] / "sims.parquet")
+    labels = pd.read_parquet(world.labels / "sims.parquet")
     fraud = set(labels.loc[labels["label"] != "normal", "a_number"])
     sims = flagged[flagged["kind"] == "sim"]
     # most flagged SIMs are fraud (the rest are look-alikes or fraud before it started)

@@ -142,6 +142,7 @@ def test_spoof_rules_follow_the_regulators_and_spare_roamers() -> None:
     assert SpoofRules(FEATURES).score(base)[FLAGGED].tolist() == [True, False, True, True, False]
 
 
+@pytest.mark.slow
 def test_model_beats_rules_on_look_alike_data_and_baseline_is_tuned_on_validation() -> None:
     settings = ModelSettings(spam_sim=BoosterSettings(num_boost_round=60), target_fpr_sim=0.01)
     spec = task_spec(SPAM_SIM, settings, FEATURES)

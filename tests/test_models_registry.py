@@ -26,6 +26,7 @@ from models.tasks import SPAM_SIM, boundaries_for, evaluate_model, fit_task, spl
 SETTINGS = ModelSettings(spam_sim=BoosterSettings(num_boost_round=15))
 
 
+@pytest.mark.slow  # trains three versions and round-trips them through MLflow
 def test_champion_reloads_only_when_the_alias_moves(tmp_path: Path) -> None:
     spec = task_spec(SPAM_SIM, SETTINGS, FEATURES)
     features, labels = sim_tables(seed=4)
@@ -84,7 +85,22 @@ def test_fingerprint_covers_features_and_label_files(tmp_path: Path) -> None:
     assert data_fingerprint([features], [path]) != base
 
 
-def test_code_version_names_the_commit() -> None:
+def test_code_version_names_the_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    from importlib.metadata import version
+
+    import models.registry as registry
+
+    # a git checkout of this code: the commit it is at and whether it has local changes
+    git = ["git", "-C", str(registry.PACKAGE_ROOT)]
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                           check=True).stdout.strip()
     info = code_version()
-    assert info["package_version"]
-    assert len(info.get("git_commit", "x" * 40)) == 40 and info.get("git_dirty", "true") in ("true", "false")
+    assert info["package_version"] == version("simguard")
+    assert info["git_commit"] == head and len(head) == 40
+    assert info["git_dirty"] == str(bool(dirty)).lower()
+    # an installed package outside any checkout: the package version alone, no made-up commit
+    monkeypatch.setattr(registry, "PACKAGE_ROOT", tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    assert code_version() == {"package_version": info["package_version"]}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from features.errors import ConfigError
 from features.numbering import (
@@ -195,3 +198,60 @@ def test_bad_plan_is_one_line_config_error(tmp_path: Path, changes: dict[str, ob
         load_numbering_plan(_write_plan(tmp_path, **changes))
     assert "\n" not in str(exc.value)
     assert str(tmp_path / "plan.yaml") in str(exc.value)
+
+
+# -- properties (Hypothesis) ------------------------------------------------------------------
+
+_PLAN = load_numbering_plan()
+#: numbers near the plan: its prefixes and special codes with random tails, E.164-shaped strings,
+#: and arbitrary text (other scripts' digits, whitespace, control characters)
+_near_plan = st.builds(
+    lambda prefix, tail: prefix + tail,
+    st.sampled_from([r.prefix for r in _PLAN.prefix_rules()] + list(_PLAN.international_premium_prefixes)
+                    + ["+84", "+1", "+44"] + list(_PLAN.special_numbers())),
+    st.text(alphabet="0123456789", max_size=12),
+)
+numbers = st.one_of(_near_plan, st.from_regex(r"\+[0-9]{0,17}", fullmatch=True), st.text(max_size=20))
+
+
+@given(number=numbers)
+def test_classify_never_raises_and_invalid_means_not_e164(number: str) -> None:
+    info = _PLAN.classify(number)
+    assert info.kind in NUMBER_KINDS
+    assert (info.operator is not None) == (info.kind in {"mobile", "fixed"})
+    special = number in _PLAN.special_numbers()
+    is_e164 = re.fullmatch(r"\+[1-9][0-9]{3,14}", number, flags=re.ASCII) is not None
+    assert (info.kind == "invalid") == (not special and not is_e164)
+    if is_e164 and not special:
+        assert info.is_domestic == number.startswith(_PLAN.domestic_prefix)
+
+
+def _allocated(rule) -> st.SearchStrategy[str]:
+    """Numbers under ``rule``'s prefix with an NSN length the rule allows."""
+    used = len(rule.prefix) - len(_PLAN.domestic_prefix)
+    return st.sampled_from(sorted(rule.nsn_lengths)).flatmap(
+        lambda n: st.text(alphabet="0123456789", min_size=n - used, max_size=n - used).map(lambda t: rule.prefix + t)
+    )
+
+
+allocated = st.sampled_from(_PLAN.prefix_rules()).flatmap(_allocated)
+
+
+@given(number=allocated, where=st.integers(min_value=1),
+       sep=st.sampled_from([" ", "-", ".", "\n", "\t", "\u00a0", "(", "٣"]))
+def test_a_formatted_or_padded_number_is_not_silently_accepted(number: str, where: int, sep: str) -> None:
+    """Classification is exact: separators, other digits or padding make a number invalid
+    (a caller must normalise first), never another operator's number."""
+    assert _PLAN.classify(number).kind in {"mobile", "fixed", "premium", "toll_free"}
+    cut = 1 + where % (len(number) - 1)
+    assert _PLAN.classify(number[:cut] + sep + number[cut:]).kind == "invalid"
+    assert _PLAN.classify(number + sep).kind == "invalid" and _PLAN.classify(sep + number).kind == "invalid"
+
+
+@given(values=st.lists(st.one_of(numbers, st.none(), st.integers(), st.floats()), max_size=30))
+def test_pandas_agrees_with_pure_on_any_input(values: list[object]) -> None:
+    series = pd.Series(values, dtype=object)
+    out = classify_series(series, _PLAN)
+    expected = [_PLAN.classify(v) for v in values]
+    got = [NumberInfo(r.kind, r.operator, bool(r.is_domestic), bool(r.dno)) for r in out.itertuples()]
+    assert got == expected

@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import httpx
 import pandas as pd
@@ -86,8 +85,8 @@ def serving(app) -> Iterator[str]:
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[tuple[httpx.Client, BlocklistStore]]:
-    store = BlocklistStore.open(f"sqlite:///{tmp_path / 'bl.db'}", webhook_operators=["viettel", "vinaphone"])
+def api(db_url: str) -> Iterator[tuple[httpx.Client, BlocklistStore]]:
+    store = BlocklistStore.open(db_url, webhook_operators=["viettel", "vinaphone"])
     app = create_app(store=store, blocklist=settings(), service=ServiceSettings(max_page=100))
     with serving(app) as base, httpx.Client(base_url=base) as client:
         yield client, store
@@ -168,7 +167,7 @@ def test_healthz_and_metrics(api) -> None:
     assert 'simguard_blocklist_entries_total{action="block",decided_by="model"}' in text
 
 
-def test_real_server_distribution_loop_delivers_an_unblock_at_once(tmp_path: Path) -> None:
+def test_real_server_distribution_loop_delivers_an_unblock_at_once(db_url: str) -> None:
     """The loop running in the background: an analyst's unblock reaches the operator's webhook
     without waiting for the next tick."""
     received: list[dict] = []
@@ -185,7 +184,7 @@ def test_real_server_distribution_loop_delivers_an_unblock_at_once(tmp_path: Pat
     hook = ThreadingHTTPServer(("127.0.0.1", free_port()), Hook)
     threading.Thread(target=hook.serve_forever, daemon=True).start()
     bl = settings({"viettel": f"http://127.0.0.1:{hook.server_address[1]}/in"})
-    store = BlocklistStore.open(f"sqlite:///{tmp_path / 'bl.db'}", webhook_operators=["viettel"])
+    store = BlocklistStore.open(db_url, webhook_operators=["viettel"])
     sink = BlocklistSink(
         store=store,
         policy=fixed_policy(),

@@ -1,6 +1,7 @@
 """The ``simguard`` command group: one module per noun, each a thin layer over library code.
 
-Every ``SimGuardError`` raised below becomes one line on stderr and a non-zero exit.
+Every ``SimGuardError`` raised below becomes one line on stderr and a non-zero exit. Once the
+settings are loaded, their secrets are masked in that line and in every log record.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Optional
 import typer
 
 from features.errors import SimGuardError
+from features.redact import Redactor, install_log_redaction
 
 app = typer.Typer(
     name="simguard",
@@ -53,13 +55,21 @@ def _root(
     ctx.obj = {"config_path": config}
 
 
+#: masks the loaded settings' secrets in error lines (empty until settings are loaded)
+_redact = Redactor([])
+
+
 def settings_from(ctx: typer.Context):
     """Load (once) and return the validated settings for this invocation."""
+    global _redact
     from pipeline.config import load_settings
 
     obj = ctx.find_root().obj
     if "settings" not in obj:
-        obj["settings"] = load_settings(obj.get("config_path"))
+        settings = load_settings(obj.get("config_path"))
+        _redact = settings.redactor()
+        install_log_redaction(_redact)
+        obj["settings"] = settings
     return obj["settings"]
 
 
@@ -75,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="simguard")
     except SimGuardError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {_redact(exc)}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

@@ -8,8 +8,22 @@ from typing import Annotated
 import typer
 
 
+def mapping_file(value: Path) -> Path:
+    """``value`` if it is a file, else the shipped mapping of that name (``djezzy_simbox``, from
+    ``configs/mappings/`` in the installed package), so an install works from any folder."""
+    if value.exists() or value.parent != Path(value.name).parent:
+        return value
+    from features.resources import config_file
+
+    shipped = config_file("mappings", value.name if value.suffix else f"{value.name}.yaml")
+    return shipped if shipped.is_file() else value
+
+
 def ingest(
-    mapping: Annotated[Path, typer.Option("--mapping", "-m", help="Mapping YAML (see configs/mappings/).")],
+    mapping: Annotated[
+        Path,
+        typer.Option("--mapping", "-m", help="Mapping YAML, or the name of a shipped one (configs/mappings/)."),
+    ],
     input_path: Annotated[Path, typer.Option("--input", "-i", help="The operator's CSV or JSON-lines export.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: cdrs/, dead_letter/, ingest_summary.json.")],
     # defaults live in pipeline.ingest, imported lazily so that `simguard --help` stays fast
@@ -38,7 +52,7 @@ def ingest(
     ) as bar:
         task = bar.add_task(f"ingesting {input_path.name}", total=None)
         summary = run_ingest(
-            mapping,
+            mapping_file(mapping),
             input_path,
             out,
             max_age_days=DEFAULT_MAX_AGE_DAYS if max_age_days is None else max_age_days,

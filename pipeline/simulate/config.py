@@ -22,9 +22,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from features.errors import ConfigError
+from features.resources import config_file
 from features.schema import RELEASE_CAUSES
 
-DEFAULT_SIMULATOR_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "simulator.yaml"
+DEFAULT_SIMULATOR_CONFIG = config_file("simulator.yaml")
 
 
 class _Model(BaseModel):

@@ -17,10 +17,12 @@ from pathlib import Path
 import yaml
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from features.resources import config_file
+
 #: ``features.numbering.DEFAULT_PLAN_PATH``; read here as plain YAML because importing
 #: ``features.numbering`` pulls in pandas, and ``pipeline.config`` imports this module on every
 #: CLI start
-_PLAN_PATH = Path(__file__).resolve().parents[2] / "configs" / "numbering_plan.yaml"
+_PLAN_PATH = config_file("numbering_plan.yaml")
 
 
 @cache

@@ -1,0 +1,1 @@
+"""Operator export mappings for `simguard ingest --mapping`."""

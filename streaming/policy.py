@@ -14,14 +14,8 @@ rows ``simguard evaluate`` counts as flagged for that version. A ``review_above`
 effective block threshold leaves the review band empty (every row above the block threshold
 blocks, the rest is allowed).
 
-A per-SIM row whose last bucket is still filling (``bucket_complete`` false: the stream scored
-the SIM before the bucket ended, in the micro-batch its newest CDRs arrived in) blocks only above
-its fraud type's ``partial_block_above``, when that is set; a lower block-level score goes to the
-review queue instead and the SIM blocks when a later micro-batch scores it above the threshold
-that applies then. A stream scores a SIM again in every micro-batch that touches it, on buckets the
-model never saw half-filled (training rows end at bucket ends): an ordinary subscriber whose
-bucket so far holds a few unanswered outgoing calls can score like a SIM box. Rows without the
-column (batch scoring) are complete.
+A per-SIM row is the SIM as of its ``window_end`` (its scoring time): the stream's rows and the
+training rows are the same kind at any micro-batch size, so one threshold serves both.
 
 The allowlist is consulted before any threshold and always wins (FCC safe harbour: emergency
 calls are never blocked; DOMAIN.md "Redress and blocklist practice"): emergency numbers and short
@@ -94,9 +88,6 @@ def _e164() -> re.Pattern[str]:
 
 
 SIM_COLUMNS = ("number", "operator", "fraud_type", "score", "reasons", "model_name", "model_version", "window_end")
-#: optional per-SIM column: false where the row's last bucket had not ended in event time when it
-#: was scored (``partial_block_above`` then applies)
-BUCKET_COMPLETE = "bucket_complete"
 CALL_COLUMNS = ("cli", "in_trunk_type", "in_trunk_id", "operator", "score", "reasons", "model_version", "start_time")
 #: the scoring model version's validated threshold, needed where ``block_above`` is null
 MODEL_THRESHOLD = "model_threshold"
@@ -246,11 +237,6 @@ def _decide(
     # NaN compares False: a row without a score never blocks
     above = score > np.minimum(review, block)
     candidates = np.flatnonzero(above if eligible is None else above & eligible)
-    complete = (
-        scored[BUCKET_COMPLETE].fillna(True).astype(bool).to_numpy()
-        if BUCKET_COMPLETE in scored.columns
-        else np.ones(len(scored), dtype=bool)
-    )
     out: list[Decision] = []
     for i in candidates:
         row = scored.iloc[int(i)]
@@ -269,13 +255,6 @@ def _decide(
             model=_model_text(target.model_name, _text(row["model_version"])),
             allowlist=allowlist,
         )
-        if (
-            action == "block"
-            and not complete[i]
-            and rule.partial_block_above is not None
-            and s <= rule.partial_block_above
-        ):
-            action, why = "review", f"{why}; bucket still filling: blocks above {rule.partial_block_above:g}"
         if e164_only and action != "allow" and not _e164().fullmatch(target.number):
             # a SIM-wide rule on a malformed number would match nothing on the operators' side
             action, why = "allow", f"not an E.164 number ({why})"
@@ -314,10 +293,9 @@ def decide_sims(
     Only rows above their fraud type's ``review_above`` (or its block threshold, if lower) give
     a decision: ``block``, ``review``, or ``allow`` when an allowlist wins. ``batch_key`` (e.g.
     ``f"{query_id}:{batch_id}"``) makes the idempotency keys ``{batch_key}:{scope}|{number}@{window_end}``,
-    or ``...@{window_start}/{window_end}`` when the rows have a ``window_start`` (a SIM may have
-    several windows ending together, 6 h to 24 h long: each is its own detection).
-    Where ``block_above`` is null the rows need a ``model_threshold`` column. A false
-    ``bucket_complete`` applies the fraud type's ``partial_block_above``.
+    or ``...@{window_start}/{window_end}`` when the rows have a ``window_start`` (each scoring time of
+    a SIM is its own detection). Where ``block_above`` is null the rows need a ``model_threshold``
+    column.
     """
     _require(scored, SIM_COLUMNS, "SIM")
     if scored.empty:
@@ -411,7 +389,6 @@ def count_actions(decisions: Iterable[Decision]) -> dict[tuple[str, str], int]:
 
 
 __all__ = [
-    "BUCKET_COMPLETE",
     "CALL_COLUMNS",
     "FRAUD_TYPES",
     "MAX_KEY_LEN",

@@ -65,9 +65,6 @@ class FraudTypePolicy(_Section):
     #: for the target FPR, the one ``simguard evaluate`` reports)
     block_above: float | None = Field(default=None, ge=0, le=1)
     review_above: float = Field(ge=0, le=1)
-    #: per-SIM rows whose last bucket is still filling block only above this score (below it and
-    #: above the block threshold: review); ``None``: such rows block like complete ones
-    partial_block_above: float | None = Field(default=None, ge=0, le=1)
     #: a block lapses after this long unless the number is flagged again after it lapsed; the TTL
     #: bounds the harm of a wrong block nobody appealed (FCC: redress in reasonable time)
     ttl_hours: int = Field(gt=0)
@@ -76,12 +73,6 @@ class FraudTypePolicy(_Section):
     def _ordered(self) -> FraudTypePolicy:
         if self.block_above is not None and self.review_above > self.block_above:
             raise ValueError("review_above must not be above block_above")
-        if (
-            self.partial_block_above is not None
-            and self.block_above is not None
-            and self.partial_block_above < self.block_above
-        ):
-            raise ValueError("partial_block_above must not be below block_above")
         return self
 
     def lowest(self, model_threshold: float | None) -> float:
@@ -101,22 +92,13 @@ class PolicySettings(_Section):
     with little collateral but campaigns rotate CLIs within days, so 7 days; a spoofed CLI belongs
     to a victim, so its trunk rule lasts one day and is renewed only while spoofing goes on.
     Blocks happen above the champion version's validated threshold (``block_above: null``), so
-    the blocklist runs at the operating point the model was chosen and evaluated at. A row the
-    stream scored on a half-filled bucket blocks only above 0.98: the lowest value that kept the
-    SIM false-positive rate of a held-out day's stream run within the models' 0.1% target
-    (``bench/partial_threshold.py``, BENCHMARKS.md).
+    the blocklist runs at the operating point the model was chosen and evaluated at.
     """
 
-    spam_robocall: FraudTypePolicy = FraudTypePolicy(review_above=0.7, partial_block_above=0.98, ttl_hours=720)
-    simbox: FraudTypePolicy = FraudTypePolicy(review_above=0.6, partial_block_above=0.98, ttl_hours=2160)
-    wangiri: FraudTypePolicy = FraudTypePolicy(review_above=0.6, partial_block_above=0.98, ttl_hours=168)
+    spam_robocall: FraudTypePolicy = FraudTypePolicy(review_above=0.7, ttl_hours=720)
+    simbox: FraudTypePolicy = FraudTypePolicy(review_above=0.6, ttl_hours=2160)
+    wangiri: FraudTypePolicy = FraudTypePolicy(review_above=0.6, ttl_hours=168)
     spoofed_call: FraudTypePolicy = FraudTypePolicy(review_above=0.6, ttl_hours=24)
-
-    @model_validator(mode="after")
-    def _calls_are_whole(self) -> PolicySettings:
-        if self.spoofed_call.partial_block_above is not None:
-            raise ValueError("spoofed_call.partial_block_above: a call is scored whole, there is no bucket to fill")
-        return self
 
     def for_type(self, fraud_type: str) -> FraudTypePolicy:
         if fraud_type not in FRAUD_TYPES:

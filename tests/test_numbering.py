@@ -255,3 +255,26 @@ def test_pandas_agrees_with_pure_on_any_input(values: list[object]) -> None:
     expected = [_PLAN.classify(v) for v in values]
     got = [NumberInfo(r.kind, r.operator, bool(r.is_domestic), bool(r.dno)) for r in out.itertuples()]
     assert got == expected
+
+
+@given(number=allocated, cuts=st.lists(st.integers(min_value=1), max_size=4),
+       seps=st.lists(st.sampled_from([" ", "-", ".", "(", ")"]), min_size=1, max_size=4))
+def test_normalise_drops_visual_separators_only(number: str, cuts: list[int], seps: list[str]) -> None:
+    """A number written with spaces, dashes, dots or brackets normalises to itself; the result
+    is always a number the plan classifies, and normalising twice changes nothing."""
+    formatted = number
+    for cut, sep in zip(cuts, seps, strict=False):
+        at = 1 + cut % (len(formatted) - 1)
+        formatted = formatted[:at] + sep + formatted[at:]
+    assert _PLAN.normalise(formatted) == number
+    assert _PLAN.normalise(number) == number
+
+
+@given(text=st.one_of(numbers, st.text(max_size=24)))
+def test_normalise_returns_a_classifiable_number_or_none(text: str) -> None:
+    out = _PLAN.normalise(text)
+    if out is not None:
+        assert _PLAN.classify(out).kind != "invalid"
+        assert _PLAN.normalise(out) == out
+        # only separators were taken out: the digits are the caller's, in order
+        assert [c for c in text if c.isdigit() and c.isascii()] == [c for c in out if c.isdigit()]

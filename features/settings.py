@@ -34,9 +34,10 @@ class FeatureSettings(BaseModel):
     #: scoring points and this many more at random (fixed by the SIM and the time); ``None``:
     #: all. The test split always keeps all.
     train_points_per_day: int | None = Field(48, ge=1)
-    #: short burst measure inside the window: the busiest bucket of this length
-    #: (``calls_out_peak_1h_24h``: most outgoing calls in one hour within the 24 h window)
-    burst_s: int = Field(3600, gt=0)
+    #: features read from a window's call list (distinct callees, durations, gaps, sequential
+    #: dialling, call-backs) use its newest this many calls; counts use every call. Bounds the
+    #: work per scoring point for a SIM that calls all day.
+    max_calls: int = Field(200, ge=2)
     #: "SIMs active in the same cell at once": distinct SIMs per cell per bucket of this length
     cohort_bucket_s: int = Field(3600, gt=0)
     #: an answered call shorter than this is short (DOMAIN.md: robocalls and SIM-box test calls)
@@ -67,8 +68,8 @@ class FeatureSettings(BaseModel):
             raise ValueError("sub_bucket_s must divide one hour")
         if self.short_window_s >= self.window_s:
             raise ValueError("short_window_s must be shorter than window_s")
-        if self.window_s % self.burst_s != 0 or self.window_s % self.cohort_bucket_s != 0:
-            raise ValueError("window_s must be a multiple of burst_s and cohort_bucket_s")
+        if self.window_s % self.cohort_bucket_s != 0:
+            raise ValueError("window_s must be a multiple of cohort_bucket_s")
         return self
 
     @property
@@ -81,4 +82,5 @@ class FeatureSettings(BaseModel):
 
     @property
     def burst(self) -> str:
-        return duration_label(self.burst_s)
+        """The busiest clock hour of the long window (``calls_out_peak_1h_24h``)."""
+        return duration_label(3600)

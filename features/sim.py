@@ -22,9 +22,12 @@ The computation, each step a ``DataFrame -> DataFrame`` function:
 4. :func:`window_rows` merges, per point, the SIM's rows of each window;
    :func:`assemble_sim_features` turns them into the named features.
 
-Medians, means, gaps and distinct callees come from the sorted call lists, never from
-order-dependent floating-point sums, so any split of the CDRs into micro-batches gives the same
-rows (``tests/test_feature_parity.py``).
+Counts (calls out and in, answered, short, at night, abroad ...) and the busiest hour count every
+call of the window. Medians, means, gaps, sequential dialling, distinct callees and call-backs
+come from the window's newest ``max_calls`` calls (200), in time order, never from
+order-dependent floating-point sums: any split of the CDRs into micro-batches gives the same rows
+(``tests/test_feature_parity.py``), and a SIM that calls all day costs the same per scoring
+point as one that called 200 times.
 
 Feature names come from :func:`sim_feature_names` (``calls_out_24h``, ``calls_out_1h``,
 ``calls_out_peak_1h_24h``), generated from ``FeatureSettings``. Signatures follow DOMAIN.md:
@@ -257,7 +260,9 @@ def merge_rows(rows: DataFrame, keys: list[str | Column]) -> DataFrame:
     extra.append(F.min(F.col("first") if "first" in rows.columns else F.col(MINUTE)).alias("first"))
     return rows.groupBy(*keys).agg(
         *[F.sum(c).cast("long").alias(c) for c in BUCKET_COUNTS],
-        F.flatten(F.collect_list("calls")).alias("calls"),
+        # structs sort by their first field, the call's time: every merged row keeps its calls in
+        # time order, so windows put them in order by sorting whole rows, not calls
+        F.array_sort(F.flatten(F.collect_list("calls"))).alias("calls"),
         union("callers"),
         union("cells"),
         union("imeis"),
@@ -361,7 +366,7 @@ def window_rows(rows: DataFrame, points: DataFrame, *, settings: FeatureSettings
         ENTITY, AS_OF, (F.col("_h") - F.col("_k") * HOUR).alias("_hour")
     )
     # Spark underestimates exploded rows and would broadcast them: join by sorting instead
-    whole = back.hint("merge").join(hours, [ENTITY, "_hour"]).drop("_hour")
+    whole = back.hint("merge").join(hours, [ENTITY, "_hour"])
     # sub-buckets of the point's own hour (and, for the short window, the hours it reaches back)
     reach = -(-settings.short_window_s // HOUR)
     near_keys = pts.select(ENTITY, AS_OF, F.explode(F.sequence(F.lit(0), F.lit(reach))).alias("_k"), "_h").select(
@@ -370,15 +375,28 @@ def window_rows(rows: DataFrame, points: DataFrame, *, settings: FeatureSettings
     near = near_keys.hint("merge").join(rows, [ENTITY, "_hour"]).where(F.col(MINUTE) < F.col(AS_OF))
     # one aggregation for both windows: every part says which window(s) it belongs to
     cols = [*BUCKET_COUNTS, "calls", "callers", "cells", "imeis", "cohort_peak", "imei_peak", "first"]
-    parts = whole.select(ENTITY, AS_OF, *cols, F.lit(True).alias("_long"), F.lit(False).alias("_short")).unionByName(
-        near.withColumn("first", F.col(MINUTE)).select(
-            ENTITY,
-            AS_OF,
-            *cols,
-            (F.col("_hour") == F.col("_h")).alias("_long"),
-            (F.col(MINUTE) >= F.col(AS_OF) - settings.short_window_s).alias("_short"),
-        )
+    whole_parts = whole.select(
+        ENTITY, AS_OF, *cols, F.col("_hour").alias("_key"),
+        F.lit(True).alias("_whole"), F.lit(True).alias("_long"), F.lit(False).alias("_short"),
     )
+    near_parts = near.withColumn("first", F.col(MINUTE)).select(
+        ENTITY,
+        AS_OF,
+        *cols,
+        F.col(MINUTE).alias("_key"),
+        F.lit(False).alias("_whole"),
+        (F.col("_hour") == F.col("_h")).alias("_long"),
+        (F.col(MINUTE) >= F.col(AS_OF) - settings.short_window_s).alias("_short"),
+    )
+    parts = whole_parts.unionByName(near_parts)
+    newest = settings.max_calls
+
+    def calls(on: Column) -> Column:
+        # whole rows in time order (hours before minutes), each already sorted: the newest calls
+        # are the tail, found without sorting the calls themselves
+        rows_in_order = F.array_sort(F.collect_list(F.when(on, F.struct(F.col("_key"), F.col("calls")))))
+        listed = F.flatten(F.transform(rows_in_order, lambda r: r["calls"]))
+        return F.slice(listed, F.greatest(F.size(listed) - newest + 1, F.lit(1)), newest)
 
     def merged(flag: str, p: str) -> list[Column]:
         on = F.col(flag)
@@ -388,19 +406,24 @@ def window_rows(rows: DataFrame, points: DataFrame, *, settings: FeatureSettings
 
         return [
             *[F.sum(F.when(on, F.col(c))).cast("long").alias(f"{p}{c}") for c in BUCKET_COUNTS],
-            F.flatten(F.collect_list(F.when(on, F.col("calls")))).alias(f"{p}calls"),
+            calls(on).alias(f"{p}calls"),
             union("callers"),
             union("cells"),
             union("imeis"),
         ]
 
-    long = F.col("_long")
+    long, whole_hour = F.col("_long"), F.col("_whole")
+    this_hour = long & ~whole_hour
     return parts.groupBy(ENTITY, AS_OF).agg(
         *merged("_long", ""),
         *merged("_short", "s_"),
         F.max(F.when(long, F.col("cohort_peak"))).alias("cohort_peak"),
         F.max(F.when(long, F.col("imei_peak"))).alias("imei_peak"),
         F.min(F.when(long, F.col("first"))).alias("first"),
+        # calls per clock hour: the busiest one and how many had calls (every call counted)
+        F.max(F.when(whole_hour, F.col("n_out"))).alias("_peak_whole"),
+        F.count(F.when(whole_hour & (F.col("n_out") > 0), 1)).alias("_active_whole"),
+        F.sum(F.when(this_hour, F.col("n_out"))).alias("_this_hour_out"),
     )
 
 
@@ -421,14 +444,13 @@ def _window_columns(frame: DataFrame, p: str, w: str, b: str | None, settings: F
     # Arrays are materialised column by column: an array expression referenced inside a lambda
     # (or by several outputs) would otherwise be rebuilt, sort included, for every use.
     frame = (
-        frame.withColumn(f"_{p}calls", F.array_sort(F.coalesce(col("calls"), F.array())))  # by t first
+        frame.withColumn(f"_{p}calls", F.coalesce(col("calls"), F.array()))  # in time order
         .withColumn(f"_{p}ts", F.transform(f"_{p}calls", lambda x: x["t"]))
         .withColumn(f"_{p}digits", F.transform(f"_{p}calls", lambda x: x["b_digits"]))
         .withColumn(
             f"_{p}durations",
             F.array_sort(F.filter(F.transform(f"_{p}calls", lambda x: x["answered_s"]), lambda v: v.isNotNull())),
         )
-        .withColumn(f"_{p}hours", F.transform(f"_{p}ts", lambda t: F.floor(t / settings.burst_s)))
         .withColumn(f"_{p}callees", F.array_distinct(F.transform(f"_{p}calls", lambda x: x["b_number"])))
     )
     ts = F.col(f"_{p}ts")
@@ -468,7 +490,6 @@ def _window_columns(frame: DataFrame, p: str, w: str, b: str | None, settings: F
         )
         / 2,
     )
-    hours = F.col(f"_{p}hours")
     callees = F.col(f"_{p}callees")
     n_callees = F.size(callees)
     callbacks = F.size(F.array_intersect(callees, F.coalesce(col("callers"), F.array())))
@@ -506,9 +527,9 @@ def _window_columns(frame: DataFrame, p: str, w: str, b: str | None, settings: F
         f"cancelled_share_{w}": share("n_cancelled"),
     }
     if b:
-        peak = F.array_max(F.transform(F.array_distinct(hours), lambda h: F.size(F.filter(hours, lambda x: x == h))))
-        columns[f"calls_out_peak_{b}_{w}"] = F.coalesce(peak, F.lit(0))
-        columns[f"active_hours_{w}"] = F.size(F.array_distinct(hours))
+        this_hour = F.coalesce(F.col("_this_hour_out"), F.lit(0))
+        columns[f"calls_out_peak_{b}_{w}"] = F.greatest(F.coalesce(F.col("_peak_whole"), F.lit(0)), this_hour)
+        columns[f"active_hours_{w}"] = F.col("_active_whole") + (this_hour > 0).cast("int")
     return frame, [columns[name].alias(name) for name in _window_feature_names(w, b)]
 
 

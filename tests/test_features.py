@@ -29,9 +29,9 @@ def rows_by_entity(spark, records):
 
 def test_names_are_generated_from_parameters() -> None:
     names = sim_feature_names(
-        FeatureSettings(window_s=7200, short_window_s=600, burst_s=600, cohort_bucket_s=600)
+        FeatureSettings(window_s=7200, short_window_s=600, cohort_bucket_s=600)
     )
-    assert "calls_out_2h" in names and "calls_out_peak_10m_2h" in names and "cell_cohort_peak_10m_2h" in names
+    assert "calls_out_2h" in names and "calls_out_peak_1h_2h" in names and "cell_cohort_peak_10m_2h" in names
     assert "calls_out_10m" in names and "answered_share_10m" in names
     assert "calls_out_24h" in sim_feature_names(SETTINGS) and "calls_out_1h" in sim_feature_names(SETTINGS)
     assert len(set(sim_feature_names(SETTINGS))) == len(sim_feature_names(SETTINGS))

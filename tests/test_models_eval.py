@@ -165,7 +165,7 @@ def test_model_beats_rules_on_look_alike_data_and_baseline_is_tuned_on_validatio
 
 @pytest.mark.parametrize(
     "settings",
-    [FeatureSettings(), FeatureSettings(window_s=7200, short_window_s=900, burst_s=600, cohort_bucket_s=900,
+    [FeatureSettings(), FeatureSettings(window_s=7200, short_window_s=900, cohort_bucket_s=900,
                                         concurrency_window_s=90)],
 )
 def test_every_feature_has_a_sentence_with_its_value(settings: FeatureSettings) -> None:

@@ -223,11 +223,16 @@ class BlocklistStore(StoreReads):
         )
 
     @staticmethod
-    def _allowlist_sources(session: Session, numbers: set[str]) -> dict[str, str]:
+    def _allowlist_sources(session: Session, numbers: set[str], now: dt.datetime | None = None) -> dict[str, str]:
+        now = now or utcnow()
         out: dict[str, str] = {}
         for chunk in chunks(sorted(numbers)):
             for number, source in session.execute(
-                sa.select(AllowlistEntry.number, AllowlistEntry.source).where(AllowlistEntry.number.in_(chunk))
+                sa.select(AllowlistEntry.number, AllowlistEntry.source).where(
+                    AllowlistEntry.number.in_(chunk),
+                    # a console clearance lapses (migration 0003); the others have no expiry
+                    sa.or_(AllowlistEntry.expires_at.is_(None), AllowlistEntry.expires_at > now),
+                )
             ):
                 # an analyst's clearance is the stronger statement; keep it when both apply
                 if out.get(number) != "analyst_cleared":
@@ -277,7 +282,7 @@ class BlocklistStore(StoreReads):
             if not todo:
                 return result
             numbers = sorted({d.number for d in todo})
-            sources = self._allowlist_sources(session, set(numbers))
+            sources = self._allowlist_sources(session, set(numbers), now)
             states: dict[tuple[str, str], State] = {}
             reviews: dict[tuple[str, str, str], Review] = {}
             for chunk in chunks(numbers):

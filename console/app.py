@@ -84,7 +84,7 @@ def create_app(
         SessionMiddleware,
         secret_key=secret_key,
         session_cookie="simguard_console",
-        max_age=int(settings.session_hours * 3600),
+        max_age=max(1, int(settings.session_hours * 3600)),
         same_site="strict",
         https_only=settings.secure_cookies,
     )

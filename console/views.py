@@ -57,7 +57,7 @@ def _page(session: Session, query: sa.Select, page: int, size: int) -> Page:
 
 def review_counts(session: Session) -> dict[str, int]:
     counts = dict.fromkeys(REVIEW_STATUSES, 0)
-    counts.update(session.execute(sa.select(Review.status, sa.func.count()).group_by(Review.status)).tuples().all())
+    counts.update(session.execute(sa.select(Review.status, sa.func.count()).group_by(Review.status)).all())
     return counts
 
 

@@ -19,16 +19,24 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from streaming.blocklist.db import as_utc, utcnow
-from streaming.blocklist.decision import SCOPE_ALL, PolicySettings
+from streaming.blocklist.decision import SCOPE_ALL, SIM_FRAUD_TYPES, PolicySettings
 from streaming.blocklist.errors import BlocklistError
-from streaming.blocklist.models import NUMBER_LEN, AllowlistEntry, Appeal, ConsoleAction, Review, State
+from streaming.blocklist.models import (
+    NUMBER_LEN,
+    PENDING_REVIEW_STATUSES,
+    AllowlistEntry,
+    Appeal,
+    ConsoleAction,
+    Review,
+    State,
+)
 from streaming.blocklist.records import EntryRecord, count_entries
 from streaming.blocklist.store import BlocklistStore
 
 #: what an analyst may decide on a number, and the review status each leaves
 DECISIONS = {"confirm": "confirmed", "overturn": "overturned", "escalate": "escalated", "watch": "watch"}
 #: reviews still waiting for a final decision
-PENDING = ("open", "watch", "escalated")
+PENDING = PENDING_REVIEW_STATUSES
 MAX_COMMENT = 4000
 
 
@@ -65,9 +73,7 @@ class ConsoleStore(BlocklistStore):
     clearance_hours: float = 72.0
     appeal_due_hours: float = 24.0
 
-    def configure(
-        self, *, policy: PolicySettings, clearance_hours: float, appeal_due_hours: float
-    ) -> ConsoleStore:
+    def configure(self, *, policy: PolicySettings, clearance_hours: float, appeal_due_hours: float) -> ConsoleStore:
         self.policy = policy
         self.clearance_hours = clearance_hours
         self.appeal_due_hours = appeal_due_hours
@@ -195,7 +201,13 @@ class ConsoleStore(BlocklistStore):
             for st in states:
                 entries.append(
                     self._lift(
-                        session, versions, st, now=now, decided_by="analyst", actor=actor, note=comment,
+                        session,
+                        versions,
+                        st,
+                        now=now,
+                        decided_by="analyst",
+                        actor=actor,
+                        note=comment,
                         key=f"{key}:{st.scope}",
                     )
                 )
@@ -231,14 +243,21 @@ class ConsoleStore(BlocklistStore):
         if row is None:
             session.add(
                 AllowlistEntry(
-                    number=number, source="analyst_cleared", added_by=actor, note=note,
-                    request_id=request_id, created_at=now, expires_at=until,
+                    number=number,
+                    source="analyst_cleared",
+                    added_by=actor,
+                    note=note,
+                    request_id=request_id,
+                    created_at=now,
+                    expires_at=until,
                 )
             )
         elif row.expires_at is not None:
             row.expires_at, row.added_by, row.note, row.request_id = until, actor, note, request_id
 
-    def allowlist(self, number: str, *, comment: str, actor: str, request_id: str, now: dt.datetime | None = None) -> None:
+    def allowlist(
+        self, number: str, *, comment: str, actor: str, request_id: str, now: dt.datetime | None = None
+    ) -> None:
         """A supervisor's permanent clearance (the model never blocks the number again)."""
         number, comment = _number(number), _text(comment)
         now = as_utc(now or utcnow())
@@ -246,15 +265,78 @@ class ConsoleStore(BlocklistStore):
             if session.scalar(sa.select(ConsoleAction.id).where(ConsoleAction.request_id == request_id)):
                 return
             session.add(
-                ConsoleAction(request_id=request_id, number=number, action="allowlist", comment=comment,
-                              actor=actor, created_at=now)
+                ConsoleAction(
+                    request_id=request_id,
+                    number=number,
+                    action="allowlist",
+                    comment=comment,
+                    actor=actor,
+                    created_at=now,
+                )
             )
             row = session.get(AllowlistEntry, (number, "analyst_cleared"))
             if row is None:
-                session.add(AllowlistEntry(number=number, source="analyst_cleared", added_by=actor, note=comment,
-                                           request_id=request_id, created_at=now, expires_at=None))
+                session.add(
+                    AllowlistEntry(
+                        number=number,
+                        source="analyst_cleared",
+                        added_by=actor,
+                        note=comment,
+                        request_id=request_id,
+                        created_at=now,
+                        expires_at=None,
+                    )
+                )
             else:
                 row.expires_at, row.added_by, row.note = None, actor, comment
+
+    def manual_block(
+        self,
+        number: str,
+        fraud_type: str,
+        *,
+        evidence: str,
+        actor: str,
+        request_id: str,
+        now: dt.datetime | None = None,
+    ) -> ActionResult:
+        """Block a number reported from outside (police, consumers) with the report's text; the
+        entry is published like any other and lasts the fraud type's TTL."""
+        number, evidence = _number(number), _text(evidence, "the report's evidence")
+        if fraud_type not in SIM_FRAUD_TYPES:
+            raise BlocklistError(f"unknown fraud type {fraud_type!r}: use one of {', '.join(SIM_FRAUD_TYPES)}")
+        if self.plan.special_numbers().get(number) is not None:
+            raise BlocklistError(f"{number} is an emergency or special number and is never blocked")
+        now = as_utc(now or utcnow())
+        with self._write() as (session, versions):
+            prior = session.scalar(sa.select(ConsoleAction).where(ConsoleAction.request_id == request_id))
+            if prior is not None:
+                return self._replay(session, prior, number, "manual_block")
+            row = ConsoleAction(
+                request_id=request_id, number=number, action="manual_block", comment=evidence, actor=actor,
+                created_at=now,
+            )  # fmt: skip
+            session.add(row)
+            session.flush()
+            state = session.get(State, (number, SCOPE_ALL), with_for_update=True)
+            entries = []
+            if not (state and state.active and (state.expires_at is None or state.expires_at > now)):
+                entry = self._new_entry(
+                    session, versions, now=now, number=number, scope=SCOPE_ALL, action="block",
+                    fraud_type=fraud_type, reasons=["reported from outside"], decided_by="analyst", actor=actor,
+                    note=evidence, idempotency_key=f"console:{row.id}:{SCOPE_ALL}",
+                    expires_at=now + dt.timedelta(hours=getattr(self.policy, fraud_type).ttl_hours),
+                )  # fmt: skip
+                if state is None:
+                    state = State(number=number, scope=SCOPE_ALL)
+                    session.add(state)
+                state.active, state.version, state.block_entry_id = True, entry.id, entry.id
+                state.fraud_type, state.expires_at, state.updated_at = fraud_type, entry.expires_at, now
+                row.entry_id = entry.id
+                entries.append(entry)
+            result = ActionResult("manual_block", number, [EntryRecord.of(e) for e in entries], action_id=row.id)
+        count_entries(result.entries)
+        return result
 
     def note(self, number: str, *, comment: str, actor: str, request_id: str, now: dt.datetime | None = None) -> None:
         number, comment = _number(number), _text(comment, "a note")
@@ -262,8 +344,11 @@ class ConsoleStore(BlocklistStore):
         with self._write() as (session, _versions):
             if session.scalar(sa.select(ConsoleAction.id).where(ConsoleAction.request_id == request_id)):
                 return
-            session.add(ConsoleAction(request_id=request_id, number=number, action="note", comment=comment,
-                                      actor=actor, created_at=now))
+            session.add(
+                ConsoleAction(
+                    request_id=request_id, number=number, action="note", comment=comment, actor=actor, created_at=now
+                )
+            )
 
     def assign(self, review_id: int, *, actor: str, now: dt.datetime | None = None) -> None:
         now = as_utc(now or utcnow())
@@ -276,7 +361,13 @@ class ConsoleStore(BlocklistStore):
     # -- appeals ----------------------------------------------------------------------------------
 
     def file_appeal(
-        self, number: str, *, operator: str, request_id: str, reason: str, filed_by: str,
+        self,
+        number: str,
+        *,
+        operator: str,
+        request_id: str,
+        reason: str,
+        filed_by: str,
         now: dt.datetime | None = None,
     ) -> tuple[Appeal, bool]:
         """(the appeal, whether it is new); the same (operator, request_id) again returns the first."""
@@ -293,8 +384,14 @@ class ConsoleStore(BlocklistStore):
                     raise BlocklistError(f"request_id {request_id!r} was already used for another number")
                 return prior, False
             appeal = Appeal(
-                number=number, operator=operator, request_id=request_id, reason=reason, filed_by=filed_by,
-                status="open", created_at=now, due_at=now + dt.timedelta(hours=self.appeal_due_hours),
+                number=number,
+                operator=operator,
+                request_id=request_id,
+                reason=reason,
+                filed_by=filed_by,
+                status="open",
+                created_at=now,
+                due_at=now + dt.timedelta(hours=self.appeal_due_hours),
             )
             session.add(appeal)
             session.flush()
@@ -305,7 +402,13 @@ class ConsoleStore(BlocklistStore):
             return session.get(Appeal, appeal_id)
 
     def decide_appeal(
-        self, appeal_id: int, outcome: str, *, comment: str, actor: str, request_id: str,
+        self,
+        appeal_id: int,
+        outcome: str,
+        *,
+        comment: str,
+        actor: str,
+        request_id: str,
         now: dt.datetime | None = None,
     ) -> tuple[Appeal, ActionResult | None]:
         """``overturn``: the number is unblocked and cleared (as an overturn); ``uphold``: it stays
@@ -325,13 +428,22 @@ class ConsoleStore(BlocklistStore):
                     raise BlocklistError(f"appeal {appeal_id} was already decided: {appeal.status}")
                 return appeal, None
             if outcome == "overturn":
-                result = self._decide(session, versions, appeal.number, "overturn", comment, actor, request_id, now,
-                                      appeal_id=appeal.id)
+                result = self._decide(
+                    session, versions, appeal.number, "overturn", comment, actor, request_id, now, appeal_id=appeal.id
+                )
                 appeal.entry_id = result.entries[0].version if result.entries else None
             else:
-                session.add(ConsoleAction(request_id=request_id, number=appeal.number, action="note",
-                                          comment=f"appeal {appeal.id} upheld: {comment}", actor=actor,
-                                          appeal_id=appeal.id, created_at=now))
+                session.add(
+                    ConsoleAction(
+                        request_id=request_id,
+                        number=appeal.number,
+                        action="note",
+                        comment=f"appeal {appeal.id} upheld: {comment}",
+                        actor=actor,
+                        appeal_id=appeal.id,
+                        created_at=now,
+                    )
+                )
             appeal.status, appeal.decided_by, appeal.decided_at, appeal.outcome_comment = status, actor, now, comment
         if result is not None:
             count_entries(result.entries)

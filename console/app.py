@@ -40,6 +40,7 @@ from console.security import (
 )
 from console.settings import ConsoleSettings
 from streaming.blocklist.db import as_utc, utcnow
+from streaming.blocklist.decision import SIM_FRAUD_TYPES
 from streaming.blocklist.errors import BlocklistError
 from streaming.blocklist.models import ROLES
 
@@ -106,6 +107,12 @@ def create_app(
             return JSONResponse({"detail": "sign in first"}, status_code=401)
         return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
 
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        return render(request, "error.html", {"message": str(exc.detail)}, status=exc.status_code)
+
     @app.exception_handler(BlocklistError)
     async def _bad(request: Request, exc: BlocklistError) -> Response:
         if request.url.path.startswith("/api/"):
@@ -113,15 +120,22 @@ def create_app(
         return render(request, "error.html", {"message": str(exc)}, status=400)
 
     def render(request: Request, name: str, ctx: dict[str, Any], *, status: int = 200) -> HTMLResponse:
-        base = {"csrf": csrf_token(request), "me": request.session.get("user"),
-                "role": request.session.get("role"), "age": _age, "new_id": lambda: secrets.token_urlsafe(12)}
+        base = {
+            "csrf": csrf_token(request),
+            "me": request.session.get("user"),
+            "role": request.session.get("role"),
+            "age": _age,
+            "new_id": lambda: secrets.token_urlsafe(12),
+        }
         return templates.TemplateResponse(request, name, {**base, **ctx}, status_code=status)
 
     # -- sign in ----------------------------------------------------------------------------------
 
     @app.get("/login", response_class=HTMLResponse)
     def login_page(request: Request, next: str = "/") -> HTMLResponse:
-        return render(request, "login.html", {"next": next if next.startswith("/") and not next.startswith("//") else "/"})
+        return render(
+            request, "login.html", {"next": next if next.startswith("/") and not next.startswith("//") else "/"}
+        )
 
     @app.post("/login")
     def login(
@@ -134,18 +148,27 @@ def create_app(
         check_csrf(request, csrf)
         client = request.client.host if request.client else "?"
         if not limiter.hit(client) or not limiter.hit(f"user:{name}"):
-            return render(request, "login.html", {"next": "/", "error": "Too many attempts: wait a minute."}, status=429)
+            return render(
+                request, "login.html", {"next": "/", "error": "Too many attempts: wait a minute."}, status=429
+            )
         result = authenticate(
-            store.engine, name, password, max_failed=settings.max_failed_logins,
+            store.engine,
+            name,
+            password,
+            max_failed=settings.max_failed_logins,
             lockout=dt.timedelta(minutes=settings.lockout_minutes),
         )
         if result.account is None:
-            message = ("This account is locked after repeated wrong passwords; try again later."
-                       if result.status == "locked" else "Wrong name or password.")
+            message = (
+                "This account is locked after repeated wrong passwords; try again later."
+                if result.status == "locked"
+                else "Wrong name or password."
+            )
             return render(request, "login.html", {"next": "/", "error": message}, status=401)
         request.session.clear()  # a new session on login (no fixation)
-        request.session.update(user=result.account.name, role=result.account.role, login_at=time.time(),
-                               csrf=secrets.token_urlsafe(32))
+        request.session.update(
+            user=result.account.name, role=result.account.role, login_at=time.time(), csrf=secrets.token_urlsafe(32)
+        )
         target = next if next.startswith("/") and not next.startswith("//") else "/"
         return RedirectResponse(target, status_code=303)
 
@@ -177,13 +200,23 @@ def create_app(
         require(request, ANALYSTS)
         if status is None:
             status = "open" if kind == "reviews" else "active"
-        f = views.QueueFilters(kind, status or None, fraud_type or None, operator or None, model_version or None,
-                               sort, page)
+        f = views.QueueFilters(
+            kind, status or None, fraud_type or None, operator or None, model_version or None, sort, page
+        )
         data = views.queue(store.engine, f, size=size)
         params = {k: v for k, v in vars(f).items() if v and k != "page"}
-        return render(request, "queue.html", {**data, "f": f, "now": utcnow(), "params": params,
-                                              "urlencode": urlencode,
-                                              "near": dt.timedelta(hours=settings.appeal_near_due_hours)})
+        return render(
+            request,
+            "queue.html",
+            {
+                **data,
+                "f": f,
+                "now": utcnow(),
+                "params": params,
+                "urlencode": urlencode,
+                "near": dt.timedelta(hours=settings.appeal_near_due_hours),
+            },
+        )
 
     @app.get("/flags/{number}", response_class=HTMLResponse)
     def flag_page(request: Request, number: str) -> HTMLResponse:
@@ -202,8 +235,19 @@ def create_app(
                 hours = (end - start).total_seconds() / 3600
             except (TypeError, ValueError):
                 hours = None
-        return render(request, "flag.html", {"flag": data, "top": top, "chart": chart, "calls": calls,
-                                             "hours": hours, "decisions": DECISIONS, "now": utcnow()})
+        return render(
+            request,
+            "flag.html",
+            {
+                "flag": data,
+                "top": top,
+                "chart": chart,
+                "calls": calls,
+                "hours": hours,
+                "decisions": DECISIONS,
+                "now": utcnow(),
+            },
+        )
 
     def _decide_redirect(number: str) -> RedirectResponse:
         return RedirectResponse(f"/flags/{quote(number)}", status_code=303)
@@ -223,20 +267,49 @@ def create_app(
         return _decide_redirect(number)
 
     @app.post("/flags/{number}/note")
-    def note(request: Request, number: str, comment: str = Form("", max_length=4000),
-             request_id: str = Form(..., min_length=8, max_length=128), csrf: str | None = Form(None)) -> Response:
+    def note(
+        request: Request,
+        number: str,
+        comment: str = Form("", max_length=4000),
+        request_id: str = Form(..., min_length=8, max_length=128),
+        csrf: str | None = Form(None),
+    ) -> Response:
         check_csrf(request, csrf)
         me = require(request, ANALYSTS)
         store.note(number, comment=comment, actor=me.name, request_id=request_id)
         return _decide_redirect(number)
 
     @app.post("/flags/{number}/allowlist")
-    def allowlist(request: Request, number: str, comment: str = Form("", max_length=4000),
-                  request_id: str = Form(..., min_length=8, max_length=128),
-                  csrf: str | None = Form(None)) -> Response:
+    def allowlist(
+        request: Request,
+        number: str,
+        comment: str = Form("", max_length=4000),
+        request_id: str = Form(..., min_length=8, max_length=128),
+        csrf: str | None = Form(None),
+    ) -> Response:
         check_csrf(request, csrf)
         me = require(request, SUPERVISORS)
         store.allowlist(number, comment=comment, actor=me.name, request_id=request_id)
+        return _decide_redirect(number)
+
+    @app.get("/manual-block", response_class=HTMLResponse)
+    def manual_block_form(request: Request) -> HTMLResponse:
+        require(request, ANALYSTS)
+        return render(request, "manual_block.html", {"fraud_types": SIM_FRAUD_TYPES})
+
+    @app.post("/manual-block")
+    def manual_block(
+        request: Request,
+        number: str = Form(..., max_length=32),
+        fraud_type: str = Form(...),
+        evidence: str = Form("", max_length=4000),
+        request_id: str = Form(..., min_length=8, max_length=128),
+        csrf: str | None = Form(None),
+    ) -> Response:
+        check_csrf(request, csrf)
+        me = require(request, ANALYSTS)
+        number = number.strip()
+        store.manual_block(number, fraud_type, evidence=evidence, actor=me.name, request_id=request_id)
         return _decide_redirect(number)
 
     @app.post("/reviews/{review_id}/assign")
@@ -244,7 +317,7 @@ def create_app(
         check_csrf(request, csrf)
         me = require(request, ANALYSTS)
         store.assign(review_id, actor=me.name)
-        return RedirectResponse(request.headers.get("referer") or "/queue", status_code=303)
+        return RedirectResponse("/queue", status_code=303)
 
     # -- appeals ----------------------------------------------------------------------------------
 
@@ -254,13 +327,18 @@ def create_app(
         return render(request, "appeal_new.html", {"number": number})
 
     @app.post("/appeals")
-    def appeal_file(request: Request, number: str = Form(..., max_length=32), reason: str = Form("", max_length=4000),
-                    request_id: str = Form(..., min_length=8, max_length=128),
-                    csrf: str | None = Form(None)) -> Response:
+    def appeal_file(
+        request: Request,
+        number: str = Form(..., max_length=32),
+        reason: str = Form("", max_length=4000),
+        request_id: str = Form(..., min_length=8, max_length=128),
+        csrf: str | None = Form(None),
+    ) -> Response:
         check_csrf(request, csrf)
         me = require(request, ANALYSTS)
-        appeal, _new = store.file_appeal(number.strip(), operator="console", request_id=request_id, reason=reason,
-                                         filed_by=me.name)
+        appeal, _new = store.file_appeal(
+            number.strip(), operator="console", request_id=request_id, reason=reason, filed_by=me.name
+        )
         return RedirectResponse(f"/appeals/{appeal.id}", status_code=303)
 
     @app.get("/appeals/{appeal_id}", response_class=HTMLResponse)
@@ -272,10 +350,14 @@ def create_app(
         return render(request, "appeal.html", {"appeal": appeal, "now": utcnow()})
 
     @app.post("/appeals/{appeal_id}/decide")
-    def appeal_decide(request: Request, appeal_id: int, outcome: str = Form(...),
-                      comment: str = Form("", max_length=4000),
-                      request_id: str = Form(..., min_length=8, max_length=128),
-                      csrf: str | None = Form(None)) -> Response:
+    def appeal_decide(
+        request: Request,
+        appeal_id: int,
+        outcome: str = Form(...),
+        comment: str = Form("", max_length=4000),
+        request_id: str = Form(..., min_length=8, max_length=128),
+        csrf: str | None = Form(None),
+    ) -> Response:
         check_csrf(request, csrf)
         me = require(request, ANALYSTS)
         store.decide_appeal(appeal_id, outcome, comment=comment, actor=me.name, request_id=request_id)
@@ -293,16 +375,25 @@ def create_app(
         return found
 
     def appeal_json(a: Any) -> dict[str, Any]:
-        return {"id": a.id, "number": a.number, "operator": a.operator, "request_id": a.request_id,
-                "status": a.status, "created_at": a.created_at.isoformat(), "due_at": a.due_at.isoformat(),
-                "decided_at": a.decided_at.isoformat() if a.decided_at else None,
-                "outcome_comment": a.outcome_comment, "unblock_version": a.entry_id}
+        return {
+            "id": a.id,
+            "number": a.number,
+            "operator": a.operator,
+            "request_id": a.request_id,
+            "status": a.status,
+            "created_at": a.created_at.isoformat(),
+            "due_at": a.due_at.isoformat(),
+            "decided_at": a.decided_at.isoformat() if a.decided_at else None,
+            "outcome_comment": a.outcome_comment,
+            "unblock_version": a.entry_id,
+        }
 
     @app.post("/api/appeals", status_code=201)
     def api_file(request: Request, body: AppealRequest) -> JSONResponse:
         op = operator_of(request)
-        appeal, new = store.file_appeal(body.number, operator=op, request_id=body.request_id, reason=body.reason,
-                                        filed_by=f"operator:{op}")
+        appeal, new = store.file_appeal(
+            body.number, operator=op, request_id=body.request_id, reason=body.reason, filed_by=f"operator:{op}"
+        )
         return JSONResponse(appeal_json(appeal), status_code=201 if new else 200)
 
     @app.get("/api/appeals/{appeal_id}")
@@ -317,9 +408,14 @@ def create_app(
     def api_queue(request: Request, page: int = Query(1, ge=1, le=1_000_000)) -> dict[str, Any]:
         require(request, ANALYSTS)
         data = views.queue(store.engine, views.QueueFilters(page=page), size=size)
-        return {"counts": data["counts"], "total": data["page"].total,
-                "reviews": [{"id": r.id, "number": r.number, "fraud_type": r.fraud_type, "score": r.score,
-                             "status": r.status} for (r,) in data["page"].rows]}
+        return {
+            "counts": data["counts"],
+            "total": data["page"].total,
+            "reviews": [
+                {"id": r.id, "number": r.number, "fraud_type": r.fraud_type, "score": r.score, "status": r.status}
+                for (r,) in data["page"].rows
+            ],
+        }
 
     # -- my work, accounts, regulator -------------------------------------------------------------
 
@@ -337,8 +433,13 @@ def create_app(
         return render(request, "users.html", {"users": list_users(store.engine), "roles": ROLES})
 
     @app.post("/admin/users")
-    def users_add(request: Request, name: str = Form(..., max_length=64), role: str = Form(...),
-                  password: str = Form(..., max_length=1024), csrf: str | None = Form(None)) -> Response:
+    def users_add(
+        request: Request,
+        name: str = Form(..., max_length=64),
+        role: str = Form(...),
+        password: str = Form(..., max_length=1024),
+        csrf: str | None = Form(None),
+    ) -> Response:
         check_csrf(request, csrf)
         require(request, ADMINS)
         add_user(store.engine, name, role, password)

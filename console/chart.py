@@ -37,7 +37,9 @@ def hourly(calls: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         t = _time(call.get("time"))
         if t is None:
             continue
-        h = hours.setdefault(t.replace(minute=0, second=0, microsecond=0), {"calls": 0, "answered": 0, "callees": set()})
+        h = hours.setdefault(
+            t.replace(minute=0, second=0, microsecond=0), {"calls": 0, "answered": 0, "callees": set()}
+        )
         h["calls"] += 1
         h["answered"] += int(_answered(call))
         if call.get("callee"):

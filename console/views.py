@@ -65,9 +65,11 @@ def queue(engine: sa.Engine, f: QueueFilters, *, size: int, now: dt.datetime | N
     now = as_utc(now or utcnow())
     with Session(engine, expire_on_commit=False) as session, session.begin():
         if f.kind == "blocks":
-            q = sa.select(Entry, State.active).join(
-                State, sa.and_(State.number == Entry.number, State.scope == Entry.scope)
-            ).where(Entry.action == "block")
+            q = (
+                sa.select(Entry, State.active)
+                .join(State, sa.and_(State.number == Entry.number, State.scope == Entry.scope))
+                .where(Entry.action == "block")
+            )
             if f.status == "active":
                 q = q.where(State.block_entry_id == Entry.id, State.active.is_(True))
             elif f.status == "lifted":
@@ -174,7 +176,9 @@ def _decision_lines(detections: list[Detection]) -> list[DecisionLine]:
 
 def flag(engine: sa.Engine, number: str) -> Flag:
     with Session(engine, expire_on_commit=False) as session, session.begin():
-        detections = list(session.scalars(sa.select(Detection).where(Detection.number == number).order_by(Detection.id)))
+        detections = list(
+            session.scalars(sa.select(Detection).where(Detection.number == number).order_by(Detection.id))
+        )
         out = Flag(
             number=number,
             decisions=_decision_lines(detections),
@@ -182,7 +186,9 @@ def flag(engine: sa.Engine, number: str) -> Flag:
             reviews=list(session.scalars(sa.select(Review).where(Review.number == number).order_by(Review.id))),
             entries=list(session.scalars(sa.select(Entry).where(Entry.number == number).order_by(Entry.id))),
             actions=list(
-                session.scalars(sa.select(ConsoleAction).where(ConsoleAction.number == number).order_by(ConsoleAction.id))
+                session.scalars(
+                    sa.select(ConsoleAction).where(ConsoleAction.number == number).order_by(ConsoleAction.id)
+                )
             ),
             appeals=list(session.scalars(sa.select(Appeal).where(Appeal.number == number).order_by(Appeal.id))),
             clearance=session.get(AllowlistEntry, (number, "analyst_cleared")),
@@ -192,16 +198,29 @@ def flag(engine: sa.Engine, number: str) -> Flag:
         who = e.actor or e.decided_by
         hist.append({"at": e.created_at, "what": f"{e.action} v{e.id} ({e.scope})", "who": who, "text": e.note or ""})
     for r in out.reviews:
-        hist.append({"at": r.created_at, "what": f"review {r.id} opened ({r.fraud_type}, {r.score:.3f})",
-                     "who": r.model_name or "model", "text": f"status now {r.status}"})
+        hist.append(
+            {
+                "at": r.created_at,
+                "what": f"review {r.id} opened ({r.fraud_type}, {r.score:.3f})",
+                "who": r.model_name or "model",
+                "text": f"status now {r.status}",
+            }
+        )
     for a in out.actions:
         hist.append({"at": a.created_at, "what": a.action, "who": a.actor, "text": a.comment})
     for ap in out.appeals:
-        hist.append({"at": ap.created_at, "what": f"appeal {ap.id} filed ({ap.status})", "who": ap.filed_by,
-                     "text": ap.reason})
+        hist.append(
+            {"at": ap.created_at, "what": f"appeal {ap.id} filed ({ap.status})", "who": ap.filed_by, "text": ap.reason}
+        )
     for d in out.decisions:
-        hist.append({"at": d.first_seen, "what": f"detection: {d.outcome} x{d.windows}", "who": d.model_name or "",
-                     "text": d.why})
+        hist.append(
+            {
+                "at": d.first_seen,
+                "what": f"detection: {d.outcome} x{d.windows}",
+                "who": d.model_name or "",
+                "text": d.why,
+            }
+        )
     out.history = sorted(hist, key=lambda h: as_utc(h["at"]), reverse=True)
     return out
 
@@ -224,7 +243,5 @@ def my_work(engine: sa.Engine, actor: str | None, *, days: int = 30, now: dt.dat
         if a.action in ("confirm", "overturn"):
             m = by_model.setdefault(a.model_version or "unknown", {"confirm": 0, "overturn": 0})
             m[a.action] += 1
-    rates = {
-        v: {**c, "rate": c["overturn"] / (c["confirm"] + c["overturn"])} for v, c in sorted(by_model.items())
-    }
+    rates = {v: {**c, "rate": c["overturn"] / (c["confirm"] + c["overturn"])} for v, c in sorted(by_model.items())}
     return {"by_day": sorted(by_day.items(), reverse=True), "rates": rates, "actions": actions[:200]}

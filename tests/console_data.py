@@ -32,16 +32,29 @@ def calls(number: str, *, start: dt.datetime, n: int, answered_every: int = 5) -
 
 
 def sim_decision(
-    number: str, score: float, *, action: str = "block", fraud_type: str = "spam_robocall", batch: str = "b1",
-    operator: str = "viettel", version: str = "7", observed: dt.datetime = NOW, n_calls: int = 24,
+    number: str,
+    score: float,
+    *,
+    action: str = "block",
+    fraud_type: str = "spam_robocall",
+    batch: str = "b1",
+    operator: str = "viettel",
+    version: str = "7",
+    observed: dt.datetime = NOW,
+    n_calls: int = 24,
 ) -> Decision:
     start = observed - dt.timedelta(hours=24)
     evidence = {
         "kind": "sim",
         "window_start": start.isoformat(),
         "window_end": observed.isoformat(),
-        "features": {"calls_out_24h": 212.0, "distinct_callees_24h": 198.0, "answered_share_24h": 0.08,
-                     "calls_in_24h": 0.0, "hours_active_24h": 9.0},
+        "features": {
+            "calls_out_24h": 212.0,
+            "distinct_callees_24h": 198.0,
+            "answered_share_24h": 0.08,
+            "calls_in_24h": 0.0,
+            "hours_active_24h": 9.0,
+        },
         "recent_calls": calls(number, start=observed - dt.timedelta(hours=3), n=n_calls),
     }
     return Decision(
@@ -57,7 +70,8 @@ def sim_decision(
         observed_at=observed,
         idempotency_key=f"sim:{batch}:{number}:{fraud_type}",
         ttl_hours=720,
-        why=f"score {score:.3f} above the block threshold {BLOCK_ABOVE}" if action == "block"
+        why=f"score {score:.3f} above the block threshold {BLOCK_ABOVE}"
+        if action == "block"
         else f"score {score:.3f} between review 0.7 and block {BLOCK_ABOVE}",
         evidence=evidence,
     )
@@ -68,10 +82,21 @@ def populate(store, *, now: dt.datetime = NOW) -> dict[str, list[str]]:
     blocks = ["+84961000001", "+84961000002", "+84961000003"]
     reviews = ["+84962000001", "+84962000002", "+84962000003", "+84962000004"]
     ds = [sim_decision(n, 0.99 - i * 0.02, batch="b1") for i, n in enumerate(blocks)]
-    ds += [sim_decision(n, 0.85 - i * 0.03, action="review", batch="b1", operator=("viettel", "mobifone")[i % 2],
-                        version=("7", "8")[i % 2]) for i, n in enumerate(reviews)]
+    ds += [
+        sim_decision(
+            n,
+            0.85 - i * 0.03,
+            action="review",
+            batch="b1",
+            operator=("viettel", "mobifone")[i % 2],
+            version=("7", "8")[i % 2],
+        )
+        for i, n in enumerate(reviews)
+    ]
     store.apply_decisions(ds, now=now - dt.timedelta(hours=2))
     # the next micro-batch sees the first SIM again in an overlapping window
-    store.apply_decisions([sim_decision(blocks[0], 0.995, batch="b2", observed=now - dt.timedelta(minutes=30))],
-                          now=now - dt.timedelta(hours=1))
+    store.apply_decisions(
+        [sim_decision(blocks[0], 0.995, batch="b2", observed=now - dt.timedelta(minutes=30))],
+        now=now - dt.timedelta(hours=1),
+    )
     return {"blocks": blocks, "reviews": reviews}

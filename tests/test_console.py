@@ -24,9 +24,7 @@ OPERATOR_TOKEN = "op-token-viettel-0123456789"
 
 @pytest.fixture
 def store(db_url: str):
-    s = ConsoleStore.open(db_url).configure(
-        policy=ConsoleStore.policy, clearance_hours=72, appeal_due_hours=24
-    )
+    s = ConsoleStore.open(db_url).configure(policy=ConsoleStore.policy, clearance_hours=72, appeal_due_hours=24)
     numbers = populate(s)
     s.numbers = numbers  # type: ignore[attr-defined]
     for name, role in (("ana", "analyst"), ("sup", "supervisor"), ("adm", "admin"), ("reg", "regulator")):
@@ -72,7 +70,10 @@ def test_pages_without_a_session_redirect_to_login(app, path: str) -> None:
 def test_the_api_without_a_session_or_token_is_401(app) -> None:
     client = TestClient(app)
     assert client.get("/api/queue").status_code == 401
-    assert client.post("/api/appeals", json={"number": "+84961000001", "reason": "x", "request_id": "a"}).status_code == 401
+    assert (
+        client.post("/api/appeals", json={"number": "+84961000001", "reason": "x", "request_id": "a"}).status_code
+        == 401
+    )
     bad = {"authorization": "Bearer nope"}
     assert client.get("/api/appeals/1", headers=bad).status_code == 401
 
@@ -123,8 +124,9 @@ def test_login_is_rate_limited_per_client(store: ConsoleStore) -> None:
     app = create_app(store, ConsoleSettings(login_attempts_per_minute=3), secret_key="k" * 48, operator_tokens={})
     client = TestClient(app)
     token = csrf_of(client.get("/login").text)
-    codes = [client.post("/login", data={"name": f"u{i}x", "password": "p", "csrf": token}).status_code
-             for i in range(4)]
+    codes = [
+        client.post("/login", data={"name": f"u{i}x", "password": "p", "csrf": token}).status_code for i in range(4)
+    ]
     assert codes == [401, 401, 401, 429]
 
 
@@ -188,17 +190,36 @@ def test_overturn_unblocks_through_the_store_with_an_expiring_clearance(app, sto
     number = store.numbers["blocks"][1]  # type: ignore[attr-defined]
     ana = login(app, "ana")
     before = store.head_version()
-    r = form(ana, f"/flags/{number}", f"/flags/{number}/decide", action="overturn", comment="", request_id="req-empty-1")
+    r = form(
+        ana, f"/flags/{number}", f"/flags/{number}/decide", action="overturn", comment="", request_id="req-empty-1"
+    )
     assert r.status_code == 400 and "comment is required" in r.text
-    r = form(ana, f"/flags/{number}", f"/flags/{number}/decide", action="overturn", comment="a shop owner",
-             request_id="req-overturn-1")
+    r = form(
+        ana,
+        f"/flags/{number}",
+        f"/flags/{number}/decide",
+        action="overturn",
+        comment="a shop owner",
+        request_id="req-overturn-1",
+    )
     assert r.status_code == 303
     assert not store.is_blocked(number)
     [unblock] = store.entries_since(before)
-    assert (unblock.action, unblock.decided_by, unblock.actor, unblock.note) == ("unblock", "analyst", "ana", "a shop owner")
+    assert (unblock.action, unblock.decided_by, unblock.actor, unblock.note) == (
+        "unblock",
+        "analyst",
+        "ana",
+        "a shop owner",
+    )
     # the same form again writes nothing
-    form(ana, f"/flags/{number}", f"/flags/{number}/decide", action="overturn", comment="a shop owner",
-         request_id="req-overturn-1")
+    form(
+        ana,
+        f"/flags/{number}",
+        f"/flags/{number}/decide",
+        action="overturn",
+        comment="a shop owner",
+        request_id="req-overturn-1",
+    )
     assert store.head_version() == before + 1
     with store._read() as s:
         row = s.get(AllowlistEntry, (number, "analyst_cleared"))
@@ -262,8 +283,14 @@ def test_operator_files_an_appeal_and_reads_its_outcome(app, store: ConsoleStore
     assert api.post("/api/appeals", json=body, headers=auth).json()["id"] == appeal["id"]  # retried: same appeal
     ana = login(app, "ana")
     assert f'href="/appeals/{appeal["id"]}"' in ana.get("/queue").text
-    r = form(ana, f"/appeals/{appeal['id']}", f"/appeals/{appeal['id']}/decide", outcome="overturn",
-             comment="confirmed with the subscriber", request_id="req-appeal-1")
+    r = form(
+        ana,
+        f"/appeals/{appeal['id']}",
+        f"/appeals/{appeal['id']}/decide",
+        outcome="overturn",
+        comment="confirmed with the subscriber",
+        request_id="req-appeal-1",
+    )
     assert r.status_code == 303
     out = api.get(f"/api/appeals/{appeal['id']}", headers=auth).json()
     assert out["status"] == "overturned" and out["outcome_comment"] == "confirmed with the subscriber"
@@ -272,8 +299,14 @@ def test_operator_files_an_appeal_and_reads_its_outcome(app, store: ConsoleStore
 
 def test_appeals_near_or_past_due_come_first(store: ConsoleStore) -> None:
     store.file_appeal("+84961000002", operator="viettel", request_id="a1", reason="later", filed_by="x", now=NOW)
-    store.file_appeal("+84961000003", operator="viettel", request_id="a2", reason="sooner", filed_by="x",
-                      now=NOW - dt.timedelta(hours=30))
+    store.file_appeal(
+        "+84961000003",
+        operator="viettel",
+        request_id="a2",
+        reason="sooner",
+        filed_by="x",
+        now=NOW - dt.timedelta(hours=30),
+    )
     from console import views
 
     appeals = views.queue(store.engine, views.QueueFilters(), size=10, now=NOW)["appeals"]
@@ -283,3 +316,21 @@ def test_appeals_near_or_past_due_come_first(store: ConsoleStore) -> None:
     assert 'class="overdue"' in html
     with store._read() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(Appeal)) == 2
+
+
+def test_a_reported_number_is_blocked_by_hand_with_the_report(app, store: ConsoleStore) -> None:
+    ana = login(app, "ana")
+    before = store.head_version()
+    report = "Police report 2026/118: callers posing as a bank"
+    r = form(ana, "/manual-block", "/manual-block", number="+84968000042", fraud_type="spam_robocall",
+             evidence=report, request_id="req-manual-1")  # fmt: skip
+    assert r.status_code == 303
+    form(ana, "/manual-block", "/manual-block", number="+84968000042", fraud_type="spam_robocall",
+         evidence=report, request_id="req-manual-1")  # fmt: skip
+    [entry] = store.entries_since(before)
+    assert (entry.action, entry.decided_by, entry.actor, entry.note) == ("block", "analyst", "ana", report)
+    assert store.is_blocked("+84968000042")
+    assert report in ana.get("/flags/+84968000042").text
+    r = form(ana, "/manual-block", "/manual-block", number="112", fraud_type="spam_robocall", evidence="x",
+             request_id="req-manual-2")  # fmt: skip
+    assert r.status_code == 400 and "never blocked" in r.text

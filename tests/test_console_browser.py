@@ -116,8 +116,9 @@ def test_analyst_overturns_the_top_block_in_the_browser(console, page) -> None:
     assert (unblock.number, unblock.action, unblock.actor) == (number, "unblock", "lan")
     bl = BlocklistSettings(operators={"viettel": OperatorSettings(api_token=SecretStr(OPERATOR_TOKEN))})
     with serving(create_service(store=store, blocklist=bl)) as api:
-        got = httpx.get(f"{api}/blocklist", params={"since": before},
-                        headers={"authorization": f"Bearer {OPERATOR_TOKEN}"}).json()
+        got = httpx.get(
+            f"{api}/blocklist", params={"since": before}, headers={"authorization": f"Bearer {OPERATOR_TOKEN}"}
+        ).json()
     assert [(e["number"], e["action"], e["version"]) for e in got["entries"]] == [(number, "unblock", unblock.version)]
     history = page.locator("table.history")
     assert history.locator("tr", has_text="overturn").locator("td", has_text="lan").count() == 1
@@ -127,8 +128,11 @@ def test_analyst_overturns_the_top_block_in_the_browser(console, page) -> None:
 def test_an_appeal_filed_through_the_api_is_decided_in_the_browser(console, page) -> None:
     base, store, numbers = console
     number = numbers["blocks"][1]
-    r = httpx.post(f"{base}/api/appeals", json={"number": number, "reason": "my shop's line", "request_id": "t-1"},
-                   headers={"authorization": f"Bearer {OPERATOR_TOKEN}"})
+    r = httpx.post(
+        f"{base}/api/appeals",
+        json={"number": number, "reason": "my shop's line", "request_id": "t-1"},
+        headers={"authorization": f"Bearer {OPERATOR_TOKEN}"},
+    )
     assert r.status_code == 201
     appeal_id = r.json()["id"]
     sign_in(page, base)

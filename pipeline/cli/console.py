@@ -16,8 +16,8 @@ users_app = typer.Typer(help="Console accounts.", no_args_is_help=True)
 def open_console_store(settings):  # -> console.actions.ConsoleStore
     from console.actions import ConsoleStore
     from features.numbering import load_numbering_plan
-    from streaming.blocklist.migrate import upgrade
     from streaming.blocklist.db import make_engine
+    from streaming.blocklist.migrate import upgrade
 
     plan = load_numbering_plan()
     operators = settings.blocklist.for_operators(plan.operators)
@@ -89,7 +89,9 @@ def console(
             f"serving the console on {bind_host} would send session cookies in clear: bind 127.0.0.1 behind a "
             "TLS proxy and set console.secure_cookies"
         )
-    key = cfg.secret_key.get_secret_value() if cfg.secret_key else secret_key(settings.home_abs / "state" / "console.key")
+    key = (
+        cfg.secret_key.get_secret_value() if cfg.secret_key else secret_key(settings.home_abs / "state" / "console.key")
+    )
     tokens = {
         op: c.api_token.get_secret_value() for op, c in settings.blocklist.operators.items() if c.api_token is not None
     }
@@ -102,6 +104,28 @@ def console(
         store.close()
 
 
+labels_app = typer.Typer(help="Analysts' outcomes as labels.", no_args_is_help=True)
+
+
+@labels_app.command("export")
+def labels_export(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", help="Label table to write (.parquet or .csv)."),
+) -> None:
+    """Write analysts' confirms (fraud) and overturns (normal) with the model's feature row."""
+    from console.labels import export_labels
+
+    if out.suffix not in (".parquet", ".csv"):
+        raise ConfigError(f"--out {out}: use a .parquet or .csv file name")
+    store = open_console_store(settings_from(ctx))
+    try:
+        n = export_labels(store.engine, out)
+    finally:
+        store.close()
+    typer.echo(f"{n} labels written to {out}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("console")(console)
     app.add_typer(users_app, name="users")
+    app.add_typer(labels_app, name="labels")

@@ -48,6 +48,8 @@ ACTIONS = ("block", "unblock")
 DECIDED_BY = ("model", "analyst", "system")
 #: ``watch``: needs more evidence; ``escalated``: waits for a supervisor (the console, 0003)
 REVIEW_STATUSES = ("open", "confirmed", "overturned", "watch", "escalated")
+#: reviews still waiting for a final decision: a new detection updates them instead of opening another
+PENDING_REVIEW_STATUSES = ("open", "watch", "escalated")
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
 ALLOWLIST_SOURCES = ("registered_business", "analyst_cleared")
 OUTCOMES = ("blocked", "already_blocked", "review", "allowed")

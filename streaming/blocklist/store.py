@@ -60,6 +60,7 @@ from streaming.blocklist.decision import (
 from streaming.blocklist.errors import BlocklistError
 from streaming.blocklist.models import (
     NUMBER_LEN,
+    PENDING_REVIEW_STATUSES,
     TRUNK_ID_LEN,
     AllowlistEntry,
     Delivery,
@@ -289,7 +290,9 @@ class BlocklistStore(StoreReads):
                 for st in session.scalars(sa.select(State).where(State.number.in_(chunk)).with_for_update()):
                     states[(st.number, st.scope)] = st
                 for rv in session.scalars(
-                    sa.select(Review).where(Review.number.in_(chunk), Review.status == "open").order_by(Review.id)
+                    sa.select(Review)
+                    .where(Review.number.in_(chunk), Review.status.in_(PENDING_REVIEW_STATUSES))
+                    .order_by(Review.id)
                 ):
                     reviews.setdefault((rv.number, rv.scope, rv.fraud_type), rv)
             trunks = self._trunk_rows(session, todo)
@@ -548,7 +551,9 @@ class BlocklistStore(StoreReads):
                 for st in states
             ]
             overturned = session.scalars(
-                sa.select(Review).where(Review.number == number, Review.status == "open").with_for_update()
+                sa.select(Review)
+                .where(Review.number == number, Review.status.in_(PENDING_REVIEW_STATUSES))
+                .with_for_update()
             ).all()
             for rv in overturned:
                 rv.status = "overturned"

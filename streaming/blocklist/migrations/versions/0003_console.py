@@ -63,9 +63,7 @@ def upgrade() -> None:
         sa.Column("outcome_comment", sa.Text(), nullable=True),
         sa.Column("entry_id", sa.BigInteger(), nullable=True),
         sa.CheckConstraint(_in("status", ("open", "upheld", "overturned")), name="ck_appeals_status"),
-        sa.ForeignKeyConstraint(
-            ["entry_id"], ["blocklist_entries.id"], name="fk_appeals_entry_id_blocklist_entries"
-        ),
+        sa.ForeignKeyConstraint(["entry_id"], ["blocklist_entries.id"], name="fk_appeals_entry_id_blocklist_entries"),
         sa.PrimaryKeyConstraint("id", name="pk_appeals"),
         sa.UniqueConstraint("operator", "request_id", name="uq_appeals_operator_request_id"),
     )

@@ -9,6 +9,12 @@ import io
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import matplotlib
+
+matplotlib.use("Agg")  # no display; imported with the app so the first flag page is not the slow one
+from matplotlib.dates import DateFormatter, HourLocator
+from matplotlib.figure import Figure
+
 #: call results that count as answered (ISUP/SIP normal clearing)
 ANSWERED = {"16", "normal", "answered", "normal_clearing", "200"}
 
@@ -55,11 +61,6 @@ def activity_png(calls: Iterable[Mapping[str, Any]], *, title: str) -> str | Non
     rows = hourly(calls)
     if not rows:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(8, 2.8), dpi=100)
     ax = fig.add_subplot()
     x = [r["hour"] for r in rows]
@@ -70,8 +71,12 @@ def activity_png(calls: Iterable[Mapping[str, Any]], *, title: str) -> str | Non
     ax.set_ylabel("per hour")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
-    fig.autofmt_xdate()
-    fig.tight_layout()
+    hours = max(1, int((x[-1] - x[0]).total_seconds() // 3600) + 1)
+    ax.xaxis.set_major_locator(HourLocator(interval=max(1, hours // 8)))
+    ax.xaxis.set_major_formatter(DateFormatter("%d %H:%M"))
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    # fixed margins: tight_layout would draw the figure twice
+    fig.subplots_adjust(left=0.07, right=0.99, top=0.9, bottom=0.24)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()

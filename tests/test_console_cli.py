@@ -102,3 +102,15 @@ def test_labels_export_writes_analysts_outcomes_with_the_feature_row(config: Pat
     assert frame.loc["+84962000001", "label"] == "spam_robocall"
     assert frame.loc["+84962000001", "f_distinct_callees_24h"] == 198.0
     assert str(frame["window_end"].dtype).startswith("datetime64")
+
+
+def test_the_console_never_loads_spark_or_the_stream_job() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, console.app, console.actions, console.views, console.labels, pipeline.cli.console; "
+        "sys.exit(any(m in sys.modules for m in ('pyspark', 'streaming.job', 'streaming.policy')))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    assert subprocess.run([sys.executable, "-c", code], cwd=root, check=False).returncode == 0

@@ -245,6 +245,7 @@ def create_app(
                 "calls": calls,
                 "hours": hours,
                 "decisions": DECISIONS,
+                "related": views.related(store.engine, number),
                 "now": utcnow(),
             },
         )
@@ -264,6 +265,25 @@ def create_app(
         check_csrf(request, csrf)
         me = require(request, ANALYSTS)
         store.decide(number, action, comment=comment, actor=me.name, request_id=request_id)
+        return _decide_redirect(number)
+
+    @app.post("/flags/{number}/group")
+    async def decide_group(request: Request, number: str) -> Response:
+        """One decision applied to the flag and the related numbers ticked on its page."""
+        form = await request.form()
+        check_csrf(request, form.get("csrf"))  # type: ignore[arg-type]
+        me = require(request, ANALYSTS)
+        action, comment = str(form.get("action", "")), str(form.get("comment", ""))[:4000]
+        request_id = str(form.get("request_id", ""))
+        if not 8 <= len(request_id) <= 100:
+            raise HTTPException(422, "a request_id of 8 to 100 characters is required")
+        numbers = [number, *(str(n) for n in form.getlist("numbers"))][:101]
+        for n in dict.fromkeys(numbers):
+            try:
+                store.decide(n, action, comment=comment, actor=me.name, request_id=f"{request_id}:{n}")
+            except BlocklistError as exc:
+                if n == number or "no open" not in str(exc):  # a sibling without a flag is left as it is
+                    raise
         return _decide_redirect(number)
 
     @app.post("/flags/{number}/note")

@@ -245,3 +245,63 @@ def my_work(engine: sa.Engine, actor: str | None, *, days: int = 30, now: dt.dat
             m[a.action] += 1
     rates = {v: {**c, "rate": c["overturn"] / (c["confirm"] + c["overturn"])} for v, c in sorted(by_model.items())}
     return {"by_day": sorted(by_day.items(), reverse=True), "rates": rates, "actions": actions[:200]}
+
+
+#: detections scanned for shared IMEIs and cells (the newest ones)
+RELATED_SCAN = 2000
+
+
+def _imeis_cells(evidence: dict[str, Any] | None) -> tuple[set[str], set[str]]:
+    calls = (evidence or {}).get("recent_calls") or []
+    imeis = {str(c["imei"]) for c in calls if isinstance(c, dict) and c.get("imei")}
+    cells = {str(c["cell"]) for c in calls if isinstance(c, dict) and c.get("cell")}
+    return imeis, cells
+
+
+def related(engine: sa.Engine, number: str, *, limit: int = 50) -> list[dict[str, Any]]:
+    """Numbers that share an IMEI or a cell with ``number``'s evidence, or its number range (all
+    but the last two digits), with their current status: a SIM box's siblings, decided together."""
+    with Session(engine) as session:
+        mine = session.scalars(
+            sa.select(Detection.evidence).where(Detection.number == number, Detection.evidence.is_not(None))
+        ).all()
+        imeis: set[str] = set()
+        cells: set[str] = set()
+        for ev in mine:
+            i, c = _imeis_cells(ev)
+            imeis |= i
+            cells |= c
+        why: dict[str, list[str]] = {}
+        if imeis or cells:
+            recent = session.execute(
+                sa.select(Detection.number, Detection.evidence)
+                .where(Detection.number != number, Detection.evidence.is_not(None))
+                .order_by(Detection.id.desc())
+                .limit(RELATED_SCAN)
+            ).all()
+            for other, ev in recent:
+                i, c = _imeis_cells(ev)
+                reasons = why.setdefault(other, [])
+                if i & imeis and "same IMEI" not in reasons:
+                    reasons.append("same IMEI")
+                if c & cells and "same cell" not in reasons:
+                    reasons.append("same cell")
+        if len(number) > 6:
+            prefix = number[:-2]
+            for other in session.scalars(
+                sa.select(Detection.number)
+                .where(Detection.number.startswith(prefix, autoescape=True), Detection.number != number)
+                .distinct()
+                .limit(limit)
+            ):
+                why.setdefault(other, []).append("same number range")
+        found = sorted(((n, r) for n, r in why.items() if r), key=lambda item: (-len(item[1]), item[0]))[:limit]
+        out = []
+        for other, reasons in found:
+            state = session.get(State, (other, "all"))
+            review = session.scalar(
+                sa.select(Review.status).where(Review.number == other).order_by(Review.id.desc()).limit(1)
+            )
+            status = "blocked" if state is not None and state.active else (f"review {review}" if review else "-")
+            out.append({"number": other, "why": ", ".join(reasons), "status": status})
+        return out

@@ -334,3 +334,27 @@ def test_a_reported_number_is_blocked_by_hand_with_the_report(app, store: Consol
     r = form(ana, "/manual-block", "/manual-block", number="112", fraud_type="spam_robocall", evidence="x",
              request_id="req-manual-2")  # fmt: skip
     assert r.status_code == 400 and "never blocked" in r.text
+
+
+def test_related_numbers_are_listed_and_decided_together(app, store: ConsoleStore) -> None:
+    blocked = store.numbers["blocks"][0]  # type: ignore[attr-defined]
+    r1, r2 = store.numbers["reviews"][:2]  # type: ignore[attr-defined]
+    ana = login(app, "ana")
+    html = ana.get(f"/flags/{blocked}").text
+    rows = re.findall(r'name="numbers" value="([^"]+)"', html)
+    assert r1 in rows and r2 in rows and blocked not in rows
+    assert "same IMEI, same cell" in html
+    html_page = ana.get(f"/flags/{blocked}").text
+    r = ana.post(
+        f"/flags/{blocked}/group",
+        data={"csrf": csrf_of(html_page), "request_id": "req-group-1", "action": "confirm",
+              "comment": "one SIM box, same handset", "numbers": [r1, r2]},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert r.status_code == 303
+    assert store.is_blocked(r1) and store.is_blocked(r2)
+    with store._read() as s:
+        acts = s.execute(sa.select(ConsoleAction.number, ConsoleAction.action, ConsoleAction.actor)).all()
+    assert sorted(acts) == sorted([(blocked, "confirm", "ana"), (r1, "confirm", "ana"), (r2, "confirm", "ana")])
+    assert ana.post(f"/flags/{blocked}/group", data={"request_id": "req-group-2", "action": "confirm",
+                                                    "comment": "x", "numbers": [r1]}).status_code == 403  # fmt: skip

@@ -75,6 +75,12 @@ def _age(delta: dt.timedelta | None) -> str:
     return f"{sign}{s // 3600}h {s % 3600 // 60}m"
 
 
+def _local(path: str) -> str:
+    """``path`` if it stays on this site, else ``/`` (no open redirect through ``next``)."""
+    ok = path.startswith("/") and not path.startswith("//") and "\\" not in path and not any(c < " " for c in path)
+    return path if ok else "/"
+
+
 def create_app(
     store: ConsoleStore, settings: ConsoleSettings, *, secret_key: str, operator_tokens: dict[str, str]
 ) -> FastAPI:
@@ -134,7 +140,7 @@ def create_app(
     @app.get("/login", response_class=HTMLResponse)
     def login_page(request: Request, next: str = "/") -> HTMLResponse:
         return render(
-            request, "login.html", {"next": next if next.startswith("/") and not next.startswith("//") else "/"}
+            request, "login.html", {"next": _local(next)}
         )
 
     @app.post("/login")
@@ -169,7 +175,7 @@ def create_app(
         request.session.update(
             user=result.account.name, role=result.account.role, login_at=time.time(), csrf=secrets.token_urlsafe(32)
         )
-        target = next if next.startswith("/") and not next.startswith("//") else "/"
+        target = _local(next)
         return RedirectResponse(target, status_code=303)
 
     @app.post("/logout")

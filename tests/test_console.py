@@ -359,3 +359,12 @@ def test_related_numbers_are_listed_and_decided_together(app, store: ConsoleStor
     assert sorted(acts) == sorted([(blocked, "confirm", "ana"), (r1, "confirm", "ana"), (r2, "confirm", "ana")])
     assert ana.post(f"/flags/{blocked}/group", data={"request_id": "req-group-2", "action": "confirm",
                                                     "comment": "x", "numbers": [r1]}).status_code == 403  # fmt: skip
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "/\\evil.example", "https://evil.example/"])
+def test_login_never_redirects_off_site(app, target: str) -> None:
+    client = TestClient(app)
+    token = csrf_of(client.get("/login").text)
+    r = client.post("/login", data={"name": "ana", "password": PASSWORD, "csrf": token, "next": target},
+                    follow_redirects=False)  # fmt: skip
+    assert r.status_code == 303 and r.headers["location"] == "/"

@@ -1,9 +1,9 @@
 """The one thing setup.cfg cannot say: ``configs/`` ships as the ``simguard_configs`` package
-(``features.resources``), beside the packages found under the four folders."""
+(``features.resources``), beside the packages found under the five folders."""
 
 from setuptools import find_packages, setup
 
-PACKAGES = ["pipeline", "features", "models", "streaming"]
+PACKAGES = ["pipeline", "features", "models", "streaming", "console"]
 
 setup(
     packages=[

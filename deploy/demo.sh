@@ -96,8 +96,15 @@ $SIMGUARD blocklist export --operator all --out "$DEMO/export"
 step report "Report: the streamed day (the models never fitted it) against the simulator's ground truth"
 $SIMGUARD report --labels "$DEMO/sim/labels" --cdrs "$DEMO/sim" --last-days 1 --csv-dir "$DEMO/export" \
   --env-file "$DEMO/env"
+step console "Analyst console account"
+# a demo analyst with a password made here and kept only in the env file (mode 0600)
+CONSOLE_PASSWORD=$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(18))')
+printf 'export DEMO_CONSOLE_USER=analyst\nexport DEMO_CONSOLE_PASSWORD=%s\n' "$CONSOLE_PASSWORD" >> "$DEMO/env"
+$SIMGUARD users add analyst --role analyst --password-file <(printf '%s\n' "$CONSOLE_PASSWORD")
 step done "Done"
 joined=$(printf '%s, ' "${TIMES[@]}")
 echo "wall time $((SECONDS / 60)) min $((SECONDS % 60)) s (${joined%, })"
 echo "Everything the demo wrote is under $DEMO; to explore it with the CLI: source $DEMO/env"
 echo "Kafka keeps running (address above); stop it with: make kafka-down"
+echo "Analyst console: (source $DEMO/env && $SIMGUARD console), then open http://127.0.0.1:8000 and sign in"
+echo "  as 'analyst' with the password in $DEMO/env (DEMO_CONSOLE_PASSWORD)"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the tools SIMGuard needs are present: Java 17+ (Kafka 4, Spark 4), Maven (fetches
 # the broker and the Spark Kafka connector from Maven Central) and PostgreSQL's server binaries
-# (the test session starts its own server, tests/pgserver.py). Installs them from Debian's
+# (the test session starts its own server, tests/pgserver.py), and Chromium (the console's browser
+# test drives Debian's build through Playwright; no browser is downloaded). Installs them from Debian's
 # packages when missing and we are root; otherwise says what to install.
 set -euo pipefail
 need=()
@@ -18,6 +19,7 @@ command -v mvn >/dev/null 2>&1 || need+=(maven)
 if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
   need+=(postgresql)
 fi
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${need[*]} from Debian's packages"

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
+from console.settings import ConsoleSettings
 from features.errors import ConfigError
 from features.redact import Redactor, mask_url, url_secrets
 from features.resources import config_file
@@ -182,6 +183,8 @@ class Settings(BaseSettings):
     blocklist: BlocklistSettings = BlocklistSettings()
     #: ``simguard serve``
     service: ServiceSettings = ServiceSettings()
+    #: ``simguard console``: the analysts' web app
+    console: ConsoleSettings = ConsoleSettings()
 
     @property
     def home_abs(self) -> Path:
@@ -225,6 +228,8 @@ class Settings(BaseSettings):
             found += [t.get_secret_value() for t in (op.api_token, op.webhook_token) if t is not None]
             found += url_secrets(str(op.webhook_url) if op.webhook_url else None)
         found += [t.get_secret_value() for t in self.blocklist.analysts.values()]
+        if self.console.secret_key is not None:
+            found.append(self.console.secret_key.get_secret_value())
         return found
 
     def redactor(self) -> Redactor:

@@ -46,7 +46,10 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 ACTIONS = ("block", "unblock")
 #: ``system``: expiry and allowlist changes, neither a model nor a person
 DECIDED_BY = ("model", "analyst", "system")
-REVIEW_STATUSES = ("open", "confirmed", "overturned")
+#: ``watch``: needs more evidence; ``escalated``: waits for a supervisor (the console, 0003)
+REVIEW_STATUSES = ("open", "confirmed", "overturned", "watch", "escalated")
+#: reviews still waiting for a final decision: a new detection updates them instead of opening another
+PENDING_REVIEW_STATUSES = ("open", "watch", "escalated")
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
 ALLOWLIST_SOURCES = ("registered_business", "analyst_cleared")
 OUTCOMES = ("blocked", "already_blocked", "review", "allowed")
@@ -190,6 +193,8 @@ class Review(Base):
     resolution_note: Mapped[str | None] = mapped_column(sa.Text)
     #: the entry the resolution wrote (a confirmed block, or the unblock of an overturn)
     entry_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("blocklist_entries.id"))
+    #: the analyst who took it ("assign to me")
+    assigned_to: Mapped[str | None] = mapped_column(sa.String(128))
 
 
 class AllowlistEntry(Base):
@@ -205,6 +210,8 @@ class AllowlistEntry(Base):
     note: Mapped[str | None] = mapped_column(sa.Text)
     request_id: Mapped[str | None] = mapped_column(sa.String(255))
     created_at: Mapped[dt.datetime]
+    #: a clearance from an overturn lapses here; ``None``: permanent (a supervisor's decision)
+    expires_at: Mapped[dt.datetime | None]
 
 
 class TrunkSpoofCount(Base):
@@ -268,3 +275,77 @@ class StreamBatch(Base):
     batch_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
     record: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     finished_at: Mapped[dt.datetime]
+
+
+# -- the analyst console (migration 0003) ----------------------------------------------------------
+
+ROLES = ("analyst", "supervisor", "regulator", "admin")
+CONSOLE_ACTIONS = ("confirm", "overturn", "escalate", "watch", "note", "assign", "allowlist", "manual_block")
+APPEAL_STATUSES = ("open", "upheld", "overturned")
+
+
+class User(Base):
+    """A console account; the password only as an argon2 hash."""
+
+    __tablename__ = "users"
+    __table_args__ = (sa.CheckConstraint(_in("role", ROLES), name="role"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    role: Mapped[str] = mapped_column(sa.String(16))
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    failed_logins: Mapped[int] = mapped_column(sa.Integer, default=0)
+    locked_until: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime]
+    last_login_at: Mapped[dt.datetime | None]
+
+
+class ConsoleAction(Base):
+    """One analyst decision or note on a number: who, when, why, and the entry it wrote.
+    ``request_id`` (from the form) makes a resubmitted form harmless."""
+
+    __tablename__ = "console_actions"
+    __table_args__ = (
+        sa.CheckConstraint(_in("action", CONSOLE_ACTIONS), name="action"),
+        sa.Index("ix_console_actions_number_id", "number", "id"),
+        sa.Index("ix_console_actions_actor_created_at", "actor", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(sa.String(128), unique=True)
+    number: Mapped[str] = mapped_column(sa.String(NUMBER_LEN))
+    action: Mapped[str] = mapped_column(sa.String(16))
+    comment: Mapped[str] = mapped_column(sa.Text)
+    actor: Mapped[str] = mapped_column(sa.String(64))
+    review_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("reviews.id"))
+    appeal_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("appeals.id"))
+    entry_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("blocklist_entries.id"))
+    model_version: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[dt.datetime]
+
+
+class Appeal(Base):
+    """A subscriber's dispute of a block, filed by an operator's customer care or an analyst."""
+
+    __tablename__ = "appeals"
+    __table_args__ = (
+        sa.CheckConstraint(_in("status", APPEAL_STATUSES), name="status"),
+        sa.UniqueConstraint("operator", "request_id", name="uq_appeals_operator_request_id"),
+        sa.Index("ix_appeals_status_due_at", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    number: Mapped[str] = mapped_column(sa.String(NUMBER_LEN), index=True)
+    #: the operator that filed it (``console`` for the form)
+    operator: Mapped[str] = mapped_column(sa.String(32))
+    request_id: Mapped[str] = mapped_column(sa.String(128))
+    reason: Mapped[str] = mapped_column(sa.Text)
+    filed_by: Mapped[str] = mapped_column(sa.String(64))
+    status: Mapped[str] = mapped_column(sa.String(16), default="open")
+    created_at: Mapped[dt.datetime]
+    due_at: Mapped[dt.datetime]
+    decided_by: Mapped[str | None] = mapped_column(sa.String(64))
+    decided_at: Mapped[dt.datetime | None]
+    outcome_comment: Mapped[str | None] = mapped_column(sa.Text)
+    #: the unblock an overturned appeal wrote
+    entry_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("blocklist_entries.id"))

@@ -60,6 +60,7 @@ from streaming.blocklist.decision import (
 from streaming.blocklist.errors import BlocklistError
 from streaming.blocklist.models import (
     NUMBER_LEN,
+    PENDING_REVIEW_STATUSES,
     TRUNK_ID_LEN,
     AllowlistEntry,
     Delivery,
@@ -223,11 +224,16 @@ class BlocklistStore(StoreReads):
         )
 
     @staticmethod
-    def _allowlist_sources(session: Session, numbers: set[str]) -> dict[str, str]:
+    def _allowlist_sources(session: Session, numbers: set[str], now: dt.datetime | None = None) -> dict[str, str]:
+        now = now or utcnow()
         out: dict[str, str] = {}
         for chunk in chunks(sorted(numbers)):
             for number, source in session.execute(
-                sa.select(AllowlistEntry.number, AllowlistEntry.source).where(AllowlistEntry.number.in_(chunk))
+                sa.select(AllowlistEntry.number, AllowlistEntry.source).where(
+                    AllowlistEntry.number.in_(chunk),
+                    # a console clearance lapses (migration 0003); the others have no expiry
+                    sa.or_(AllowlistEntry.expires_at.is_(None), AllowlistEntry.expires_at > now),
+                )
             ):
                 # an analyst's clearance is the stronger statement; keep it when both apply
                 if out.get(number) != "analyst_cleared":
@@ -277,14 +283,16 @@ class BlocklistStore(StoreReads):
             if not todo:
                 return result
             numbers = sorted({d.number for d in todo})
-            sources = self._allowlist_sources(session, set(numbers))
+            sources = self._allowlist_sources(session, set(numbers), now)
             states: dict[tuple[str, str], State] = {}
             reviews: dict[tuple[str, str, str], Review] = {}
             for chunk in chunks(numbers):
                 for st in session.scalars(sa.select(State).where(State.number.in_(chunk)).with_for_update()):
                     states[(st.number, st.scope)] = st
                 for rv in session.scalars(
-                    sa.select(Review).where(Review.number.in_(chunk), Review.status == "open").order_by(Review.id)
+                    sa.select(Review)
+                    .where(Review.number.in_(chunk), Review.status.in_(PENDING_REVIEW_STATUSES))
+                    .order_by(Review.id)
                 ):
                     reviews.setdefault((rv.number, rv.scope, rv.fraud_type), rv)
             trunks = self._trunk_rows(session, todo)
@@ -543,7 +551,9 @@ class BlocklistStore(StoreReads):
                 for st in states
             ]
             overturned = session.scalars(
-                sa.select(Review).where(Review.number == number, Review.status == "open").with_for_update()
+                sa.select(Review)
+                .where(Review.number == number, Review.status.in_(PENDING_REVIEW_STATUSES))
+                .with_for_update()
             ).all()
             for rv in overturned:
                 rv.status = "overturned"

@@ -1,0 +1,76 @@
+"""Analysts' outcomes as labels: each confirm (fraud, of the flag's type) and overturn
+(``normal``: a legitimate subscriber) with the model's row for the window it decided on (the
+feature values the stream stored with the detection), ready to add to a training set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from streaming.blocklist.models import ConsoleAction, Detection
+
+NORMAL = "normal"
+COLUMNS = [
+    "number", "label", "fraud_type", "decided_by", "decided_at", "comment", "model_name", "model_version",
+    "score", "window_start", "window_end",
+]  # fmt: skip
+
+
+def _latest_detection(session: Session, number: str, before: Any) -> Detection | None:
+    return session.scalar(
+        sa.select(Detection)
+        .where(Detection.number == number, Detection.created_at <= before, Detection.evidence.is_not(None))
+        .order_by(Detection.id.desc())
+        .limit(1)
+    )
+
+
+def label_rows(engine: sa.Engine) -> pd.DataFrame:
+    """One row per final decision of an analyst (the latest per number wins), with the feature
+    values of the detection it judged as ``f_<name>`` columns."""
+    rows: dict[str, dict[str, Any]] = {}
+    with Session(engine) as session:
+        actions = session.scalars(
+            sa.select(ConsoleAction).where(ConsoleAction.action.in_(("confirm", "overturn"))).order_by(ConsoleAction.id)
+        )
+        for a in actions:
+            det = _latest_detection(session, a.number, a.created_at)
+            if det is None:
+                continue  # a manual decision without a model row: nothing to learn from
+            evidence = det.evidence or {}
+            row = {
+                "number": a.number,
+                "label": det.fraud_type if a.action == "confirm" else NORMAL,
+                "fraud_type": det.fraud_type,
+                "decided_by": a.actor,
+                "decided_at": a.created_at,
+                "comment": a.comment,
+                "model_name": det.model_name,
+                "model_version": det.model_version,
+                "score": det.score,
+                "window_start": evidence.get("window_start"),
+                "window_end": evidence.get("window_end"),
+            }
+            row.update({f"f_{k}": v for k, v in (evidence.get("features") or {}).items()})
+            rows[a.number] = row
+    frame = pd.DataFrame(list(rows.values()))
+    if frame.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    for col in ("window_start", "window_end"):
+        frame[col] = pd.to_datetime(frame[col], utc=True)
+    return frame
+
+
+def export_labels(engine: sa.Engine, out: Path) -> int:
+    """Write the label table to ``out`` (``.parquet`` or ``.csv``); returns the number of rows."""
+    frame = label_rows(engine)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".csv":
+        frame.to_csv(out, index=False)
+    else:
+        frame.to_parquet(out, index=False)
+    return len(frame)

@@ -121,6 +121,12 @@ class StreamJob:
     reasons_top_k: int = 3
     plan: NumberingPlan | None = None
     metrics: StreamMetrics = field(default_factory=StreamMetrics)
+    _stop_requested: bool = field(default=False, init=False, repr=False)
+
+    def request_stop(self) -> None:
+        """Start no further query or phase; whoever stops the running queries (a signal
+        handler's thread) then ends ``run``."""
+        self._stop_requested = True
 
     def __post_init__(self) -> None:
         need = self.lookback_s
@@ -467,6 +473,8 @@ class StreamJob:
         before it has drained its input."""
         trigger = Trigger(available_now=True)
         for phase in phases:
+            if self._stop_requested:
+                break
             pending = {name: self._uncommitted_batch(name) for name in phase}
             queries = self.start_queries(phase, trigger=trigger)
             for name, q in queries.items():

@@ -10,8 +10,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-
 from factories import cdr, table
+
 from features.schema import record_from_json
 from features.validation import ValidationRules, validate_json_values
 from pipeline.simulate.populations import SimulationError

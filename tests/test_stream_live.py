@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from factories import cdr
 
 from features.schema import record_to_json
-from factories import cdr
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.slow]
 

@@ -112,7 +112,7 @@ def simulate_command(
         None, "--rate", min=0.001, help="Replay speed in records/s (default: as fast as possible)."
     ),
     shift_to_now: bool = typer.Option(
-        False, "--shift-to-now", help="Replay live: the first record starts now, each is sent when its event time comes."
+        False, "--shift-to-now", help="Replay live: the first record starts now, each sent when its call has ended."
     ),
 ) -> None:
     """Generate CDRs with ground-truth labels (spam SIMs, SIM boxes, Wangiri, spoofed calls)."""

@@ -153,9 +153,10 @@ def replay_to_kafka(
     ``shift_to`` (e.g. now) replays live: the first record starts then, event time runs with
     the wall clock, and each record is sent when the call it describes has ended (as a switch
     writes a CDR), so none of its timestamps is ever ahead of the wall clock (a live consumer
-    dead-letters records from the future). ``speed`` event seconds pass per wall second (default 1: real time, the gaps and
-    rates as simulated); ``rate`` instead picks the speed that sends ``rate`` records per second
-    on average. Gaps between records shrink by the speed; call durations stay as they are.
+    dead-letters records from the future). ``speed``: event seconds per wall second (default 1:
+    real time, the gaps and rates as simulated); ``rate`` instead picks the speed that sends
+    ``rate`` records per second on average. Gaps between records shrink by the speed; call
+    durations stay as they are.
     ``duration_s`` stops a live replay after that many wall seconds.
 
     Returns the number of records the broker acknowledged; raises ``PlatformError`` when the

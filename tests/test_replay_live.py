@@ -46,6 +46,13 @@ def test_live_clock_maps_event_time_to_wall_time(tmp_path: Path) -> None:
     # --rate: 3 records over an hour at 3 records/s -> the hour passes in one second
     by_rate = LiveClock.plan(files, shift_to=now, speed=None, rate=3, total=3, duration_s=None)
     assert by_rate.speed == pytest.approx(3600)
+    # --start-at: from that time of day of the first day; the hour before is skipped
+    later = LiveClock.plan(files, shift_to=now, speed=None, rate=None, total=3, duration_s=None,
+                           start_at=dt.time(0, 30))
+    assert later.first == T0 + dt.timedelta(minutes=30)
+    assert later.event_time(T0 + dt.timedelta(hours=1)) == now + dt.timedelta(minutes=30)
+    with pytest.raises(SimulationError, match="no record starts after"):
+        LiveClock.plan(files, shift_to=now, speed=None, rate=None, total=3, duration_s=None, start_at=dt.time(2))
     with pytest.raises(SimulationError, match="not both"):
         LiveClock.plan(files, shift_to=now, speed=2, rate=3, total=3, duration_s=None)
 

@@ -3,6 +3,7 @@ into Kafka in event-time order). Thin: the work is in :mod:`pipeline.simulate`."
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,18 +58,17 @@ def _last_days(source: Path, last_days: Optional[int]) -> Iterator[Path]:
 def _replay(
     ctx: typer.Context, source: Path, *, topic: str, rate: Optional[float], shift_to_now: bool,
     last_days: Optional[int] = None, speed: Optional[float] = None, duration_s: Optional[float] = None,
+    start_at: Optional[dt.time] = None,
 ) -> int:
     with _last_days(source, last_days) as folder:
         return _replay_folder(ctx, folder, topic=topic, rate=rate, shift_to_now=shift_to_now, speed=speed,
-                              duration_s=duration_s)
+                              duration_s=duration_s, start_at=start_at)
 
 
 def _replay_folder(
     ctx: typer.Context, source: Path, *, topic: str, rate: Optional[float], shift_to_now: bool,
-    speed: Optional[float] = None, duration_s: Optional[float] = None,
+    speed: Optional[float] = None, duration_s: Optional[float] = None, start_at: Optional[dt.time] = None,
 ) -> int:
-    import datetime as dt
-
     from pipeline.simulate import count_records, replay_to_kafka
 
     settings = settings_from(ctx)
@@ -76,7 +76,8 @@ def _replay_folder(
     if shift_to_now:
         pace = f"{speed:g}x real time" if speed else (f"about {rate:g} CDRs/s" if rate else "real time")
         limit = f", for {duration_s:g} s" if duration_s else ""
-        typer.echo(f"live replay: event time = wall time from now, at {pace}{limit}", err=True)
+        frm = f", from {start_at:%H:%M:%S} UTC of the first day" if start_at else ""
+        typer.echo(f"live replay: event time = wall time from now, at {pace}{frm}{limit}", err=True)
     with _progress() as progress:
         task = progress.add_task(f"replay to {topic}", total=total)
 
@@ -91,9 +92,21 @@ def _replay_folder(
             shift_to=dt.datetime.now(dt.UTC) if shift_to_now else None,
             speed=speed,
             duration_s=duration_s,
+            start_at=start_at,
             progress=advance,
         )
     return sent
+
+
+def _time_of_day(text: Optional[str]) -> Optional[dt.time]:
+    if text is None:
+        return None
+    if text == "now":
+        return dt.datetime.now(dt.UTC).time()
+    try:
+        return dt.time.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not HH:MM (UTC) or 'now'", param_hint="--start-at") from None
 
 
 def simulate_command(
@@ -159,7 +172,7 @@ def replay_command(
     ),
     shift_to_now: bool = typer.Option(
         False, "--shift-to-now",
-        help="Live: the first record starts now and each is sent when the wall clock reaches its event time "
+        help="Live: event time runs with the wall clock from now, each CDR sent once its call has ended "
         "(real time; --speed or --rate to go faster).",
     ),
     speed: Optional[float] = typer.Option(
@@ -168,16 +181,22 @@ def replay_command(
     duration_s: Optional[float] = typer.Option(
         None, "--duration", min=0.001, help="With --shift-to-now: stop after this many seconds."
     ),
+    start_at: Optional[str] = typer.Option(
+        None, "--start-at", metavar="HH:MM|now",
+        help="With --shift-to-now: start at this UTC time of day of the first day ('now': the current one, "
+        "so timestamps move by whole days and times of day stay true).",
+    ),
     last_days: Optional[int] = typer.Option(
         None, "--last-days", min=1, help="Only the last N days (e.g. the test day the models never saw)."
     ),
 ) -> None:
     """Replay CDR Parquet files into Kafka in event-time order, keyed by a_number."""
-    if (speed is not None or duration_s is not None) and not shift_to_now:
-        raise typer.BadParameter("--speed and --duration only apply with --shift-to-now", param_hint="--speed")
+    if (speed is not None or duration_s is not None or start_at is not None) and not shift_to_now:
+        raise typer.BadParameter("--speed, --duration and --start-at only apply with --shift-to-now",
+                                 param_hint="--shift-to-now")
     topic = topic or settings_from(ctx).kafka.topics.cdrs
     sent = _replay(ctx, source, topic=topic, rate=rate, shift_to_now=shift_to_now, last_days=last_days,
-                   speed=speed, duration_s=duration_s)
+                   speed=speed, duration_s=duration_s, start_at=_time_of_day(start_at))
     typer.echo(f"replayed {sent} CDRs into Kafka topic {topic}")
 
 

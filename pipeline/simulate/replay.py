@@ -48,7 +48,7 @@ class LiveClock:
 
     @classmethod
     def plan(cls, files: list[Path], *, shift_to: dt.datetime, speed: float | None, rate: float | None,
-             total: int, duration_s: float | None) -> LiveClock:
+             total: int, duration_s: float | None, start_at: dt.time | None = None) -> LiveClock:
         if shift_to.tzinfo is None:
             raise SimulationError("shift_to must be timezone-aware (UTC)")
         if speed is not None and rate is not None:
@@ -58,6 +58,11 @@ class LiveClock:
         if duration_s is not None and duration_s <= 0:
             raise SimulationError("--duration must be a positive number of seconds")
         first, last = _start_range(files)
+        if start_at is not None:
+            # from that time of day (UTC) of the first day on; earlier records are not sent
+            first = dt.datetime.combine(first.date(), start_at.replace(tzinfo=None), dt.UTC)
+            if first > last:
+                raise SimulationError(f"no record starts after {start_at:%H:%M} UTC on the first day")
         if rate is not None:
             span_s = (last - first).total_seconds()
             # the speed at which the records take total / rate seconds of wall time
@@ -99,6 +104,9 @@ def _send_live(
         now = clock()
         # every call that has started by now is read (start order), then those that ended are sent
         while upcoming is not None:
+            if upcoming["start_time"] < live.first:
+                upcoming = next(records, None)  # before the chosen start (start_at)
+                continue
             start = live.event_time(upcoming["start_time"])
             if live.end is not None and start > live.end:
                 upcoming = None
@@ -141,6 +149,7 @@ def replay_to_kafka(
     shift_to: dt.datetime | None = None,
     speed: float | None = None,
     duration_s: float | None = None,
+    start_at: dt.time | None = None,
     progress: ReplayProgressFn | None = None,
     batch_rows: int = 10_000,
     flush_timeout_s: float = 120.0,
@@ -157,7 +166,10 @@ def replay_to_kafka(
     real time, the gaps and rates as simulated); ``rate`` instead picks the speed that sends
     ``rate`` records per second on average. Gaps between records shrink by the speed; call
     durations stay as they are.
-    ``duration_s`` stops a live replay after that many wall seconds.
+    ``duration_s`` stops a live replay after that many wall seconds; ``start_at`` starts it at
+    that UTC time of day of the first day (earlier records are not sent). With ``start_at`` =
+    the time of day of ``shift_to`` at real speed, timestamps move by whole days, so every
+    time-of-day feature (night calls, busy hours) means what it meant.
 
     Returns the number of records the broker acknowledged; raises ``PlatformError`` when the
     broker cannot be reached or any record was not delivered.
@@ -173,9 +185,10 @@ def replay_to_kafka(
     total = sum(pq.ParquetFile(p).metadata.num_rows for p in files)
     live: LiveClock | None = None
     if shift_to is not None:
-        live = LiveClock.plan(files, shift_to=shift_to, speed=speed, rate=rate, total=total, duration_s=duration_s)
+        live = LiveClock.plan(files, shift_to=shift_to, speed=speed, rate=rate, total=total, duration_s=duration_s,
+                              start_at=start_at)
         rate = None  # paced by event time
-    elif speed is not None or duration_s is not None:
+    elif speed is not None or duration_s is not None or start_at is not None:
         raise SimulationError("speed and duration_s apply to a live replay (shift_to) only")
     options = {**_PRODUCER_DEFAULTS, **dict(producer_options)}
     try:

@@ -146,7 +146,7 @@ def main() -> int:
         shift_to = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
         started = time.monotonic()
         sent = replay_to_kafka(day_dir, topic=topic, producer_options=settings.kafka.client_options(),
-                               rate=args.rate, shift_to=shift_to)
+                               rate=args.rate, shift_to=shift_to, live=False)
         replay_wall = time.monotonic() - started
         print(f"replayed {sent:,} CDRs in {replay_wall:.1f} s ({sent / replay_wall:,.0f}/s)", flush=True)
         job.join()

@@ -93,7 +93,7 @@ def _send_live(
     tick: Callable[[], None] | None,
 ) -> None:
     """Send each record, its times mapped by ``live``, once the call it describes has ended on
-    the wall clock (as a switch writes a CDR): no timestamp of a record is ever ahead of the
+    the replay's clock (as a switch writes a CDR): no timestamp of a record is ever ahead of the
     wall clock when it is sent. Records come in start order; a heap holds those whose call has
     started but not ended."""
     pending: list[tuple[float, int, dict[str, Any]]] = []
@@ -113,11 +113,16 @@ def _send_live(
                 break
             if start.timestamp() > now:
                 break
-            shift = start - upcoming["start_time"]
+            # the call's length (ring, then duration) on the replay's clock; duration_s itself is
+            # kept as simulated
+            answered = upcoming["answer_time"]
+            length = (answered - upcoming["start_time"] if answered is not None else dt.timedelta(0)) + dt.timedelta(
+                seconds=upcoming["duration_s"] or 0
+            )
             upcoming["start_time"] = start
-            if upcoming["answer_time"] is not None:
-                upcoming["answer_time"] += shift
-            ends = max(start, upcoming["answer_time"] or start) + dt.timedelta(seconds=upcoming["duration_s"] or 0)
+            if answered is not None:
+                upcoming["answer_time"] = live.event_time(answered)
+            ends = start + length / live.speed
             heapq.heappush(pending, (ends.timestamp(), seq, upcoming))
             seq += 1
             upcoming = next(records, None)
@@ -150,6 +155,7 @@ def replay_to_kafka(
     speed: float | None = None,
     duration_s: float | None = None,
     start_at: dt.time | None = None,
+    live: bool = True,
     progress: ReplayProgressFn | None = None,
     batch_rows: int = 10_000,
     flush_timeout_s: float = 120.0,
@@ -164,8 +170,11 @@ def replay_to_kafka(
     writes a CDR), so none of its timestamps is ever ahead of the wall clock (a live consumer
     dead-letters records from the future). ``speed``: event seconds per wall second (default 1:
     real time, the gaps and rates as simulated); ``rate`` instead picks the speed that sends
-    ``rate`` records per second on average. Gaps between records shrink by the speed; call
-    durations stay as they are.
+    ``rate`` records per second on average. Gaps between records shrink by the speed (each
+    ``duration_s`` stays as simulated).
+    ``live=False`` keeps the former meaning of ``shift_to`` for benchmarks: every timestamp moved
+    by one offset so that the first record starts at ``shift_to`` (e.g. a day ago, so that all
+    are in the past), records sent at ``rate`` whatever their times.
     ``duration_s`` stops a live replay after that many wall seconds; ``start_at`` starts it at
     that UTC time of day of the first day (earlier records are not sent). With ``start_at`` =
     the time of day of ``shift_to`` at real speed, timestamps move by whole days, so every
@@ -183,12 +192,17 @@ def replay_to_kafka(
     if rate is not None and rate <= 0:
         raise SimulationError("--rate must be a positive number of records per second")
     total = sum(pq.ParquetFile(p).metadata.num_rows for p in files)
-    live: LiveClock | None = None
-    if shift_to is not None:
-        live = LiveClock.plan(files, shift_to=shift_to, speed=speed, rate=rate, total=total, duration_s=duration_s,
+    shift: dt.timedelta | None = None
+    if shift_to is not None and not live:
+        if shift_to.tzinfo is None:
+            raise SimulationError("shift_to must be timezone-aware (UTC)")
+        shift = shift_to - _start_range(files)[0]
+    clock_map: LiveClock | None = None
+    if shift_to is not None and live:
+        clock_map = LiveClock.plan(files, shift_to=shift_to, speed=speed, rate=rate, total=total, duration_s=duration_s,
                               start_at=start_at)
         rate = None  # paced by event time
-    elif speed is not None or duration_s is not None or start_at is not None:
+    if clock_map is None and (speed is not None or duration_s is not None or start_at is not None):
         raise SimulationError("speed and duration_s apply to a live replay (shift_to) only")
     options = {**_PRODUCER_DEFAULTS, **dict(producer_options)}
     try:
@@ -223,8 +237,8 @@ def replay_to_kafka(
                     return
 
     try:
-        if live is not None:
-            _send_live(records(), live, send, clock=clock, sleep=sleep, failures=failures,
+        if clock_map is not None:
+            _send_live(records(), clock_map, send, clock=clock, sleep=sleep, failures=failures,
                        tick=(lambda: progress(sent, total)) if progress is not None else None)
         else:
             for record in records():
@@ -233,6 +247,10 @@ def replay_to_kafka(
                     ahead = started + sent / rate - time.perf_counter()
                     if ahead > 0:
                         time.sleep(ahead)
+                if shift is not None:
+                    record["start_time"] += shift
+                    if record["answer_time"] is not None:
+                        record["answer_time"] += shift
                 send(record)
         producer.flush(timeout=flush_timeout_s)
     except KafkaError as exc:

@@ -67,11 +67,16 @@ def stop_active_queries(spark: SparkSession, *, grace_s: float = 120.0, poll_s: 
                 clean.setdefault(name, True)
                 del pending[qid]
                 continue
-            idle = not q.status.get("isTriggerActive", False)
-            if idle or time.monotonic() > deadline:
-                q.stop()
-                q.awaitTermination()
-                clean[name] = idle
+            try:
+                idle = not q.status.get("isTriggerActive", False)
+                if idle or time.monotonic() > deadline:
+                    q.stop()
+                    q.awaitTermination()
+                    clean[name] = idle
+                    del pending[qid]
+            except Exception as exc:  # e.g. it failed meanwhile: the job reports its error
+                log.warning("stopping %s: %s", name, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+                clean[name] = False
                 del pending[qid]
         if pending:
             time.sleep(poll_s)

@@ -121,6 +121,7 @@ def ensure_topics(
 
 def _partitions(admin, names: Sequence[str]) -> dict[str, int]:  # type: ignore[no-untyped-def]
     try:
-        return {t["topic"]: len(t.get("partitions") or []) for t in admin.describe_topics(list(names))}
+        described = admin.describe_topics(list(names))
+        return {t.get("name") or t.get("topic"): len(t.get("partitions") or []) for t in described}
     except Exception:  # only for the message
         return {}

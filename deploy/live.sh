@@ -106,6 +106,7 @@ head -n 1 "$LIVE/replay.log" || true
 
 printf '\n== Blocks as they reach %s.%s\n' "$SIMGUARD_KAFKA__TOPICS__BLOCKLIST_PREFIX" "$OPERATOR"
 $SIMGUARD blocklist watch --operator "$OPERATOR" --from-beginning --for-seconds "$((MINUTES * 60 + DRAIN_S))"
-tail -n 1 "$LIVE/replay.log" | tr '\r' '\n' | tail -n 1 || true
+if [ -n "$REPLAY_PID" ]; then wait "$REPLAY_PID" 2>/dev/null || true; fi
+grep -h "^replayed" "$LIVE/replay.log" || true
 stop_all
 echo "Everything the live run wrote is under $LIVE; to explore it with the CLI: source $LIVE/env"

@@ -101,3 +101,30 @@ def test_live_options_need_shift_to(tmp_path: Path) -> None:
     folder = _folder(tmp_path, [0, 1])
     with pytest.raises(SimulationError, match="live replay"):
         replay_to_kafka(folder, topic="t", producer_options={}, speed=2)
+
+
+def test_live_sends_each_cdr_when_its_call_ends_and_stops_at_the_duration() -> None:
+    from pipeline.simulate.replay import _send_live
+
+    now = dt.datetime(2026, 11, 30, 6, 0, tzinfo=dt.UTC)
+    t = [now.timestamp()]
+
+    def call(rid: str, start_s: float, ring_s: float | None, duration_s: float) -> dict[str, Any]:
+        start = T0 + dt.timedelta(seconds=start_s)
+        answer = start + dt.timedelta(seconds=ring_s) if ring_s is not None else None
+        return {"record_id": rid, "start_time": start, "answer_time": answer, "duration_s": duration_s}
+
+    records = [call("a", 0, None, 0), call("long", 0.5, 1, 100), call("short", 1, 1, 1), call("c", 3, None, 0),
+               call("late", 20, None, 0)]
+    clock = LiveClock(first=T0, now=now, speed=1.0, end=now + dt.timedelta(seconds=10))
+    sent: list[tuple[str, float]] = []
+
+    def sleep(s: float) -> None:
+        t[0] += s
+
+    _send_live(iter(records), clock, lambda r: sent.append((r["record_id"], t[0] - now.timestamp())),
+               clock=lambda: t[0], sleep=sleep, failures=[], tick=None)
+    # in the order the calls ended, each once it had; the 100 s call and the one starting after
+    # the 10 s are not sent
+    assert [rid for rid, _ in sent] == ["a", "short", "c"]
+    assert [at for _, at in sent] == pytest.approx([0, 3, 3], abs=1e-6)

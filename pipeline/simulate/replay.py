@@ -102,6 +102,8 @@ def _send_live(
     last_tick = clock()
     while upcoming is not None or pending:
         now = clock()
+        if live.end is not None and now > live.end.timestamp():
+            break  # calls still going on at the end: their CDRs are not written yet
         # every call that has started by now is read (start order), then those that ended are sent
         while upcoming is not None:
             if upcoming["start_time"] < live.first:
@@ -175,7 +177,8 @@ def replay_to_kafka(
     ``live=False`` keeps the former meaning of ``shift_to`` for benchmarks: every timestamp moved
     by one offset so that the first record starts at ``shift_to`` (e.g. a day ago, so that all
     are in the past), records sent at ``rate`` whatever their times.
-    ``duration_s`` stops a live replay after that many wall seconds; ``start_at`` starts it at
+    ``duration_s`` stops a live replay after that many wall seconds (calls not ended by then are
+    not sent); ``start_at`` starts it at
     that UTC time of day of the first day (earlier records are not sent). With ``start_at`` =
     the time of day of ``shift_to`` at real speed, timestamps move by whole days, so every
     time-of-day feature (night calls, busy hours) means what it meant.

@@ -25,6 +25,8 @@ from streaming.scoring import ChampionScorer
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+log = logging.getLogger("simguard.stream")
+
 
 def state_dir(settings: Settings) -> Path:
     return (settings.stream.state_dir or settings.home_abs / "stream").expanduser().resolve()
@@ -46,9 +48,6 @@ def build_stream_job(spark: SparkSession, settings: Settings, *, sink: Blocklist
         sink=sink or BlocklistSink.from_settings(settings),
         reasons_top_k=m.reasons_top_k,
     )
-
-
-log = logging.getLogger("simguard.stream")
 
 
 def stop_active_queries(spark: SparkSession, *, grace_s: float = 120.0, poll_s: float = 0.2) -> dict[str, bool]:

@@ -90,7 +90,7 @@ fi
 printf '\n== simguard stream, live, in the background (log: %s/stream.log)\n' "$LIVE"
 $SIMGUARD stream > "$LIVE/stream.json" 2> "$LIVE/stream.log" &
 STREAM_PID=$!
-for _ in $(seq 240); do
+for _ in $(seq 600); do  # up to 5 min: Spark starts slowly on a busy machine
   grep -q -e "created Kafka topic" -e "waiting for Kafka topic" "$LIVE/stream.log" 2>/dev/null && break
   kill -0 "$STREAM_PID" 2>/dev/null || { tail -n 30 "$LIVE/stream.log" >&2; exit 1; }
   sleep 0.5

@@ -155,8 +155,10 @@ def watch_blocks(
                 caught_up = _cdrs_read_to(consumer, cdr_topic, cdr_reached) if cdr_topic in assigned else None
                 for block in list(pending):
                     if caught_up is None or caught_up >= block.decided_ms:
-                        block.calls = [c for c in calls.get(block.entry.get("number"), [])
-                                       if c.landed_ms <= block.decided_ms]
+                        # a number's CDRs share a partition when keyed by caller (replay, ingest);
+                        # sorted anyway, whatever the producer's keys
+                        block.calls = sorted((c for c in calls.get(block.entry.get("number"), [])
+                                              if c.landed_ms <= block.decided_ms), key=lambda c: c.landed_ms)
                         on_block(block)
                         seen.append(block)
                         pending.remove(block)

@@ -8,7 +8,7 @@
 #
 # Bounded: the replay runs LIVE_MINUTES (default 10), the watch LIVE_DRAIN_S (default 90) more;
 # then, or on Ctrl-C, everything this script started is stopped (the stream by SIGTERM: its
-# queries stop between micro-batches, offsets committed). Settings (environment):
+# queries stop at a micro-batch boundary, offsets committed). Settings (environment):
 #   LIVE_SUBSCRIBERS (20000)  LIVE_SEED (7)  LIVE_MINUTES (10)  LIVE_OPERATOR (viettel)
 #   LIVE_START (now: the test day from the current UTC time of day, so timestamps move by whole
 #     days and time-of-day features stay true; or HH:MM UTC, e.g. 03:00 = 10:00 in Vietnam)

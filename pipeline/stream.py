@@ -50,38 +50,50 @@ def build_stream_job(spark: SparkSession, settings: Settings, *, sink: Blocklist
     )
 
 
-def stop_active_queries(spark: SparkSession, *, grace_s: float = 120.0, poll_s: float = 0.2) -> dict[str, bool]:
-    """Stop every query in ``spark.streams.active``, each when no micro-batch of it is running
-    (its offsets then committed in its checkpoint), and wait until each has terminated. A query
-    still busy after ``grace_s`` is stopped anyway; its batch is re-run on restart.
+def _last_batch(q: Any) -> int | None:
+    progress = q.lastProgress
+    return None if progress is None else progress.get("batchId")
 
-    Returns, per query name, whether it stopped between micro-batches."""
-    pending = {q.id: q for q in spark.streams.active}
+
+def stop_active_queries(spark: SparkSession, *, grace_s: float = 120.0, poll_s: float = 0.05) -> dict[str, bool]:
+    """Stop every query in ``spark.streams.active`` at a micro-batch boundary and wait until each
+    has terminated: when no trigger of it runs (a processing-time trigger waiting for its next
+    interval), or as soon as it has reported a micro-batch that committed after the stop was
+    asked for (an ``availableNow`` run starts the next batch at once: that one is stopped while
+    it plans, and a restart runs it from its offsets). A query at neither after ``grace_s`` is
+    stopped anyway; its batch is re-run on restart.
+
+    Returns, per query name, whether it stopped at a batch boundary."""
     deadline = time.monotonic() + grace_s
     clean: dict[str, bool] = {}
-    while pending:
+    seen: dict[str, int | None] = {}
+    pending: dict[str, Any] = {}
+    while True:
+        # a backfill's next phase may have started a query meanwhile
+        for q in spark.streams.active:
+            if q.id not in seen:
+                pending[q.id] = q
+                seen[q.id] = _last_batch(q)
+        if not pending:
+            return clean
         for qid, q in list(pending.items()):
             name = q.name or qid
-            if not q.isActive:
-                clean.setdefault(name, True)
-                del pending[qid]
-                continue
             try:
-                idle = not q.status.get("isTriggerActive", False)
-                if idle or time.monotonic() > deadline:
+                if not q.isActive:
+                    clean.setdefault(name, True)
+                    del pending[qid]
+                    continue
+                boundary = not q.status.get("isTriggerActive", False) or _last_batch(q) != seen[qid]
+                if boundary or time.monotonic() > deadline:
                     q.stop()
                     q.awaitTermination()
-                    clean[name] = idle
+                    clean[name] = boundary
                     del pending[qid]
             except Exception as exc:  # e.g. it failed meanwhile: the job reports its error
                 log.warning("stopping %s: %s", name, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
                 clean[name] = False
                 del pending[qid]
-        if pending:
-            time.sleep(poll_s)
-        # a phase of a backfill may have started another query meanwhile
-        pending.update({q.id: q for q in spark.streams.active if (q.name or q.id) not in clean})
-    return clean
+        time.sleep(poll_s)
 
 
 class GracefulStop:

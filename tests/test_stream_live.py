@@ -76,7 +76,7 @@ def _send(bootstrap: str, topic: str, values: list[bytes]) -> None:
 
 
 def _count(bootstrap: str, topic: str, *, at_least: int, timeout_s: float, proc: subprocess.Popen | None = None,
-           log: Path | None = None) -> int:
+           log: Path | None = None, settle_s: float = 3.0) -> int:
     """Records in ``topic`` from its start, once at least ``at_least`` are there (or the time is up)."""
     from kafka import KafkaConsumer
 
@@ -94,7 +94,7 @@ def _count(bootstrap: str, topic: str, *, at_least: int, timeout_s: float, proc:
                 time.sleep(0.5)
             if seen >= at_least:
                 # a little longer: a duplicate would show up now
-                end = time.monotonic() + 3
+                end = time.monotonic() + settle_s
                 while time.monotonic() < end:
                     seen += sum(len(batch) for batch in consumer.poll(timeout_ms=500).values())
                 return seen
@@ -201,3 +201,29 @@ def test_stream_waits_for_its_topics_and_stops_on_sigterm(settings: Any, kafka_b
     assert again["records_in"] == len(first) + len(later)
     total = len(first) + len(later)
     assert _count(kafka_bootstrap, dlq, at_least=total + 1, timeout_s=10) == total
+
+
+def test_ctrl_c_during_a_backfill_stops_between_micro_batches(settings: Any, kafka_bootstrap: str,
+                                                              tmp_path: Path) -> None:
+    """``--available-now`` stopped in its second phase: exit 0, one line; the next run finishes
+    the backfill and the dead-letter topic holds every record once."""
+    env = {**_env(settings, tmp_path, kafka_bootstrap),
+           # many small micro-batches, so that the signal lands between two of them
+           "SIMGUARD_STREAM__MAX_OFFSETS_PER_TRIGGER": "2", "SIMGUARD_STREAM__MAX_FILES_PER_TRIGGER": "1"}
+    cdrs, dlq = env["SIMGUARD_KAFKA__TOPICS__CDRS"], env["SIMGUARD_KAFKA__TOPICS__DEAD_LETTER"]
+    values = _records(0, n_old=50, n_bad=10)
+    _send(kafka_bootstrap, cdrs, values)
+    proc, out, err = _start(env, tmp_path, "--available-now")
+    try:
+        # the intake phase has begun writing the dead-letter topic
+        assert _count(kafka_bootstrap, dlq, at_least=1, timeout_s=300, proc=proc, log=err, settle_s=0) < len(values)
+        os.killpg(proc.pid, signal.SIGINT)
+        summary = _stopped(proc, out, err, "SIGINT")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert summary["records_in"] < len(values)  # stopped before the end of the backfill
+
+    again = _drain(env, tmp_path)
+    assert again["records_in"] == again["dead_lettered"] == len(values)
+    assert _count(kafka_bootstrap, dlq, at_least=len(values) + 1, timeout_s=10) == len(values)

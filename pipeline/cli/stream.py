@@ -51,7 +51,7 @@ def stream(
         elif cut:
             how = f"{', '.join(cut)} stopped mid-batch after {stop_grace_s:g} s (re-run on restart)"
         else:
-            how = f"{len(stopper.stopped_cleanly)} queries stopped between micro-batches, offsets committed"
+            how = f"{len(stopper.stopped_cleanly)} queries stopped at a micro-batch boundary, offsets committed"
         typer.echo(f"simguard stream stopped on {stopper.signal_name}: {how}", err=True)
 
 

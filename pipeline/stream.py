@@ -50,30 +50,24 @@ def build_stream_job(spark: SparkSession, settings: Settings, *, sink: Blocklist
     )
 
 
-def _last_batch(q: Any) -> int | None:
-    progress = q.lastProgress
-    return None if progress is None else progress.get("batchId")
-
-
 def stop_active_queries(spark: SparkSession, *, grace_s: float = 120.0, poll_s: float = 0.05) -> dict[str, bool]:
     """Stop every query in ``spark.streams.active`` at a micro-batch boundary and wait until each
     has terminated: when no trigger of it runs (a processing-time trigger waiting for its next
-    interval), or as soon as it has reported a micro-batch that committed after the stop was
-    asked for (an ``availableNow`` run starts the next batch at once: that one is stopped while
-    it plans, and a restart runs it from its offsets). A query at neither after ``grace_s`` is
-    stopped anyway; its batch is re-run on restart.
+    interval, or the short gap between two batches of an ``availableNow`` run), or when it ends
+    by itself (an ``availableNow`` run that drained its input). A query still busy after
+    ``grace_s`` is stopped anyway; its batch is re-run on restart.
 
     Returns, per query name, whether it stopped at a batch boundary."""
     deadline = time.monotonic() + grace_s
     clean: dict[str, bool] = {}
-    seen: dict[str, int | None] = {}
+    seen: set[str] = set()
     pending: dict[str, Any] = {}
     while True:
         # a backfill's next phase may have started a query meanwhile
         for q in spark.streams.active:
             if q.id not in seen:
                 pending[q.id] = q
-                seen[q.id] = _last_batch(q)
+                seen.add(q.id)
         if not pending:
             return clean
         for qid, q in list(pending.items()):
@@ -83,7 +77,7 @@ def stop_active_queries(spark: SparkSession, *, grace_s: float = 120.0, poll_s: 
                     clean.setdefault(name, True)
                     del pending[qid]
                     continue
-                boundary = not q.status.get("isTriggerActive", False) or _last_batch(q) != seen[qid]
+                boundary = not q.status.get("isTriggerActive", False)
                 if boundary or time.monotonic() > deadline:
                     q.stop()
                     q.awaitTermination()
@@ -94,6 +88,10 @@ def stop_active_queries(spark: SparkSession, *, grace_s: float = 120.0, poll_s: 
                 clean[name] = False
                 del pending[qid]
         time.sleep(poll_s)
+
+
+def _cancelled_batches(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("There was an exception while executing the Python Proxy")
 
 
 class GracefulStop:
@@ -150,6 +148,9 @@ class GracefulStop:
             self._thread.start()
 
     def _stop(self) -> None:
+        # a batch that the stop cancels (after grace_s) fails inside its Python callback; py4j
+        # logs that with a traceback, but the batch is simply re-run on restart
+        logging.getLogger("py4j.clientserver").addFilter(_cancelled_batches)
         if self.job is not None:
             self.job.request_stop()
         # until the job has returned: a query it was starting when the signal came is stopped too

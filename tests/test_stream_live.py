@@ -205,8 +205,9 @@ def test_stream_waits_for_its_topics_and_stops_on_sigterm(settings: Any, kafka_b
 
 def test_ctrl_c_during_a_backfill_stops_between_micro_batches(settings: Any, kafka_bootstrap: str,
                                                               tmp_path: Path) -> None:
-    """``--available-now`` stopped in its second phase: exit 0, one line; the next run finishes
-    the backfill and the dead-letter topic holds every record once."""
+    """``--available-now`` stopped in its second phase (at a batch boundary, or when the phase
+    has drained): exit 0, one line; the next run finishes the backfill and the dead-letter topic
+    holds every record once."""
     env = {**_env(settings, tmp_path, kafka_bootstrap),
            # many small micro-batches, so that the signal lands between two of them
            "SIMGUARD_STREAM__MAX_OFFSETS_PER_TRIGGER": "2", "SIMGUARD_STREAM__MAX_FILES_PER_TRIGGER": "1"}
@@ -222,7 +223,8 @@ def test_ctrl_c_during_a_backfill_stops_between_micro_batches(settings: Any, kaf
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert summary["records_in"] < len(values)  # stopped before the end of the backfill
+    # stopped before the phases after the intake: the restart runs them (and any intake left)
+    assert summary["stopped"] == "SIGINT" and summary["records_in"] <= len(values)
 
     again = _drain(env, tmp_path)
     assert again["records_in"] == again["dead_lettered"] == len(values)

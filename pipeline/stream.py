@@ -50,24 +50,30 @@ def build_stream_job(spark: SparkSession, settings: Settings, *, sink: Blocklist
     )
 
 
+def _last_batch(q: Any) -> int | None:
+    progress = q.lastProgress
+    return None if progress is None else progress.get("batchId")
+
+
 def stop_active_queries(spark: SparkSession, *, grace_s: float = 120.0, poll_s: float = 0.05) -> dict[str, bool]:
     """Stop every query in ``spark.streams.active`` at a micro-batch boundary and wait until each
     has terminated: when no trigger of it runs (a processing-time trigger waiting for its next
-    interval, or the short gap between two batches of an ``availableNow`` run), or when it ends
-    by itself (an ``availableNow`` run that drained its input). A query still busy after
-    ``grace_s`` is stopped anyway; its batch is re-run on restart.
+    interval), or as soon as it has reported a micro-batch committed after the stop was asked
+    for (an ``availableNow`` run keeps its trigger active and starts the next batch at once:
+    that one is cut while it begins, and a restart runs it again from its planned offsets). A
+    query at neither after ``grace_s`` is stopped anyway; its batch is re-run on restart.
 
     Returns, per query name, whether it stopped at a batch boundary."""
     deadline = time.monotonic() + grace_s
     clean: dict[str, bool] = {}
-    seen: set[str] = set()
+    seen: dict[str, int | None] = {}
     pending: dict[str, Any] = {}
     while True:
         # a backfill's next phase may have started a query meanwhile
         for q in spark.streams.active:
             if q.id not in seen:
                 pending[q.id] = q
-                seen.add(q.id)
+                seen[q.id] = _last_batch(q)
         if not pending:
             return clean
         for qid, q in list(pending.items()):
@@ -77,7 +83,7 @@ def stop_active_queries(spark: SparkSession, *, grace_s: float = 120.0, poll_s: 
                     clean.setdefault(name, True)
                     del pending[qid]
                     continue
-                boundary = not q.status.get("isTriggerActive", False)
+                boundary = not q.status.get("isTriggerActive", False) or _last_batch(q) != seen[qid]
                 if boundary or time.monotonic() > deadline:
                     q.stop()
                     q.awaitTermination()

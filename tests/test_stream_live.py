@@ -208,9 +208,9 @@ def test_ctrl_c_during_a_backfill_stops_between_micro_batches(settings: Any, kaf
     """``--available-now`` stopped in its second phase (at a batch boundary, or when the phase
     has drained): exit 0, one line; the next run finishes the backfill and the dead-letter topic
     holds every record once."""
-    env = {**_env(settings, tmp_path, kafka_bootstrap),
-           # many small micro-batches, so that the signal lands between two of them
-           "SIMGUARD_STREAM__MAX_OFFSETS_PER_TRIGGER": "2", "SIMGUARD_STREAM__MAX_FILES_PER_TRIGGER": "1"}
+    base = _env(settings, tmp_path, kafka_bootstrap)
+    # many small micro-batches, so that the signal lands while they run
+    env = {**base, "SIMGUARD_STREAM__MAX_OFFSETS_PER_TRIGGER": "2", "SIMGUARD_STREAM__MAX_FILES_PER_TRIGGER": "1"}
     cdrs, dlq = env["SIMGUARD_KAFKA__TOPICS__CDRS"], env["SIMGUARD_KAFKA__TOPICS__DEAD_LETTER"]
     values = _records(0, n_old=50, n_bad=10)
     _send(kafka_bootstrap, cdrs, values)
@@ -226,6 +226,6 @@ def test_ctrl_c_during_a_backfill_stops_between_micro_batches(settings: Any, kaf
     # stopped before the phases after the intake: the restart runs them (and any intake left)
     assert summary["stopped"] == "SIGINT" and summary["records_in"] <= len(values)
 
-    again = _drain(env, tmp_path)
+    again = _drain(base, tmp_path)  # the rest in bigger batches
     assert again["records_in"] == again["dead_lettered"] == len(values)
     assert _count(kafka_bootstrap, dlq, at_least=len(values) + 1, timeout_s=10) == len(values)

@@ -139,7 +139,11 @@ def _stopped(proc: subprocess.Popen, out: Path, err: Path, signame: str) -> dict
 def _drain(env: dict[str, str], run: Path) -> dict[str, Any]:
     """``simguard stream --available-now`` on the same checkpoints: what is left, then stop."""
     proc, out, err = _start(env, run, "--available-now")
-    assert proc.wait(300) == 0, (out.read_text() + err.read_text())[-4000:]
+    try:
+        assert proc.wait(600) == 0, (out.read_text() + err.read_text())[-4000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
     return json.loads([ln for ln in out.read_text().splitlines() if ln.startswith("{")][-1])
 
 

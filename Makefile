@@ -7,7 +7,7 @@ SIMGUARD := $(VENV)/bin/simguard
 JARS := .simguard/jars
 MVN := mvn -q -B -U -s deploy/jvm/settings.xml
 
-.PHONY: setup jars kafka-up kafka-down kafka-status demo test test-fast bench lint clean
+.PHONY: setup jars kafka-up kafka-down kafka-status demo live test test-fast bench lint clean
 
 setup: $(VENV)/.installed jars
 
@@ -47,6 +47,11 @@ kafka-status: setup
 
 demo: setup
 	bash deploy/demo.sh
+
+# the stream live: a larger simulation's test day replayed at real time, blocks printed as they
+# reach an operator's topic (LIVE_MINUTES, LIVE_SUBSCRIBERS, ...: deploy/live.sh)
+live: setup
+	bash deploy/live.sh
 
 # the whole suite: the session starts (and stops) its own Kafka broker and PostgreSQL server
 test: setup

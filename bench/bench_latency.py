@@ -3,8 +3,8 @@ reaching the operator's blocklist topic, at a steady replay rate.
 
 A local KRaft broker is started on free ports. ``simguard stream`` (not ``--available-now``: the
 processing-time trigger of the config) reads a fresh topic while one simulated day is replayed
-into it at ``--rate`` CDRs per second, its event times shifted so that event time is wall time
-(every record is sent when it happens, as live traffic is). When the replay is over the job runs
+into it at ``--rate`` CDRs per second, its event times shifted so that the day ends now
+(every record is in the past when it is sent). When the replay is over the job runs
 ``--drain-s`` more seconds, then stops.
 
 For every new block (a detection with outcome ``blocked``; SIM blocks and trunk rules for spoofed
@@ -134,10 +134,11 @@ def main() -> int:
         job = threading.Thread(target=stream, name="stream")
         job.start()
         time.sleep(30)  # the query starts and plans its first (empty) batches
-        # event time is wall time: the day's first second is now, and the replay keeps its pace
+        # the day ends now: every record is in the past when it is sent, at the replay's pace
+        shift_to = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
         started = time.monotonic()
         sent = replay_to_kafka(day_dir, topic=topic, producer_options=settings.kafka.client_options(),
-                               rate=args.rate, shift_to=dt.datetime.now(dt.UTC))
+                               rate=args.rate, shift_to=shift_to, live=False)
         replay_wall = time.monotonic() - started
         print(f"replayed {sent:,} CDRs in {replay_wall:.1f} s ({sent / replay_wall:,.0f}/s)", flush=True)
         job.join()

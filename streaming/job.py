@@ -129,6 +129,12 @@ class StreamJob:
     reasons_top_k: int = 3
     plan: NumberingPlan | None = None
     metrics: StreamMetrics = field(default_factory=StreamMetrics)
+    _stop_requested: bool = field(default=False, init=False, repr=False)
+
+    def request_stop(self) -> None:
+        """Start the query no more (not even again after a failure); whoever stops the running
+        query (a signal handler's thread) then ends ``run``."""
+        self._stop_requested = True
 
     def __post_init__(self) -> None:
         need = self.lookback_s
@@ -352,7 +358,8 @@ class StreamJob:
             self._loop = DistributionLoop(self.publisher.distribute, interval_s=self.stream.publish_interval_s)
             self._loop.start()
         try:
-            self._await(self.start(self._trigger(available_now)), available_now=available_now, timeout_s=timeout_s)
+            if not self._stop_requested:
+                self._await(self.start(self._trigger(available_now)), available_now=available_now, timeout_s=timeout_s)
             return {}
         finally:
             if self._loop is not None:
@@ -380,6 +387,8 @@ class StreamJob:
             if error is None:
                 return
             text = str(error)
+            if self._stop_requested:
+                return
             if not restarted and "NullPointerException" in text and "KafkaMicroBatchStream" in text:
                 # Spark 4.1's Kafka source fails the progress report of a batch re-run from the
                 # offset log after a crash (no latest offsets yet), after that batch committed:
@@ -390,11 +399,6 @@ class StreamJob:
                 query = self.start(self._trigger(available_now))
                 continue
             raise error
-
-    def stop(self) -> None:
-        """Stop the query after its current micro-batch (a signal handler may call this)."""
-        if self._query is not None and self._query.isActive:
-            self._query.stop()
 
 
 __all__ = ["CALL_KEY_COLUMNS", "KEY_COLUMNS", "QUERY", "DecisionSink", "StreamJob", "Trigger"]

@@ -117,7 +117,7 @@ def test_replay_paces_to_the_requested_rate_and_can_shift_to_now(
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     started = time.perf_counter()
     sent = replay_to_kafka(
-        tiny_dir, topic=topic, producer_options=settings.kafka.client_options(), rate=1000, shift_to=now
+        tiny_dir, topic=topic, producer_options=settings.kafka.client_options(), rate=1000, shift_to=now, live=False
     )
     elapsed = time.perf_counter() - started
     assert sent == 400
@@ -147,7 +147,9 @@ def test_cli_simulates_into_kafka_and_replays_a_folder(
     assert len(consume_all(settings.kafka.bootstrap_servers, topic, rows)) == rows
 
     again = new_topic()
-    result = CliRunner().invoke(app, ["replay", str(tiny_dir), "--topic", again, "--shift-to-now"], env=env)
+    # live, fast-forwarded: 400 records at about 2,000/s on average (tests/test_replay_live.py: real time)
+    result = CliRunner().invoke(app, ["replay", str(tiny_dir), "--topic", again, "--shift-to-now", "--rate", "2000"],
+                                env=env)
     assert result.exit_code == 0, result.output
     assert "replayed 400 CDRs" in result.output
     first = record_from_json(consume_all(settings.kafka.bootstrap_servers, again, 400)[0].value)

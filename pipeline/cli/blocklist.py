@@ -92,6 +92,45 @@ def export(
         store.close()
 
 
+@blocklist_app.command("watch")
+def watch(
+    ctx: typer.Context,
+    operator: str = typer.Option(..., "--operator", help="Operator key (viettel, vinaphone, ...)."),
+    from_beginning: bool = typer.Option(False, "--from-beginning", help="Also the blocks already on the topic."),
+    for_seconds: Optional[float] = typer.Option(None, "--for-seconds", min=0.001, help="Stop after this long."),
+    cdr_lookback_min: float = typer.Option(
+        1440.0, "--cdr-lookback", min=0.0, help="Minutes of the CDR topic read back for the calls before a block."
+    ),
+) -> None:
+    """Print each block as it reaches OPERATOR's Kafka topic, with its latency (from the Kafka
+    timestamp of the number's last CDR before the decision) and the calls it made before it."""
+    import signal
+    import threading
+
+    from pipeline.watch import summarize_blocks, watch_blocks
+
+    settings = settings_from(ctx)
+    if operator not in settings.blocklist.operators:
+        known = ", ".join(settings.blocklist.operators)
+        raise typer.BadParameter(f"unknown operator {operator!r}; configured: {known}", param_hint="--operator")
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    topic = f"{settings.kafka.topics.blocklist_prefix}.{operator}"
+    typer.echo(f"watching {topic} (CDRs from {settings.kafka.topics.cdrs}); Ctrl-C stops", err=True)
+
+    def show(block: object) -> None:
+        for line in block.describe():  # type: ignore[attr-defined]
+            typer.echo(line)
+
+    try:
+        blocks = watch_blocks(settings.kafka, operator=operator, on_block=show, from_beginning=from_beginning,
+                              cdr_lookback_s=cdr_lookback_min * 60, duration_s=for_seconds, stop=stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    typer.echo(f"{topic}: {summarize_blocks(blocks)}")
+
+
 @blocklist_app.command("show")
 def show(ctx: typer.Context, number: str = typer.Argument(..., help="E.164 number, e.g. +84961000001.")) -> None:
     """A number's history: allowlists, current state, entries, detections (why it was flagged), reviews."""

@@ -3,6 +3,7 @@ into Kafka in event-time order). Thin: the work is in :mod:`pipeline.simulate`."
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,19 +57,27 @@ def _last_days(source: Path, last_days: Optional[int]) -> Iterator[Path]:
 
 def _replay(
     ctx: typer.Context, source: Path, *, topic: str, rate: Optional[float], shift_to_now: bool,
-    last_days: Optional[int] = None,
+    last_days: Optional[int] = None, speed: Optional[float] = None, duration_s: Optional[float] = None,
+    start_at: Optional[dt.time] = None,
 ) -> int:
     with _last_days(source, last_days) as folder:
-        return _replay_folder(ctx, folder, topic=topic, rate=rate, shift_to_now=shift_to_now)
+        return _replay_folder(ctx, folder, topic=topic, rate=rate, shift_to_now=shift_to_now, speed=speed,
+                              duration_s=duration_s, start_at=start_at)
 
 
-def _replay_folder(ctx: typer.Context, source: Path, *, topic: str, rate: Optional[float], shift_to_now: bool) -> int:
-    import datetime as dt
-
+def _replay_folder(
+    ctx: typer.Context, source: Path, *, topic: str, rate: Optional[float], shift_to_now: bool,
+    speed: Optional[float] = None, duration_s: Optional[float] = None, start_at: Optional[dt.time] = None,
+) -> int:
     from pipeline.simulate import count_records, replay_to_kafka
 
     settings = settings_from(ctx)
     total = count_records(source)
+    if shift_to_now:
+        pace = f"{speed:g}x real time" if speed else (f"about {rate:g} CDRs/s" if rate else "real time")
+        limit = f", for {duration_s:g} s" if duration_s else ""
+        frm = f", from {start_at:%H:%M:%S} UTC of the first day" if start_at else ""
+        typer.echo(f"live replay: event time = wall time from now, at {pace}{frm}{limit}", err=True)
     with _progress() as progress:
         task = progress.add_task(f"replay to {topic}", total=total)
 
@@ -81,9 +90,23 @@ def _replay_folder(ctx: typer.Context, source: Path, *, topic: str, rate: Option
             producer_options=settings.kafka.client_options(),
             rate=rate,
             shift_to=dt.datetime.now(dt.UTC) if shift_to_now else None,
+            speed=speed,
+            duration_s=duration_s,
+            start_at=start_at,
             progress=advance,
         )
     return sent
+
+
+def _time_of_day(text: Optional[str]) -> Optional[dt.time]:
+    if text is None:
+        return None
+    if text == "now":
+        return dt.datetime.now(dt.UTC).time()
+    try:
+        return dt.time.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not HH:MM (UTC) or 'now'", param_hint="--start-at") from None
 
 
 def simulate_command(
@@ -102,7 +125,7 @@ def simulate_command(
         None, "--rate", min=0.001, help="Replay speed in records/s (default: as fast as possible)."
     ),
     shift_to_now: bool = typer.Option(
-        False, "--shift-to-now", help="Replay with timestamps moved so that the first record starts now."
+        False, "--shift-to-now", help="Replay live: the first record starts now, each sent when its call has ended."
     ),
 ) -> None:
     """Generate CDRs with ground-truth labels (spam SIMs, SIM boxes, Wangiri, spoofed calls)."""
@@ -143,17 +166,37 @@ def replay_command(
     ctx: typer.Context,
     source: Path = typer.Argument(..., help="A simulation folder (or any folder of cdrs/day=*/part-*.parquet)."),
     topic: Optional[str] = typer.Option(None, "--topic", help="Kafka topic (default: kafka.topics.cdrs)."),
-    rate: Optional[float] = typer.Option(None, "--rate", min=0.001, help="Records/s (default: as fast as possible)."),
+    rate: Optional[float] = typer.Option(
+        None, "--rate", min=0.001,
+        help="Records/s (default: as fast as possible; with --shift-to-now, on average, event time sped up to match).",
+    ),
     shift_to_now: bool = typer.Option(
-        False, "--shift-to-now", help="Move timestamps so that the first record starts now (live demo)."
+        False, "--shift-to-now",
+        help="Live: event time runs with the wall clock from now, each CDR sent once its call has ended "
+        "(real time; --speed or --rate to go faster).",
+    ),
+    speed: Optional[float] = typer.Option(
+        None, "--speed", min=0.001, help="With --shift-to-now: event seconds per wall second (default 1)."
+    ),
+    duration_s: Optional[float] = typer.Option(
+        None, "--duration", min=0.001, help="With --shift-to-now: stop after this many seconds."
+    ),
+    start_at: Optional[str] = typer.Option(
+        None, "--start-at", metavar="HH:MM|now",
+        help="With --shift-to-now: start at this UTC time of day of the first day ('now': the current one, "
+        "so timestamps move by whole days and times of day stay true).",
     ),
     last_days: Optional[int] = typer.Option(
         None, "--last-days", min=1, help="Only the last N days (e.g. the test day the models never saw)."
     ),
 ) -> None:
     """Replay CDR Parquet files into Kafka in event-time order, keyed by a_number."""
+    if (speed is not None or duration_s is not None or start_at is not None) and not shift_to_now:
+        raise typer.BadParameter("--speed, --duration and --start-at only apply with --shift-to-now",
+                                 param_hint="--shift-to-now")
     topic = topic or settings_from(ctx).kafka.topics.cdrs
-    sent = _replay(ctx, source, topic=topic, rate=rate, shift_to_now=shift_to_now, last_days=last_days)
+    sent = _replay(ctx, source, topic=topic, rate=rate, shift_to_now=shift_to_now, last_days=last_days,
+                   speed=speed, duration_s=duration_s, start_at=_time_of_day(start_at))
     typer.echo(f"replayed {sent} CDRs into Kafka topic {topic}")
 
 

@@ -27,7 +27,7 @@ from features.redact import Redactor, mask_url, url_secrets
 from features.resources import config_file
 from features.settings import FeatureSettings
 from models.settings import ModelSettings
-from streaming.blocklist.settings import BlocklistSettings, ServiceSettings
+from streaming.blocklist.settings import AuditSettings, BlocklistSettings, ServiceSettings
 from streaming.policy import PolicySettings
 from streaming.settings import StreamSettings
 
@@ -182,6 +182,8 @@ class Settings(BaseSettings):
     blocklist: BlocklistSettings = BlocklistSettings()
     #: ``simguard serve``
     service: ServiceSettings = ServiceSettings()
+    #: the regulator's audit: log retention, number pseudonyms
+    audit: AuditSettings = AuditSettings()
 
     @property
     def home_abs(self) -> Path:
@@ -225,6 +227,8 @@ class Settings(BaseSettings):
             found += [t.get_secret_value() for t in (op.api_token, op.webhook_token) if t is not None]
             found += url_secrets(str(op.webhook_url) if op.webhook_url else None)
         found += [t.get_secret_value() for t in self.blocklist.analysts.values()]
+        if self.audit.pseudonym_key is not None:
+            found.append(self.audit.pseudonym_key.get_secret_value())
         return found
 
     def redactor(self) -> Redactor:

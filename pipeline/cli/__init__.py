@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "blocklist",
     "stream",
     "report",
+    "audit",
 )
 
 

@@ -55,7 +55,7 @@ def plots(report: dict[str, Any]) -> dict[str, str]:
         for fraud_type, counts in by_type.items():
             values = [counts.get(d, 0) for d in days]
             ax.bar(days, values, bottom=bottom, label=fraud_type)
-            bottom = [a + b for a, b in zip(bottom, values)]
+            bottom = [a + b for a, b in zip(bottom, values, strict=True)]
         ax.legend(fontsize=8)
         ax.set_ylabel("blocks")
     else:
@@ -63,7 +63,8 @@ def plots(report: dict[str, Any]) -> dict[str, str]:
     out[PLOT_KINDS[0]] = _png(fig)
 
     fig, ax = _figure(PLOT_KINDS[1])
-    rates = {k: v["overturn_rate"] for k, v in report["overturn_rate_per_version"].items() if v["overturn_rate"] is not None}
+    rates = {k: v["overturn_rate"] for k, v in report["overturn_rate_per_version"].items()
+             if v["overturn_rate"] is not None}
     if rates:
         ax.bar(list(rates), [100 * v for v in rates.values()])
         ax.set_ylabel("% of blocks and reviews overturned")
@@ -163,8 +164,8 @@ def render(report: dict[str, Any]) -> str:
         f"<p>Head record #{report['audit_log']['head_seq']}: <code>{escape(report['audit_log']['head_hash'])}</code>. "
         f"Retention {report['audit_log']['retention_days']} days.</p>{status}",
         "<h2>Plots</h2>",
-        *(f"<figure><img alt='{escape(k)}' src='data:image/png;base64,{b}'><figcaption>{escape(k)}</figcaption></figure>"
-          for k, b in images.items()),
+        *(f"<figure><img alt='{escape(k)}' src='data:image/png;base64,{b}'>"
+          f"<figcaption>{escape(k)}</figcaption></figure>" for k, b in images.items()),
         "<h2>Per day</h2>", _counts("day", report["per_day"]),
         "<h2>Per operator</h2>", _counts("operator", report["per_operator"]),
         "<h2>Per fraud type</h2>", _counts("fraud type", report["per_fraud_type"]),

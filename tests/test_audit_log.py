@@ -5,6 +5,7 @@ a reordering or an insertion made through SQL is named by ``verify`` and ``simgu
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import pytest
 import sqlalchemy as sa
@@ -35,7 +36,7 @@ def test_every_state_change_is_one_chained_record(store: BlocklistStore) -> None
                                       "allowlist", "expiry"]
     assert [r.seq for r in rows] == list(range(1, 7))
     assert rows[0].prev_hash == audit.GENESIS
-    assert all(b.prev_hash == a.hash for a, b in zip(rows, rows[1:]))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(rows))
     assert rows[3].actor == "lan" and rows[3].content["reason"] == "subscriber appeal #42"
     result = audit.verify(store.engine)
     assert result.ok and result.records == 6 and (result.head_seq, result.head_hash) == audit.head(store.engine)
@@ -92,7 +93,8 @@ def test_an_inserted_record_is_named_even_with_a_valid_hash(store: BlocklistStor
     at = NOW + dt.timedelta(hours=1)
     content = {"entries": [], "reviews": [], "note": "forged"}
     digest = audit.record_hash(seq=3, at=at, kind="unblock", actor="mallory", content=content, prev_hash=prev)
-    sql(store, "UPDATE audit_log SET seq = seq + 1000 WHERE seq >= 3", "UPDATE audit_log SET seq = seq - 999 WHERE seq >= 1000")
+    sql(store, "UPDATE audit_log SET seq = seq + 1000 WHERE seq >= 3",
+        "UPDATE audit_log SET seq = seq - 999 WHERE seq >= 1000")
     with store.engine.begin() as conn:
         conn.execute(sa.insert(AuditRecord).values(seq=3, at=at, kind="unblock", actor="mallory", content=content,
                                                    prev_hash=prev, hash=digest))

@@ -88,10 +88,14 @@ def lock(session: Session) -> None:
     session.execute(sa.update(EntrySequence).where(EntrySequence.name == "entry").values(value=EntrySequence.value))
 
 
-def append(session: Session, *, kind: str, actor: str, content: dict[str, Any], at: dt.datetime | None = None) -> AuditRecord:
+def append(
+    session: Session, *, kind: str, actor: str, content: dict[str, Any], at: dt.datetime | None = None
+) -> AuditRecord:
     """Append one record in ``session``'s transaction; the caller holds the write lock."""
     at = as_utc(at or utcnow())
-    last = session.execute(sa.select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)).first()
+    last = session.execute(
+        sa.select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
+    ).first()
     seq, prev = (int(last[0]) + 1, last[1]) if last else (1, GENESIS)
     # round-trip through JSON so the hash is over exactly what the database gives back
     content = json.loads(canonical(content))
@@ -102,7 +106,9 @@ def append(session: Session, *, kind: str, actor: str, content: dict[str, Any], 
     return row
 
 
-def record_event(engine: sa.Engine, *, kind: str, actor: str, content: dict[str, Any], at: dt.datetime | None = None) -> str:
+def record_event(
+    engine: sa.Engine, *, kind: str, actor: str, content: dict[str, Any], at: dt.datetime | None = None
+) -> str:
     """Append one record in its own transaction (for writers outside the store); its hash."""
     with Session(writer(engine), expire_on_commit=False) as session, session.begin():
         lock(session)
@@ -169,7 +175,9 @@ def records(engine: sa.Engine, *, batch: int = 2000) -> Iterator[AuditRecord]:
 def head(engine: sa.Engine) -> tuple[int, str]:
     """The last record's seq and hash (``(0, GENESIS)`` for an empty log)."""
     with Session(engine) as session, session.begin():
-        last = session.execute(sa.select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)).first()
+        last = session.execute(
+            sa.select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
+        ).first()
     return (int(last[0]), last[1]) if last else (0, GENESIS)
 
 
@@ -231,13 +239,16 @@ def verify(engine: sa.Engine, *, expected_head: str | None = None) -> Verificati
             if link is None:
                 if seq > prev_seq + 1:
                     gone = f"#{prev_seq + 1}" if seq == prev_seq + 2 else f"#{prev_seq + 1} to #{seq - 1}"
-                    return fail(f"audit record {gone} was deleted: #{seq} names a predecessor not in the log", prev_seq + 1)
+                    return fail(
+                        f"audit record {gone} was deleted: #{seq} names a predecessor not in the log", prev_seq + 1
+                    )
                 return fail(
                     f"audit record #{prev_seq} was edited or replaced: #{seq} names another predecessor", prev_seq
                 )
             if link < prev_seq:
                 return fail(
-                    f"audit record #{link + 1} was inserted: #{seq} (originally #{original}) follows #{link} in the chain",
+                    f"audit record #{link + 1} was inserted: "
+                    f"#{seq} (originally #{original}) follows #{link} in the chain",
                     link + 1,
                 )
             if original != seq or link > prev_seq:

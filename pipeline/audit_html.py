@@ -147,7 +147,7 @@ def _dossier(d: dict[str, Any]) -> str:
     )
 
 
-def render(report: dict[str, Any]) -> str:
+def render(report: dict[str, Any], *, curves: dict[str, dict[str, str]]) -> str:
     images = plots(report)
     v = report["audit_log"]["verify"]
     status = (f"<div class='ok'>verify: OK, {v['records']} records</div>" if v["ok"]
@@ -182,6 +182,12 @@ def render(report: dict[str, Any]) -> str:
         "<h2>History per pseudonymised number</h2>",
         _table(history_rows, ["number", "at", "action", "fraud_type", "model_version", "actor", "note"]),
         "<h2>Champion history</h2>", _table(report["champion_history"]),
+        "<h2>PR and ROC curves of the versions in force (test split)</h2>",
+        *(f"<figure><img alt='{escape(t)} {escape(v)}' src='data:image/png;base64,{b}'>"
+          f"<figcaption>{escape(v)}: {escape(t)}</figcaption></figure>"
+          for v, found in curves.items() for t, b in found.items()),
+        *(f"<p>No PR or ROC plot found in MLflow for {escape(v)}.</p>"
+          for v in (f"{d['registered_name']} v{d['version']}" for d in report["dossiers"]) if v not in curves),
         "<h2>Dossiers of the versions in force</h2>",
         *(_dossier(d) for d in report["dossiers"]),
         *(f"<p>No dossier stored for {escape(x)}.</p>" for x in report["versions_without_dossier"]),

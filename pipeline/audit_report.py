@@ -222,11 +222,45 @@ def build_audit_report(settings: Settings, *, first: dt.date, last: dt.date) -> 
     return names.text(report)
 
 
-def write_html(report: dict[str, Any], out) -> None:
+#: the evaluation plots ``simguard train`` logs with every version (``models.plots``)
+CURVES = {"PR curve": "plots/pr_curve.png", "ROC curve": "plots/roc_curve.png"}
+
+
+def version_curves(settings: Settings, dossiers: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """The PR and ROC plots of each dossier's version from its MLflow run, base64 PNG; a version
+    whose run is not reachable is left out (the report says so)."""
+    import base64
+    import tempfile
+    from pathlib import Path
+
+    from mlflow.exceptions import MlflowException
+
+    from models.registry import mlflow_store
+
+    out: dict[str, dict[str, str]] = {}
+    with mlflow_store(settings.mlflow_tracking_uri, settings.mlflow.registry_uri) as client, \
+            tempfile.TemporaryDirectory() as tmp:
+        for d in dossiers:
+            run_id = (d.get("provenance") or {}).get("run_id")
+            if not run_id:
+                continue
+            found = {}
+            for title, artifact in CURVES.items():
+                try:
+                    local = client.download_artifacts(run_id, artifact, tmp)
+                except (MlflowException, OSError):
+                    continue
+                found[title] = base64.b64encode(Path(local).read_bytes()).decode()
+            if found:
+                out[f"{d['registered_name']} v{d['version']}"] = found
+    return out
+
+
+def write_html(report: dict[str, Any], out, *, curves: dict[str, dict[str, str]] | None = None) -> None:
     from pathlib import Path
 
     from pipeline.audit_html import render
 
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(report), encoding="utf-8")
+    path.write_text(render(report, curves=curves or {}), encoding="utf-8")

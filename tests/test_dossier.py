@@ -16,7 +16,7 @@ from models.plots import evaluation_figures
 from models.registry import log_version, mlflow_store
 from models.settings import BoosterSettings, ModelSettings
 from models.tasks import SPAM_SIM, boundaries_for, evaluate_model, fit_task, split_frame, task_spec
-from pipeline.audit_report import build_audit_report, write_html
+from pipeline.audit_report import build_audit_report, version_curves, write_html
 from pipeline.config import load_settings
 from pipeline.dossiers import record_registration
 from streaming.blocklist import audit
@@ -79,6 +79,9 @@ def test_a_version_over_its_fpr_target_has_a_failing_dossier(tmp_path: Path, mon
     data = build_audit_report(settings, first=today, last=today)
     [shown] = data["dossiers"]
     assert [t["result"] for t in shown["targets"] if t["target"].startswith("test FPR <=")] == ["fail"]
-    write_html(data, tmp_path / "r.html")
+    curves = version_curves(settings, data["dossiers"])
+    assert set(curves[f"{spec.registered_name} v{logged.version}"]) == {"PR curve", "ROC curve"}
+    write_html(data, tmp_path / "r.html", curves=curves)
     html = (tmp_path / "r.html").read_text()
+    assert html.count("data:image/png;base64,") == 6  # four report plots, PR and ROC of the version
     assert "<td>test FPR &lt;= 0.100%</td><td>0.00128</td><td class='fail'>fail</td>" in html

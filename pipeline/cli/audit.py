@@ -95,14 +95,14 @@ def report(
     """The regulator's report: decisions per day, operator, fraud type and model version, overturn
     rates, spoofed calls per trunk, the dossiers in force, and the log's head and verification.
     Numbers appear only as keyed pseudonyms."""
-    from pipeline.audit_report import build_audit_report, write_html
+    from pipeline.audit_report import build_audit_report, version_curves, write_html
 
     settings = settings_from(ctx)
     first, last = _day(date_from), _day(date_to)
     if last < first:
         raise typer.BadParameter("--to is before --from")
     data = build_audit_report(settings, first=first, last=last)
-    write_html(data, out)
+    write_html(data, out, curves=version_curves(settings, data["dossiers"]))
     typer.echo(f"report: {out}")
     if as_json:
         path = out.with_suffix(".json")

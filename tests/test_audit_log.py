@@ -64,6 +64,12 @@ def test_state_and_reviews_are_rebuilt_from_the_log_alone(store: BlocklistStore)
         forged = {r.id: r.status for r in conn.execute(sa.select(Review))}
     assert {rid: r["status"] for rid, r in audit.replay(audit.records(store.engine)).reviews.items()} != forged
     assert audit.verify(store.engine).ok
+    found = audit.disagreements(store.engine)
+    assert found and all(line.startswith("review ") and "status, resolved_by differ" in line for line in found)
+
+
+def test_untouched_tables_agree_with_the_log(store: BlocklistStore) -> None:
+    assert audit.disagreements(store.engine) == []
 
 
 def test_an_edited_record_is_named(store: BlocklistStore) -> None:

@@ -92,3 +92,18 @@ def test_a_report_needs_the_pseudonym_key(tmp_path: Path, monkeypatch: pytest.Mo
     result = CliRunner().invoke(app, ["--config", str(path), "audit", "report", "--from", "2026-11-01",
                                       "--to", "2026-11-02", "--out", str(tmp_path / "r.html")])
     assert result.exit_code != 0 and "no pseudonym key" in str(result.exception or result.output)
+
+
+def test_show_and_audit_warn_about_rows_forged_outside_the_store(config: Path, store: BlocklistStore) -> None:
+    number = NUMBERS[0]
+    assert "WARNING" not in run(config, "blocklist", "show", number)
+    # the forgery: one UPDATE rewrites an unblock's actor and note, another confirms a review
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE blocklist_entries SET actor = 'admin', note = 'routine' WHERE action = 'unblock' "
+                             "AND decided_by = 'analyst'")
+        conn.exec_driver_sql("UPDATE reviews SET status = 'confirmed' WHERE status = 'overturned'")
+    shown = run(config, "blocklist", "show", number)
+    assert "WARNING" in shown and "actor, note differ from audit log" in shown
+    assert "review 1: status differ from audit log" in shown
+    result = CliRunner().invoke(app, ["--config", str(config), "blocklist", "audit"], catch_exceptions=False)
+    assert result.exit_code == 0 and "changed outside SIMGuard" in result.output

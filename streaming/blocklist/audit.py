@@ -292,3 +292,48 @@ def replay(rows: Iterable[AuditRecord]) -> Replay:
         for number, source in content.get("allowlist_removed", ()):
             out.allowlist.discard((number, source))
     return out
+
+
+#: the fields of an entry and a review that the state tables must still say as logged
+_ENTRY_FIELDS = (
+    "number", "scope", "action", "fraud_type", "model_name", "model_version", "decided_by", "actor", "note",
+)
+_REVIEW_FIELDS = ("status", "resolved_by", "resolution_note", "entry_id", "detections", "model_version")
+
+
+def disagreements(engine: sa.Engine, *, number: str | None = None, limit: int = 20) -> list[str]:
+    """Where the entry, review and state tables say something else than the log (for ``number``,
+    or everywhere): a row rewritten outside the store. At most ``limit`` lines."""
+    from streaming.blocklist.models import State
+    from streaming.blocklist.records import chunks
+
+    log = replay(records(engine))
+    out: list[str] = []
+    entries = {e["version"]: e for e in log.entries if number is None or e["number"] == number}
+    with Session(engine) as session, session.begin():
+        for versions in chunks(sorted(entries)):
+            for row in session.scalars(sa.select(Entry).where(Entry.id.in_(versions))):
+                logged = entries.pop(row.id)
+                changed = [f for f in _ENTRY_FIELDS if getattr(row, f) != logged[f]]
+                if changed:
+                    out.append(f"entry v{row.id}: {', '.join(changed)} differ from audit log")
+        out += [f"entry v{v}: in the audit log but not in blocklist_entries" for v in sorted(entries)]
+        reviews = {i: r for i, r in log.reviews.items() if number is None or r["number"] == number}
+        rows = [r for ids in chunks(sorted(reviews))
+                for r in session.scalars(sa.select(Review).where(Review.id.in_(ids)))]
+        for row in rows:
+            changed = [f for f in _REVIEW_FIELDS if getattr(row, f) != reviews[row.id][f]]
+            if changed:
+                out.append(f"review {row.id}: {', '.join(changed)} differ from audit log")
+        query = sa.select(State).where(State.active.is_(True))
+        if number is not None:
+            query = query.where(State.number == number)
+        active = {(s.number, s.scope): s.block_entry_id for s in session.scalars(query)}
+    logged_active = {k: e["version"] for k, e in log.active.items() if number is None or k[0] == number}
+    seen = {e["version"] for e in log.entries}
+    for key in sorted(set(active) | set(logged_active)):
+        table, logged = active.get(key), logged_active.get(key)
+        # a block older than the log (or its retained part) is not the log's to judge
+        if table != logged and (logged is not None or table in seen):
+            out.append(f"state of {key[0]} {key[1]}: the table says block v{table}, the audit log v{logged}")
+    return out[:limit]

@@ -79,7 +79,8 @@ def plots(report: dict[str, Any]) -> dict[str, str]:
         ax.hist(hours, bins=min(20, max(3, len(hours))))
         ax.set_xlabel("hours from appeal to decision")
     else:
-        _empty(ax, "no decided appeals in the period" if report["appeals"]["available"] else report["appeals"]["note"])
+        _empty(ax, "no decided appeals in the period" if report["appeals"]["available"]
+               else "no appeals table (the analyst console is not installed)")
     out[PLOT_KINDS[2]] = _png(fig)
 
     fig, ax = _figure(PLOT_KINDS[3])
@@ -171,7 +172,8 @@ def render(report: dict[str, Any], *, curves: dict[str, dict[str, str]]) -> str:
         "<h2>Per fraud type</h2>", _counts("fraud type", report["per_fraud_type"]),
         "<h2>Per model version</h2>", _counts("model version", report["per_model_version"]),
         "<h2>Overturn rate per model version</h2>",
-        _table([{"model version": k, **r} for k, r in report["overturn_rate_per_version"].items()]),
+        _table([{"model version": k, **r} for k, r in report["overturn_rate_per_version"].items()],
+               ["model version", "decisions", "overturned", "overturn_rate"]),
         "<h2>Appeals</h2>", f"<p>{escape(appeals['note'])}</p>",
         _table([{k: appeals[k] for k in ("received", "decided", "past_due", "median_hours_to_decision",
                                           "p95_hours_to_decision")}]),

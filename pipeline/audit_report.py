@@ -114,7 +114,7 @@ def summarise(rows: list[Any], *, first: dt.date, last: dt.date, names: _Names) 
                 blocks[e["version"]] = e
             lifted = blocks.get(e.get("lifts_version")) if e["action"] == "unblock" else None
             source = lifted or e
-            version = f"{source.get('model_name') or 'rules'} v{source.get('model_version') or '-'}"
+            version = f"{source.get('model_name') or '(unnamed model)'} v{source.get('model_version') or '-'}"
             pseud = names(e["number"])
             item = {"at": e["created_at"], "number": pseud, "scope": e["scope"], "action": e["action"],
                     "fraud_type": e.get("fraud_type"), "decided_by": e["decided_by"], "actor": e.get("actor"),
@@ -138,7 +138,7 @@ def summarise(rows: list[Any], *, first: dt.date, last: dt.date, names: _Names) 
         for r in c.get("reviews", ()):
             before = reviews_seen.get(r["id"])
             reviews_seen[r["id"]] = r
-            version = f"{r.get('model_name') or 'rules'} v{r.get('model_version') or '-'}"
+            version = f"{r.get('model_name') or '(unnamed model)'} v{r.get('model_version') or '-'}"
             pseud = names(r["number"])
             if before is None:
                 history[pseud].append({"at": r["created_at"], "number": pseud, "action": "review opened",

@@ -70,7 +70,9 @@ def test_report_has_no_number_and_one_pseudonym_per_number(config: Path, store: 
     settings = load_settings(config)
     from streaming.blocklist.pseudonym import Pseudonymizer
 
+    assert KEY in settings.secret_values() and KEY not in repr(settings)  # masked like every secret
     name = Pseudonymizer(settings.audit.pseudonym_key, "k7")(NUMBERS[0])
+    assert KEY not in repr(Pseudonymizer(settings.audit.pseudonym_key, "k7"))
     assert name.startswith("k7-")
     assert any(d["number"] == name and d["action"] == "block" for d in data["decisions"])
     assert [h["action"] for h in data["number_history"][name]] == ["review opened", "block", "unblock",

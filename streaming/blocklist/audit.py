@@ -16,6 +16,11 @@ Kinds written by the store: ``model_decisions`` (blocks, reviews, spoofed calls 
 ``expiry``, ``unblock``, ``allowlist``; by the pipeline: ``champion_alias``,
 ``model_registered``; here: ``audit_expiry``. Blocklist state and reviews can be rebuilt from the
 log alone (:func:`replay`).
+
+Other writers (the analyst console: confirmations, appeals, logins) append in their own
+transaction with ``lock(session)`` then ``append(session, kind=..., actor=..., content=...)``, or
+with :func:`record_event`; a resolved review is logged as its snapshot under ``reviews``
+(:func:`review_content`), which is what the report counts confirmations and overturns from.
 """
 
 from __future__ import annotations

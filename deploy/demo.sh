@@ -4,7 +4,7 @@
 #   Kafka up -> simulate labelled traffic -> train and register both models -> replay the last
 #   simulated day into the CDR topic -> `simguard stream --available-now` (validation, features,
 #   champions, policy, blocklist store) -> publish and export the blocklists -> a report against
-#   the simulator's ground truth.
+#   the simulator's ground truth -> the regulator's audit (log verified, report with pseudonyms).
 #
 # Everything the demo writes lives under .simguard/demo (MLflow, blocklist database, stream
 # checkpoints, the simulation, CSV exports) and in Kafka topics named simguard.demo.*; both are
@@ -54,7 +54,7 @@ mkdir -p "$DEMO"
 #
 # SIMGUARD_* overrides the demo was started with (other broker ports, say) are kept in it too.
 {
-export -p | grep -E '^declare -x SIMGUARD_' | grep -v -E '^declare -x SIMGUARD_(HOME|KAFKA__TOPICS__|STREAM__VALIDATION__MAX_PAST_DAYS|STREAM__METRICS_PORT|BLOCKLIST__REGISTERED_BUSINESSES)' || true
+export -p | grep -E '^declare -x SIMGUARD_' | grep -v -E '^declare -x SIMGUARD_(HOME|KAFKA__TOPICS__|STREAM__VALIDATION__MAX_PAST_DAYS|STREAM__METRICS_PORT|BLOCKLIST__REGISTERED_BUSINESSES|AUDIT__PSEUDONYM_KEY)' || true
 cat <<EOF
 export SIMGUARD_HOME=$PWD/$DEMO
 export SIMGUARD_KAFKA__TOPICS__CDRS=simguard.demo.cdrs
@@ -64,6 +64,7 @@ export SIMGUARD_STREAM__VALIDATION__MAX_PAST_DAYS=36500
 export SIMGUARD_STREAM__METRICS_PORT=0
 export SIMGUARD_BLOCKLIST__REGISTERED_BUSINESSES=$PWD/$DEMO/sim/labels/registered_businesses.parquet
 export SIMGUARD_BLOCKLIST__OPERATORS__VIETTEL__API_TOKEN=$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(24))')
+export SIMGUARD_AUDIT__PSEUDONYM_KEY=$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(32))')
 EOF
 } > "$DEMO/env"
 chmod 600 "$DEMO/env"  # it holds the token
@@ -101,6 +102,12 @@ step console "Analyst console account"
 CONSOLE_PASSWORD=$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(18))')
 printf 'export DEMO_CONSOLE_USER=analyst\nexport DEMO_CONSOLE_PASSWORD=%s\n' "$CONSOLE_PASSWORD" >> "$DEMO/env"
 $SIMGUARD users add analyst --role analyst --password-file <(printf '%s\n' "$CONSOLE_PASSWORD")
+step audit "Regulator's audit: verify the hash-chained log, write the pseudonymised report"
+$SIMGUARD audit verify
+$SIMGUARD audit head
+# decisions are stamped with the wall clock (the simulation is dated 2025): from its start to today
+mkdir -p "$DEMO/audit"
+$SIMGUARD audit report --from 2025-01-01 --to "$(date -u +%F)" --out "$DEMO/audit/report.html" --json
 step done "Done"
 joined=$(printf '%s, ' "${TIMES[@]}")
 echo "wall time $((SECONDS / 60)) min $((SECONDS % 60)) s (${joined%, })"

@@ -285,3 +285,10 @@ def should_promote(new_key: tuple[float, ...], champion_key: tuple[float, ...] |
     (True, False)
     """
     return champion_key is None or tuple(new_key) > tuple(champion_key)
+
+
+def log_dossier(run_id: str, *, tracking_uri: str, registry_uri: str | None, json_text: str, markdown: str) -> None:
+    """Attach a version's dossier (``dossier.json``, ``dossier.md``) to its run."""
+    with mlflow_store(tracking_uri, registry_uri) as client:
+        client.log_text(run_id, json_text, "dossier.json")
+        client.log_text(run_id, markdown, "dossier.md")

@@ -28,7 +28,7 @@ from features.redact import Redactor, mask_url, url_secrets
 from features.resources import config_file
 from features.settings import FeatureSettings
 from models.settings import ModelSettings
-from streaming.blocklist.settings import BlocklistSettings, ServiceSettings
+from streaming.blocklist.settings import AuditSettings, BlocklistSettings, ServiceSettings
 from streaming.policy import PolicySettings
 from streaming.settings import StreamSettings
 
@@ -185,6 +185,8 @@ class Settings(BaseSettings):
     service: ServiceSettings = ServiceSettings()
     #: ``simguard console``: the analysts' web app
     console: ConsoleSettings = ConsoleSettings()
+    #: the regulator's audit: log retention, number pseudonyms
+    audit: AuditSettings = AuditSettings()
 
     @property
     def home_abs(self) -> Path:
@@ -230,6 +232,8 @@ class Settings(BaseSettings):
         found += [t.get_secret_value() for t in self.blocklist.analysts.values()]
         if self.console.secret_key is not None:
             found.append(self.console.secret_key.get_secret_value())
+        if self.audit.pseudonym_key is not None:
+            found.append(self.audit.pseudonym_key.get_secret_value())
         return found
 
     def redactor(self) -> Redactor:

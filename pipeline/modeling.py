@@ -50,6 +50,7 @@ from models.tasks import (
     task_spec,
     validation_key,
 )
+from pipeline.dossiers import data_source, record_registration
 from pipeline.featurize import CALL_TABLE, SIM_TABLE, FeatureTables, build_features
 
 if TYPE_CHECKING:
@@ -298,6 +299,16 @@ def train(
             input_example=split.validation.head(5),
             promote=promote,
             alias=settings.models.champion_alias,
+        )
+        progress(f"{task}: writing the dossier of version {logged.version}")
+        record_registration(
+            settings, spec=spec, model=model, split=split, report=report, logged=logged,
+            previous_champion=previous, source=data_source(labels),
+            label_sources=[
+                f"{'SIM' if task == SPAM_SIM else 'call'} labels "
+                f"({SIM_LABELS_FILE if task == SPAM_SIM else CALL_LABELS_FILE} in {Path(labels).name}/)",
+                "analysts' confirmations and overturns: not used for training yet",
+            ],
         )
         outcomes.append(
             TrainOutcome(

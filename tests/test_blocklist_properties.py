@@ -131,6 +131,13 @@ def make_machine(open_store: Callable[[], BlocklistStore]) -> type[RuleBasedStat
                 assert self.store.is_blocked(number, now=self.now) == in_force, number
                 assert not (in_force and number in self.cleared)
 
+        @invariant()
+        def the_audit_log_holds_and_agrees(self) -> None:
+            from streaming.blocklist import audit
+
+            assert audit.verify(self.store.engine).ok
+            assert audit.disagreements(self.store.engine) == []
+
     return BlocklistMachine
 
 

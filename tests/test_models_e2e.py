@@ -137,6 +137,28 @@ def test_weak_first_version_becomes_champion(trained: Trained) -> None:
     assert trained.weak["spam-sim"]["version"] == 1 and trained.weak["spoof-call"]["version"] == 1
 
 
+def test_every_version_has_its_dossier_and_every_alias_move_is_logged(trained: Trained) -> None:
+    from streaming.blocklist import audit
+    from streaming.blocklist.db import make_engine
+    from streaming.blocklist.dossiers import champion_history, load_dossiers
+
+    engine = make_engine(f"sqlite:///{trained.world.home.resolve() / 'simguard.db'}")
+    try:
+        dossiers = load_dossiers(engine)
+        moves = [(m["registered_name"], m["version"]) for m in champion_history(engine)]
+        assert audit.verify(engine).ok
+    finally:
+        engine.dispose()
+    names = ("simguard-spam-sim", "simguard-spoof-call")
+    assert set(dossiers) == {(n, v) for n in names for v in (1, 2, 3)}
+    assert all({t["result"] for t in d["targets"]} <= {"pass", "fail"} and d["features"] for d in dossiers.values())
+    # one logged move per change of champion the registry shows
+    for i, name in enumerate(names):
+        seen = [c[i] for c in trained.champions]
+        expected = [v for k, v in enumerate(seen) if k == 0 or v != seen[k - 1]]
+        assert [v for n, v in moves if n == name] == expected
+
+
 def test_better_version_takes_over_and_identical_retrain_does_not(trained: Trained) -> None:
     after_better, after_same = trained.champions[1], trained.champions[2]
     assert after_better[0] == 2

@@ -39,6 +39,7 @@ COMMAND_MODULES = (
     "stream",
     "report",
     "console",
+    "audit",
 )
 
 

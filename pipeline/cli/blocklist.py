@@ -51,6 +51,21 @@ def _ts(value: dt.datetime | None) -> str:
     return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def _log_warnings(ctx: typer.Context, number: str | None) -> list[str]:
+    """Where the tables disagree with the audit log, or the log's chain is broken."""
+    from streaming.blocklist.audit import disagreements, verify
+    from streaming.blocklist.db import make_engine
+
+    engine = make_engine(settings_from(ctx).database_url)
+    try:
+        result = verify(engine)
+        found = [] if result.ok else [f"the audit log is broken: {result.problem}"]
+        found += [f"{d}: this row was changed outside SIMGuard" for d in disagreements(engine, number=number)]
+    finally:
+        engine.dispose()
+    return found
+
+
 @blocklist_app.command("migrate")
 def migrate(ctx: typer.Context) -> None:
     """Bring the blocklist database to the latest schema (every command does this on start)."""
@@ -146,6 +161,8 @@ def show(ctx: typer.Context, number: str = typer.Argument(..., help="E.164 numbe
 
     info = store.plan.classify(number)
     say(f"[bold]{_m(number)}[/bold]: {info.kind}" + (f" ({info.operator})" if info.operator else ""))
+    for line in _log_warnings(ctx, number):
+        say(f"  [red]WARNING[/red]: {_m(line)}")
     if h.special:
         say(f"  always allowed: {h.special.replace('_', ' ')} (numbering plan)")
     for a in h.allowlist:
@@ -294,6 +311,8 @@ def audit(ctx: typer.Context) -> None:
         rows = store.model_audit()
     finally:
         store.close()
+    for line in _log_warnings(ctx, None):
+        typer.echo(f"WARNING: {_plain(line)}", err=True)
     if not rows:
         typer.echo("no model decisions yet")
     for r in rows:

@@ -349,3 +349,33 @@ class Appeal(Base):
     outcome_comment: Mapped[str | None] = mapped_column(sa.Text)
     #: the unblock an overturned appeal wrote
     entry_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("blocklist_entries.id"))
+
+class AuditRecord(Base):
+    """The tamper-evident log (``streaming.blocklist.audit``): one record per state change, each
+    holding its predecessor's hash and the SHA-256 of its own canonical form."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (sa.Index("ix_audit_log_at", "at"),)
+
+    #: assigned by ``audit.append`` (head + 1) under the store's write lock, never by the database
+    seq: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[dt.datetime]
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    actor: Mapped[str] = mapped_column(sa.String(128))
+    content: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    prev_hash: Mapped[str] = mapped_column(sa.String(64))
+    hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+
+
+class ModelDossier(Base):
+    """The dossier of one registered model version (``models.dossier``), as logged to MLflow."""
+
+    __tablename__ = "model_dossiers"
+
+    registered_name: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    content: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    markdown: Mapped[str] = mapped_column(sa.Text)
+    #: SHA-256 of the canonical content, also in the ``model_registered`` audit record
+    content_hash: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[dt.datetime]

@@ -139,3 +139,16 @@ class ServiceSettings(_Section):
         if (self.tls_certfile is None) != (self.tls_keyfile is None):
             raise ValueError("set both service.tls_certfile and service.tls_keyfile, or neither")
         return self
+
+
+class AuditSettings(_Section):
+    """The regulator's audit: log retention and the key that pseudonymises numbers in reports."""
+
+    #: audit records older than this are deleted by ``simguard audit expire`` (itself logged);
+    #: the EU AI Act asks for at least six months
+    retention_days: int = Field(default=400, ge=183)
+    #: HMAC-SHA256 key for number pseudonyms; set it from the environment
+    #: (``SIMGUARD_AUDIT__PSEUDONYM_KEY``), never in a shared file
+    pseudonym_key: SecretStr | None = None
+    #: printed in front of every pseudonym, so a rotated key gives visibly different names
+    pseudonym_key_id: str = Field(default="k1", pattern=r"^[A-Za-z0-9_-]{1,16}$")

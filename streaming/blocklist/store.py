@@ -47,6 +47,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from features.numbering import NumberingPlan, load_numbering_plan
+from streaming.blocklist import audit
 from streaming.blocklist.db import as_utc, make_engine, utcnow, writer
 from streaming.blocklist.decision import (
     MAX_KEY_LEN,
@@ -297,6 +298,8 @@ class BlocklistStore(StoreReads):
                     reviews.setdefault((rv.number, rv.scope, rv.fraud_type), rv)
             trunks = self._trunk_rows(session, todo)
             new_entries: list[Entry] = []
+            touched: dict[int, Review] = {}
+            trunk_calls: dict[tuple[str, str, str], list[int]] = {}
             for d in todo:
                 det = Detection(
                     idempotency_key=d.idempotency_key,
@@ -407,11 +410,27 @@ class BlocklistStore(StoreReads):
                         result.reviews_updated += 1
                     det.outcome = "review"
                     det.review_id = review.id
+                    touched[review.id] = review
                 if d.fraud_type == SPOOFED_CALL and det.outcome != "allowed":
                     self._count_trunk(session, trunks, d, now=now)
                     result.trunk_calls += 1
+                    calls = trunk_calls.setdefault(self._trunk_key(d), [0, 0])
+                    calls[0 if d.action == "block" else 1] += 1
                 session.add(det)
             session.flush()
+            if new_entries or touched or trunk_calls:
+                audit.append(
+                    session,
+                    kind="model_decisions",
+                    actor=",".join(sorted({d.model_name or "model" for d in todo})),
+                    content={
+                        "entries": [audit.entry_content(e) for e in new_entries],
+                        "reviews": [audit.review_content(r) for _, r in sorted(touched.items())],
+                        # [operator, trunk type, trunk id, calls blocked, calls to review]
+                        "trunk_calls": [[*k, *v] for k, v in sorted(trunk_calls.items())],
+                    },
+                    at=now,
+                )
             result.entries = [EntryRecord.of(e) for e in new_entries]
         count_entries(result.entries)
         return result
@@ -480,6 +499,9 @@ class BlocklistStore(StoreReads):
                 for st in lapsed
             ]
             session.flush()
+            if entries:
+                audit.append(session, kind="expiry", actor="expiry",
+                             content={"entries": [audit.entry_content(e) for e in entries]}, at=now)
             records = [EntryRecord.of(e) for e in entries]
         count_entries(records)
         return records
@@ -564,6 +586,21 @@ class BlocklistStore(StoreReads):
             for rv in overturned:
                 rv.entry_id = by_scope.get(rv.scope)
             session.flush()
+            audit.append(
+                session,
+                kind="unblock",
+                actor=analyst,
+                content={
+                    "number": number,
+                    "scope": scope,
+                    "request_id": request_id,
+                    "reason": reason,
+                    "entries": [audit.entry_content(e) for e in entries],
+                    "reviews": [audit.review_content(r) for r in overturned],
+                    "allowlist_added": [[number, "analyst_cleared"]] if cleared_row is None else [],
+                },
+                at=now,
+            )
             result = UnblockResult(
                 [EntryRecord.of(e) for e in entries], cleared=True, reviews_overturned=len(overturned), replayed=False
             )
@@ -617,6 +654,19 @@ class BlocklistStore(StoreReads):
                         )
                     )
             session.flush()
+            if added or removed or entries:
+                audit.append(
+                    session,
+                    kind="allowlist",
+                    actor="system",
+                    content={
+                        "source": source,
+                        "allowlist_added": [[n, "registered_business"] for n in added],
+                        "allowlist_removed": [[n, "registered_business"] for n in removed],
+                        "entries": [audit.entry_content(e) for e in entries],
+                    },
+                    at=now,
+                )
             sync = AllowlistSync(len(added), len(removed), [EntryRecord.of(e) for e in entries])
         count_entries(sync.entries)
         return sync

@@ -32,7 +32,7 @@ class FeatureSettings(BaseModel):
     score_interval_s: int = Field(60, gt=0)
     #: training and validation keep, per SIM and day, its first ``train_points_per_day // 4``
     #: scoring points and this many more at random (fixed by the SIM and the time); ``None``:
-    #: all. The test split always keeps all.
+    #: all. The validation and test splits always keep all.
     train_points_per_day: int | None = Field(48, ge=1)
     #: features read from a window's call list (distinct callees, durations, gaps, sequential
     #: dialling, call-backs) use its newest this many calls; counts use every call. Bounds the

@@ -48,8 +48,8 @@ def build_features(
     full_days: int | None = None,
 ) -> FeatureTables:
     """Write ``<out>/sim_features`` and ``<out>/call_features`` (Parquet) and return their paths.
-    ``full_days``: the last days (the test split) keep every SIM scoring point; the days before
-    keep a sample (``features.train_points_per_day``). ``None``: every point everywhere."""
+    ``full_days``: the last days (validation and test) keep every SIM scoring point; the days
+    before keep a sample (``features.train_points_per_day``). ``None``: every point everywhere."""
     from pyspark.sql import functions as F
 
     out = Path(out_dir)

@@ -79,7 +79,8 @@ def features_key(cdr_dir: Path, settings: Settings) -> str:
         st = p.stat()
         digest.update(f"{p.relative_to(cdr_dir)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     digest.update(settings.features.model_dump_json().encode())
-    digest.update(f"test_days={settings.models.split.test_days}".encode())
+    split = settings.models.split
+    digest.update(f"full_days={split.validation_days + split.test_days}".encode())
     digest.update(DEFAULT_PLAN_PATH.read_bytes())
     return digest.hexdigest()[:20]
 
@@ -97,7 +98,13 @@ def cached_features(
     if out.exists():
         shutil.rmtree(out)
     tables = build_features(
-        spark, cdr_dir, features=settings.features, out_dir=out, full_days=settings.models.split.test_days
+        spark,
+        cdr_dir,
+        features=settings.features,
+        out_dir=out,
+        # thresholds are chosen on validation and checked on test: both must hold every point
+        # the stream scores, or a SIM would get fewer chances to score high there than live
+        full_days=settings.models.split.validation_days + settings.models.split.test_days,
     )
     (out / _COMPLETE).write_text(json.dumps({"cdrs": str(Path(cdr_dir).resolve())}))
     return tables

@@ -195,6 +195,13 @@ def run_stream(
     """Run the job until the topic is drained (``available_now``), ``timeout_s`` passed, or
     ``stopper`` was triggered. ``topics``: create the CDR and dead-letter topics when missing,
     wait for them, or leave them to the job (``as_is``)."""
+    k = settings.kafka
+    log.info(
+        "stream: CDRs from %s on %s (%s%s), blocklist database %s, MLflow %s",
+        k.topics.cdrs, k.bootstrap_servers, k.security_protocol,
+        f", {k.sasl_mechanism} user {k.sasl_username}" if k.sasl_mechanism else "",
+        settings.shown_database_url, settings.shown_mlflow_uri,
+    )
     if topics != "as_is":
         t = settings.kafka.topics
         ready = ensure_topics(
@@ -203,13 +210,6 @@ def run_stream(
         )
         if ready.stopped:
             return {"stopped": stopper.signal_name if stopper else None, "records_in": 0}
-    k = settings.kafka
-    log.info(
-        "stream: CDRs from %s on %s (%s%s), blocklist database %s, MLflow %s",
-        k.topics.cdrs, k.bootstrap_servers, k.security_protocol,
-        f", {k.sasl_mechanism} user {k.sasl_username}" if k.sasl_mechanism else "",
-        settings.shown_database_url, settings.shown_mlflow_uri,
-    )
     # decisions go to the store from the query's thread; distribution (Kafka, webhooks, expiry)
     # runs beside it on its own connection
     sink = BlocklistSink.from_settings(settings, publish_kafka=False, webhooks=False)

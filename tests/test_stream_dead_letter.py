@@ -136,8 +136,11 @@ def test_a_late_record_is_scored_as_of_its_own_time_and_archived(spark, kafka_bo
     late_rows = rows[2][rows[2]["entity"] == "+84961000099"]
     assert len(late_rows) == 1
     row = late_rows.iloc[0]
-    # the end of the late record's minute: the scoring interval it called in
-    minute_end = (late_start.replace(second=0) + dt.timedelta(minutes=1)).replace(tzinfo=None)
-    assert row["window_end"] == minute_end and row["calls_out_24h"] == 1
+    # the batch's newest event is the late record itself: its SIM is scored as of that moment
+    assert row["window_end"] == late_start.replace(tzinfo=None) and row["calls_out_24h"] == 1
+    # the batches before it scored the on-time records' SIM hours later, in their own minutes
+    for kind, batch, frame in sink.rows:
+        if kind == "sim" and batch < 2:
+            assert (frame["window_end"] > late_start.replace(tzinfo=None) + dt.timedelta(hours=4)).all()
     kept = {r["record_id"] for r in spark.read.format("delta").load(job.archive_uri).select("record_id").collect()}
     assert "r000099" in kept and len(kept) == 21

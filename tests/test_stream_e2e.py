@@ -292,7 +292,7 @@ def run_in_process(spark: Any, env: dict[str, str]) -> tuple[dict[str, Any], flo
 
     settings = load_settings(PROJECT_ROOT / "configs" / "default.yaml", environ=env)
     started = time.monotonic()
-    summary = run_stream(spark, settings, available_now=True, timeout_s=600)
+    summary = run_stream(spark, settings, available_now=True, timeout_s=1800)
     return summary, time.monotonic() - started
 
 
@@ -516,11 +516,11 @@ def test_killed_and_restarted_job_gives_the_uninterrupted_blocklist(
     try:
         proc = _child(env, log)
         # killed after the second micro-batch decided, while the third runs
-        _wait_for_batches(env, 2, proc, timeout_s=600)
+        _wait_for_batches(env, 2, proc, timeout_s=1200)
         _kill(proc)
         hook.start()  # the operator comes back; the restarted job delivers what waited
         proc = _child(env, log)  # restarted from the checkpoint the killed process left
-        assert proc.wait(600) == 0, log.read_text()[-3000:]
+        assert proc.wait(1800) == 0, log.read_text()[-3000:]
         interrupted_seconds = time.monotonic() - started
         # the last summary the CLI printed (its stdout shares the log with Spark's and Python's logging)
         summary = json.loads([line for line in log.read_text().splitlines() if line.startswith("{")][-1])

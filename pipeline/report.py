@@ -93,13 +93,15 @@ def block_detections(
     call_threshold: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Block-level detections of SIMs and of trunk calls. ``observed_after``: only SIM rows
-    scored after that time (``observed_at``, the row's scoring time; evaluate's test rows are those
+    scored and calls started after that time (``observed_at``; evaluate's test rows are those
     scored after the test day's first midnight); ``*_threshold``: only scores strictly above it."""
     at_block = detections["outcome"].isin(BLOCK_OUTCOMES)
     sims = at_block & detections["fraud_type"].isin(SIM_TYPES)
     calls = at_block & (detections["fraud_type"] == SPOOFED_CALL)
     if observed_after is not None:
-        sims &= pd.to_datetime(detections["observed_at"], utc=True) > observed_after
+        later = pd.to_datetime(detections["observed_at"], utc=True) > observed_after
+        sims &= later
+        calls &= later
     if sim_threshold is not None:
         sims &= detections["score"] > sim_threshold
     if call_threshold is not None:

@@ -39,6 +39,8 @@ one-ring calls).
 
 from __future__ import annotations
 
+import math
+
 from typing import TYPE_CHECKING
 
 from features.numbering import (
@@ -316,13 +318,14 @@ def with_context(rows: DataFrame, counts: DataFrame) -> DataFrame:
 
 def scoring_points(rows: DataFrame, *, settings: FeatureSettings, horizon: float | None = None) -> DataFrame:
     """(entity, as_of): the end of every scoring interval in which the entity called or sent an
-    SMS, capped at ``horizon`` (epoch s; the stream's newest event) when given."""
+    SMS. A point counts the events that start before it. With ``horizon`` (epoch s, the stream's
+    newest event) points are capped at the end of that event's second, so they count it."""
     from pyspark.sql import functions as F
 
     step = settings.score_interval_s
     end = ((F.floor(F.col(MINUTE) / step) + 1) * step).cast("double")
     if horizon is not None:
-        end = F.least(end, F.lit(float(horizon)))
+        end = F.least(end, F.lit(float(math.floor(horizon) + 1)))
     active = rows.where((F.col("n_out") + F.col("n_sms_out")) > 0)
     return active.select(ENTITY, end.alias(AS_OF)).distinct()
 

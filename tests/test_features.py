@@ -216,3 +216,16 @@ def test_a_call_leaves_the_long_window_after_a_day(spark) -> None:
     frame = build_sim_features(spark_frame(spark, records), settings=SETTINGS).toPandas()
     last = frame[frame["entity"] == ROBO].sort_values("window_end").iloc[-1]
     assert (last["calls_out_24h"], last["calls_out_1h"]) == (1, 1)
+
+
+def test_a_point_capped_at_the_newest_event_counts_that_event(spark) -> None:
+    """The stream caps a point at its micro-batch's newest event; when that event starts exactly on
+    a minute boundary, the point (the end of the event's second) still counts it."""
+    from features.sim import AS_OF, scoring_points, sim_features_at, sim_state
+
+    start = T0 + dt.timedelta(hours=3)
+    rows, members = sim_state(spark_frame(spark, [cdr(1, a_number=ROBO, start_time=start)]), settings=SETTINGS)
+    points = scoring_points(rows, settings=SETTINGS, horizon=start.timestamp())
+    assert [r[AS_OF] for r in points.collect()] == [start.timestamp() + 1]
+    row = sim_features_at(rows, members, points, settings=SETTINGS).toPandas().iloc[0]
+    assert row["calls_out_24h"] == 1

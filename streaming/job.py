@@ -37,7 +37,8 @@ from features.errors import ConfigError
 from features.numbering import NumberingPlan
 from features.schema import FIELD_NAMES
 from features.settings import FeatureSettings
-from features.sim import AS_OF, ENTITY, KEY_COLUMNS, WINDOW_END, WINDOW_START, scoring_points, sim_features_at
+from features.sim import ENTITY, KEY_COLUMNS, WINDOW_END, WINDOW_START, sim_features_at
+from features.sim_windows import AS_OF, scoring_points
 from models.scoring import SCORE
 from streaming.blocklist.loop import DistributionLoop
 from streaming.evidence import call_evidence, sim_evidence

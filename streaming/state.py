@@ -3,13 +3,13 @@
 Every micro-batch appends what it read, aggregated once per key, as rows of four kinds (the
 ``part`` column, the table's partitioning):
 
-- ``sim``: per (SIM, minute) counts, calls and sets (``features.sim.minute_rows``);
+- ``sim``: per (SIM, minute) counts, calls and sets (``features.sim_rows.minute_rows``);
 - ``ctx``: the (cell | IMEI, hour, SIM) triples behind the cross-SIM context;
 - ``cli``: per (CLI, minute) calls presenting it and its owner's own records;
 - ``trunk``: per (ingress trunk, minute) calls and suspect CLIs.
 
 Rows of one key from several micro-batches are partial: readers merge them (sums and unions,
-``features.sim.merge_rows``, ``features.calls.merge_cli_rows``), so the state holds exactly what
+``features.sim_rows.merge_rows``, ``features.calls.merge_cli_rows``), so the state holds exactly what
 a batch job computes from the same CDRs. Each row also has ``at``, its time key in epoch
 seconds; Delta's per-file statistics on it let a read of the last day skip older files.
 
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from features.calls import cli_bucket_aggregates, trunk_bucket_aggregates
 from features.numbering import NumberingPlan
 from features.settings import FeatureSettings
-from features.sim import MINUTE, context_members, minute_rows, sim_events
+from features.sim_rows import MINUTE, context_members, minute_rows, sim_events
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

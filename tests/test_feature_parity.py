@@ -20,7 +20,8 @@ from factories import T0, PassThrough, RecordingSink, cdr, spark_frame
 from features.calls import build_call_features, call_feature_names
 from features.schema import record_to_json
 from features.settings import FeatureSettings
-from features.sim import AS_OF, ENTITY, KEY_COLUMNS, sim_feature_names, sim_features_at, sim_state
+from features.sim import ENTITY, KEY_COLUMNS, sim_feature_names, sim_features_at, sim_state
+from features.sim_windows import AS_OF
 from features.validation import ValidationRules
 from streaming.job import StreamJob
 from streaming.settings import StreamSettings

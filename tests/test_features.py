@@ -221,7 +221,8 @@ def test_a_call_leaves_the_long_window_after_a_day(spark) -> None:
 def test_a_point_capped_at_the_newest_event_counts_that_event(spark) -> None:
     """The stream caps a point at its micro-batch's newest event; when that event starts exactly on
     a minute boundary, the point (the end of the event's second) still counts it."""
-    from features.sim import AS_OF, scoring_points, sim_features_at, sim_state
+    from features.sim import sim_features_at, sim_state
+    from features.sim_windows import AS_OF, scoring_points
 
     start = T0 + dt.timedelta(hours=3)
     rows, members = sim_state(spark_frame(spark, [cdr(1, a_number=ROBO, start_time=start)]), settings=SETTINGS)

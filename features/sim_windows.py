@@ -1,0 +1,136 @@
+"""When a SIM is scored and what each score reads: the steps of :mod:`features.sim` between
+the state rows (:mod:`features.sim_rows`) and the named features.
+
+3. :func:`scoring_points`: the times a SIM is scored: the end of every ``score_interval_s`` in
+   which it called (the stream caps them at its micro-batch's newest event);
+   :func:`sample_points` keeps a bounded random sample per SIM and day for training.
+4. :func:`window_rows` merges, per point, the SIM's rows of each window.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from features.settings import FeatureSettings
+from features.sim_rows import BUCKET_COUNTS, ENTITY, HOUR, MINUTE, merge_rows
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+#: scoring time of a row, epoch seconds (double)
+AS_OF = "as_of"
+
+
+def scoring_points(rows: DataFrame, *, settings: FeatureSettings, horizon: float | None = None) -> DataFrame:
+    """(entity, as_of): the end of every scoring interval in which the entity called or sent an
+    SMS. A point counts the events that start before it. With ``horizon`` (epoch s, the stream's
+    newest event) points are capped at the end of that event's second, so they count it."""
+    from pyspark.sql import functions as F
+
+    step = settings.score_interval_s
+    end = ((F.floor(F.col(MINUTE) / step) + 1) * step).cast("double")
+    if horizon is not None:
+        end = F.least(end, F.lit(float(math.floor(horizon) + 1)))
+    active = rows.where((F.col("n_out") + F.col("n_sms_out")) > 0)
+    return active.select(ENTITY, end.alias(AS_OF)).distinct()
+
+
+def sample_points(
+    points: DataFrame, *, per_day: int | None, keep_all_from: float | None = None, seed: int = 0
+) -> DataFrame:
+    """A bounded sample of the points per entity and UTC day: its first ``per_day // 4`` (how a
+    SIM looks when it starts, what early detection learns from) and ``per_day`` more chosen by a
+    hash of the entity, the time and ``seed`` (the same sample on every run). Points after
+    ``keep_all_from`` (epoch s: the test days, which must look like the stream) are all kept."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if per_day is None:
+        return points
+    day = F.floor((F.col(AS_OF) - 1e-6) / 86400)
+    by_entity_day = Window.partitionBy(ENTITY, day)
+    first = F.row_number().over(by_entity_day.orderBy(F.col(AS_OF)))
+    sampled = F.row_number().over(by_entity_day.orderBy(F.xxhash64(F.col(ENTITY), F.col(AS_OF), F.lit(seed))))
+    keep = (F.col("_first") <= per_day // 4) | (F.col("_sampled") <= per_day)
+    if keep_all_from is not None:
+        keep = keep | (F.col(AS_OF) > keep_all_from)
+    return points.withColumn("_first", first).withColumn("_sampled", sampled).where(keep).drop("_first", "_sampled")
+
+
+def window_rows(rows: DataFrame, points: DataFrame, *, settings: FeatureSettings) -> DataFrame:
+    """Per point, the long and the short window merged from (entity, sub-bucket) rows that carry
+    their context (:func:`with_context`). Long: the whole hours before the point's hour (from
+    hourly merges) and its own hour's sub-buckets before ``as_of``; short: the sub-buckets in the
+    ``short_window_s`` before ``as_of``. Columns of the short window get the prefix ``s_``."""
+    from pyspark.sql import functions as F
+
+    hour_of = lambda c: (F.floor(c / HOUR) * HOUR).cast("long")  # noqa: E731
+    rows = rows.withColumn("_hour", hour_of(F.col(MINUTE)))
+    hours = merge_rows(rows, [ENTITY, "_hour"])
+    pts = points.select(ENTITY, AS_OF).withColumn("_h", hour_of(F.col(AS_OF)))
+    n_hours = settings.window_s // HOUR - 1
+    # whole hours: each point probes its n_hours earlier hours by equality (no range join)
+    back = pts.select(ENTITY, AS_OF, F.explode(F.sequence(F.lit(1), F.lit(n_hours))).alias("_k"), "_h").select(
+        ENTITY, AS_OF, (F.col("_h") - F.col("_k") * HOUR).alias("_hour")
+    )
+    # Spark underestimates exploded rows and would broadcast them: join by sorting instead
+    whole = back.hint("merge").join(hours, [ENTITY, "_hour"])
+    # sub-buckets of the point's own hour (and, for the short window, the hours it reaches back)
+    reach = -(-settings.short_window_s // HOUR)
+    near_keys = pts.select(ENTITY, AS_OF, F.explode(F.sequence(F.lit(0), F.lit(reach))).alias("_k"), "_h").select(
+        ENTITY, AS_OF, "_h", (F.col("_h") - F.col("_k") * HOUR).alias("_hour")
+    )
+    near = near_keys.hint("merge").join(rows, [ENTITY, "_hour"]).where(F.col(MINUTE) < F.col(AS_OF))
+    # one aggregation for both windows: every part says which window(s) it belongs to
+    cols = [*BUCKET_COUNTS, "calls", "callers", "cells", "imeis", "cohort_peak", "imei_peak", "first"]
+    whole_parts = whole.select(
+        ENTITY, AS_OF, *cols, F.col("_hour").alias("_key"),
+        F.lit(True).alias("_whole"), F.lit(True).alias("_long"), F.lit(False).alias("_short"),
+    )
+    near_parts = near.withColumn("first", F.col(MINUTE)).select(
+        ENTITY,
+        AS_OF,
+        *cols,
+        F.col(MINUTE).alias("_key"),
+        F.lit(False).alias("_whole"),
+        (F.col("_hour") == F.col("_h")).alias("_long"),
+        (F.col(MINUTE) >= F.col(AS_OF) - settings.short_window_s).alias("_short"),
+    )
+    parts = whole_parts.unionByName(near_parts)
+    newest = settings.max_calls
+
+    def calls(on: Column) -> Column:
+        # whole rows in time order (hours before minutes), each already sorted: the newest calls
+        # are the tail, found without sorting the calls themselves
+        rows_in_order = F.array_sort(F.collect_list(F.when(on, F.struct(F.col("_key"), F.col("calls")))))
+        listed = F.flatten(F.transform(rows_in_order, lambda r: r["calls"]))
+        return F.slice(listed, F.greatest(F.size(listed) - newest + 1, F.lit(1)), newest)
+
+    def merged(flag: str, p: str) -> list[Column]:
+        on = F.col(flag)
+
+        def union(name: str) -> Column:
+            return F.array_distinct(F.flatten(F.collect_list(F.when(on, F.col(name))))).alias(f"{p}{name}")
+
+        return [
+            *[F.sum(F.when(on, F.col(c))).cast("long").alias(f"{p}{c}") for c in BUCKET_COUNTS],
+            calls(on).alias(f"{p}calls"),
+            union("callers"),
+            union("cells"),
+            union("imeis"),
+        ]
+
+    long, whole_hour = F.col("_long"), F.col("_whole")
+    this_hour = long & ~whole_hour
+    return parts.groupBy(ENTITY, AS_OF).agg(
+        *merged("_long", ""),
+        *merged("_short", "s_"),
+        F.max(F.when(long, F.col("cohort_peak"))).alias("cohort_peak"),
+        F.max(F.when(long, F.col("imei_peak"))).alias("imei_peak"),
+        F.min(F.when(long, F.col("first"))).alias("first"),
+        # calls per clock hour: the busiest one and how many had calls (every call counted)
+        F.max(F.when(whole_hour, F.col("n_out"))).alias("_peak_whole"),
+        F.count(F.when(whole_hour & (F.col("n_out") > 0), 1)).alias("_active_whole"),
+        F.sum(F.when(this_hour, F.col("n_out"))).alias("_this_hour_out"),
+    )

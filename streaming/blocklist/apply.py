@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -43,6 +44,20 @@ from streaming.blocklist.models import (
 )
 from streaming.blocklist.records import ApplyResult, EntryRecord, chunks, count_entries
 from streaming.blocklist.writes import StoreWrites
+
+
+def _copied(d: Decision) -> dict[str, Any]:
+    """What a detection, a review and a block entry each copy from the decision."""
+    return {
+        "number": d.number,
+        "scope": d.scope,
+        "fraud_type": d.fraud_type,
+        "score": d.score,
+        "reasons": list(d.reasons),
+        "model_name": d.model_name,
+        "model_version": d.model_version,
+        "reported_by": d.reported_by,
+    }
 
 
 class ApplyDecisions(StoreWrites):
@@ -137,14 +152,7 @@ class ApplyDecisions(StoreWrites):
             for d in todo:
                 det = Detection(
                     idempotency_key=d.idempotency_key,
-                    number=d.number,
-                    scope=d.scope,
-                    fraud_type=d.fraud_type,
-                    score=d.score,
-                    reasons=list(d.reasons),
-                    model_name=d.model_name,
-                    model_version=d.model_version,
-                    reported_by=d.reported_by,
+                    **_copied(d),
                     trunk_type=d.trunk_type,
                     trunk_id=d.trunk_id[:TRUNK_ID_LEN] if d.trunk_id else d.trunk_id,
                     why=d.why[:255],
@@ -168,34 +176,16 @@ class ApplyDecisions(StoreWrites):
                     if state is not None and state.active:
                         # lapsed but not yet expired: write the expiry first, so every block in
                         # the log ends with an unblock that says why
-                        new_entries.append(
-                            self._lift(
-                                session,
-                                versions,
-                                state,
-                                now=now,
-                                decided_by="system",
-                                actor="expiry",
-                                note=f"{state.fraud_type} block of version {state.block_entry_id} reached its TTL",
-                                key=f"expire:{state.block_entry_id}",
-                            )
-                        )
+                        new_entries.append(self._expire(session, versions, state, now=now))
                     entry = self._new_entry(
                         session,
                         versions,
                         now=now,
-                        number=d.number,
-                        scope=d.scope,
+                        **_copied(d),
                         action="block",
-                        fraud_type=d.fraud_type,
-                        score=d.score,
-                        reasons=list(d.reasons),
-                        model_name=d.model_name,
-                        model_version=d.model_version,
                         decided_by="model",
                         actor=d.model_name,
                         note=d.why,
-                        reported_by=d.reported_by,
                         idempotency_key=d.idempotency_key,
                         expires_at=now + dt.timedelta(hours=d.ttl_hours),
                     )
@@ -216,14 +206,7 @@ class ApplyDecisions(StoreWrites):
                     review = reviews.get((d.number, d.scope, d.fraud_type))
                     if review is None:
                         review = Review(
-                            number=d.number,
-                            scope=d.scope,
-                            fraud_type=d.fraud_type,
-                            score=d.score,
-                            reasons=list(d.reasons),
-                            model_name=d.model_name,
-                            model_version=d.model_version,
-                            reported_by=d.reported_by,
+                            **_copied(d),
                             status="open",
                             detections=1,
                             created_at=now,

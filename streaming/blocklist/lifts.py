@@ -36,19 +36,7 @@ class LiftBlocks(StoreWrites):
                 .order_by(State.expires_at, State.number, State.scope)
                 .with_for_update()
             ).all()
-            entries = [
-                self._lift(
-                    session,
-                    versions,
-                    st,
-                    now=now,
-                    decided_by="system",
-                    actor="expiry",
-                    note=f"{st.fraud_type} block of version {st.block_entry_id} reached its TTL",
-                    key=f"expire:{st.block_entry_id}",
-                )
-                for st in lapsed
-            ]
+            entries = [self._expire(session, versions, st, now=now) for st in lapsed]
             session.flush()
             if entries:
                 audit.append(session, kind="expiry", actor="expiry",

@@ -115,3 +115,16 @@ class StoreWrites(StoreReads):
         state.expires_at = None
         state.updated_at = now
         return entry
+
+    def _expire(self, session: Session, versions: Versions, state: State, *, now: dt.datetime) -> Entry:
+        """The unblock that ends ``state``'s block at its TTL."""
+        return self._lift(
+            session,
+            versions,
+            state,
+            now=now,
+            decided_by="system",
+            actor="expiry",
+            note=f"{state.fraud_type} block of version {state.block_entry_id} reached its TTL",
+            key=f"expire:{state.block_entry_id}",
+        )

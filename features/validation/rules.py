@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,27 +25,11 @@ ReasonCode = Literal[
     "time_in_future",
     "answer_before_start",
     "duration_inconsistent",
-    "malformed_row",
-    "duplicate_record",
-]
-REASON_CODES: tuple[str, ...] = (
-    "bad_encoding",
-    "bad_json",
-    "unknown_field",
-    "missing_field",
-    "bad_type",
-    "value_too_large",
-    "bad_enum",
-    "bad_e164",
-    "negative_duration",
-    "time_too_old",
-    "time_in_future",
-    "answer_before_start",
-    "duration_inconsistent",
     # used by batch ingest only: a CSV line with the wrong number of columns, a repeated id
     "malformed_row",
     "duplicate_record",
-)
+]
+REASON_CODES: tuple[str, ...] = get_args(ReasonCode)
 #: columns of a dead-letter frame: every canonical field as text, then the whole raw value
 DEAD_LETTER_COLUMNS: tuple[str, ...] = (*FIELD_NAMES, "raw", "reason_code", "reason")
 

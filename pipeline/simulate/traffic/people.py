@@ -59,19 +59,8 @@ def gen_people(world: World, day: Day) -> Events:
     cause, ring_s, dur_s = outcomes(rng, n, cfg.release, cfg.duration_s, ring=net.ring_s)
     s_cause, s_ring, s_dur = sms_outcomes(int(sms.sum()))
     cause[sms], ring_s[sms], dur_s[sms] = s_cause, s_ring, s_dur
-    fail_unassigned(world, b_num, cause, dur_s)
-    keep = world.activity_start_us[caller] <= t_us
-    return people_events(
-        world,
-        day,
-        rng,
-        caller=caller[keep],
-        b_num=b_num[keep],
-        t_us=t_us[keep],
-        sms=sms[keep],
-        cause=cause[keep],
-        ring_s=ring_s[keep],
-        dur_s=dur_s[keep],
+    return _attempt_records(
+        world, day, rng, caller=caller, b_num=b_num, t_us=t_us, sms=sms, cause=cause, ring_s=ring_s, dur_s=dur_s
     )
 
 
@@ -125,18 +114,15 @@ def gen_callbacks(world: World, day: Day, original: Events) -> Events:
     # a SIM box never picks up a call to one of its SIMs
     cause[boxed] = np.where(rng.random(int(boxed.sum())) < 0.5, NO_ANSWER, REJECTED)
     dur_s[boxed] = 0.0
-    fail_unassigned(world, b_num, cause, dur_s)
-    caller = callee[idx]
-    keep = world.activity_start_us[caller] <= t_us
-    return people_events(
-        world,
-        day,
-        rng,
-        caller=caller[keep],
-        b_num=b_num[keep],
-        t_us=t_us[keep],
-        sms=np.zeros(int(keep.sum()), bool),
-        cause=cause[keep],
-        ring_s=ring_s[keep],
-        dur_s=dur_s[keep],
+    sms = np.zeros(n, bool)
+    return _attempt_records(
+        world, day, rng, caller=callee[idx], b_num=b_num, t_us=t_us, sms=sms, cause=cause, ring_s=ring_s, dur_s=dur_s
     )
+
+
+def _attempt_records(world: World, day: Day, rng: np.random.Generator, **columns: np.ndarray) -> Events:
+    """People's attempts (``people_events`` columns) as records: a call to a number no SIM holds
+    fails, and a SIM makes nothing before its activation."""
+    fail_unassigned(world, columns["b_num"], columns["cause"], columns["dur_s"])
+    keep = world.activity_start_us[columns["caller"]] <= columns["t_us"]
+    return people_events(world, day, rng, **{name: values[keep] for name, values in columns.items()})

@@ -21,7 +21,10 @@ from pipeline.simulate.populations import (
     POPULATIONS,
     SimulationError,
 )
-from pipeline.simulate.traffic import GENERATORS, Day, Events, gen_callbacks, generate
+from pipeline.simulate.traffic import GENERATORS, generate
+from pipeline.simulate.traffic.day import Day
+from pipeline.simulate.traffic.events import Events
+from pipeline.simulate.traffic.people import gen_callbacks
 from pipeline.simulate.writer import CDR_DIR, LABEL_DIR, MANIFEST, SimulationWriter, write_manifest
 
 #: ``progress(description, completed, total)``

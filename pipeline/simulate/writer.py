@@ -29,7 +29,7 @@ from features.schema import CDR_FIELDS, EVENT_TYPES, RELEASE_CAUSES, TRUNK_TYPES
 from pipeline.simulate.config import SPOOF_KINDS, OutputConfig
 from pipeline.simulate.numbers import digit_strings, e164_strings
 from pipeline.simulate.populations import LABELS, POPULATIONS, US, World
-from pipeline.simulate.traffic import ANSWERED, Events
+from pipeline.simulate.traffic.events import ANSWERED, Events
 
 CDR_DIR = "cdrs"
 LABEL_DIR = "labels"

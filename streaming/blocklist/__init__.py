@@ -9,10 +9,10 @@ Modules (imported one by one on purpose: the Kafka and HTTP clients load only wh
 - ``errors``, ``metrics``: one-line errors, Prometheus counters;
 - ``models`` / ``db`` / ``migrate``: the schema (SQLAlchemy ORM, Alembic migrations under
   ``migrations/``), engines, ``upgrade(engine_url)``;
-- ``store``: :class:`~streaming.blocklist.store.BlocklistStore`, the writes (apply decisions,
-  expire, analyst unblock, allowlists); its reads (versions, snapshots, history, audit, gauges)
-  are in ``queries``, the records it hands out in ``records``, and ``numbers_file`` reads a
-  registered-business file;
+- ``store``: :class:`~streaming.blocklist.store.BlocklistStore`, put together from ``writes``
+  (the version lock, new entries, lifts), ``apply`` (the model's decisions), ``lifts`` (expiry,
+  analyst unblock, allowlists) and ``queries`` (versions, snapshots, history, audit, gauges); the
+  records it hands out are in ``records``, and ``numbers_file`` reads a registered-business file;
 - ``payload``: the one JSON form of an entry that every channel sends;
 - ``publish_kafka``, ``publish_webhook``, ``export``: the channels (compacted Kafka topic per
   operator, HTTP webhooks through an outbox, CSV snapshots); ``cursors``: their per-operator

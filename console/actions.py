@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from streaming.blocklist import audit
 from streaming.blocklist.db import as_utc, utcnow
 from streaming.blocklist.decision import SCOPE_ALL, SIM_FRAUD_TYPES, PolicySettings
 from streaming.blocklist.errors import BlocklistError
@@ -162,6 +163,7 @@ class ConsoleStore(BlocklistStore):
         session.flush()
         key = f"console:{row.id}"
         entries = []
+        cleared = False
         if action == "confirm":
             blocked = {s.scope for s in in_force}
             for rv in reviews:
@@ -211,7 +213,7 @@ class ConsoleStore(BlocklistStore):
                         key=f"{key}:{st.scope}",
                     )
                 )
-            self._clear(session, number, actor=actor, note=comment, request_id=request_id, now=now)
+            cleared = self._clear(session, number, actor=actor, note=comment, request_id=request_id, now=now)
             row.entry_id = entries[0].id if entries else None
             by_scope = {e.scope: e.id for e in entries}
             for rv in reviews:
@@ -223,6 +225,13 @@ class ConsoleStore(BlocklistStore):
             if action in ("confirm", "overturn"):
                 rv.resolved_at, rv.resolved_by, rv.resolution_note = now, actor, comment
         session.flush()
+        audit.append(
+            session, kind="console_decision", actor=actor, at=now,
+            content={"action": action, "number": number, "comment": comment, "request_id": request_id,
+                     "appeal_id": appeal_id, "entries": [audit.entry_content(e) for e in entries],
+                     "reviews": [audit.review_content(rv) for rv in reviews],
+                     "allowlist_added": [[number, "analyst_cleared"]] if cleared else []},
+        )  # fmt: skip
         return ActionResult(action, number, [EntryRecord.of(e) for e in entries], len(reviews), action_id=row.id)
 
     @staticmethod
@@ -236,8 +245,9 @@ class ConsoleStore(BlocklistStore):
 
     def _clear(
         self, session: Session, number: str, *, actor: str, note: str, request_id: str, now: dt.datetime
-    ) -> None:
-        """Clear ``number`` for ``clearance_hours``; a permanent clearance stays permanent."""
+    ) -> bool:
+        """Clear ``number`` for ``clearance_hours``; a permanent clearance stays permanent. Whether
+        the clearance is new."""
         row = session.get(AllowlistEntry, (number, "analyst_cleared"))
         until = now + dt.timedelta(hours=self.clearance_hours)
         if row is None:
@@ -252,8 +262,10 @@ class ConsoleStore(BlocklistStore):
                     expires_at=until,
                 )
             )
-        elif row.expires_at is not None:
+            return True
+        if row.expires_at is not None:
             row.expires_at, row.added_by, row.note, row.request_id = until, actor, note, request_id
+        return False
 
     def allowlist(
         self, number: str, *, comment: str, actor: str, request_id: str, now: dt.datetime | None = None
@@ -289,6 +301,11 @@ class ConsoleStore(BlocklistStore):
                 )
             else:
                 row.expires_at, row.added_by, row.note = None, actor, comment
+            audit.append(
+                session, kind="console_allowlist", actor=actor, at=now,
+                content={"number": number, "comment": comment, "request_id": request_id,
+                         "allowlist_added": [[number, "analyst_cleared"]] if row is None else []},
+            )  # fmt: skip
 
     def manual_block(
         self,
@@ -334,6 +351,11 @@ class ConsoleStore(BlocklistStore):
                 state.fraud_type, state.expires_at, state.updated_at = fraud_type, entry.expires_at, now
                 row.entry_id = entry.id
                 entries.append(entry)
+            audit.append(
+                session, kind="console_manual_block", actor=actor, at=now,
+                content={"number": number, "fraud_type": fraud_type, "evidence": evidence, "request_id": request_id,
+                         "entries": [audit.entry_content(e) for e in entries]},
+            )  # fmt: skip
             result = ActionResult("manual_block", number, [EntryRecord.of(e) for e in entries], action_id=row.id)
         count_entries(result.entries)
         return result
@@ -349,6 +371,8 @@ class ConsoleStore(BlocklistStore):
                     request_id=request_id, number=number, action="note", comment=comment, actor=actor, created_at=now
                 )
             )
+            audit.append(session, kind="console_note", actor=actor, at=now,
+                         content={"number": number, "comment": comment, "request_id": request_id})
 
     def assign(self, review_id: int, *, actor: str, now: dt.datetime | None = None) -> None:
         now = as_utc(now or utcnow())
@@ -395,7 +419,14 @@ class ConsoleStore(BlocklistStore):
             )
             session.add(appeal)
             session.flush()
+            audit.append(session, kind="appeal_filed", actor=filed_by, at=now,
+                         content={"appeals": [audit.appeal_content(appeal)]})
             return appeal, True
+
+    def log_login(self, name: str, *, result: str, client: str) -> None:
+        """A sign-in attempt and its result, in the audit log."""
+        audit.record_event(self.engine, kind="console_login", actor=name[:64] or "?",
+                           content={"result": result, "client": client})
 
     def get_appeal(self, appeal_id: int) -> Appeal | None:
         with self._read() as session:
@@ -445,6 +476,9 @@ class ConsoleStore(BlocklistStore):
                     )
                 )
             appeal.status, appeal.decided_by, appeal.decided_at, appeal.outcome_comment = status, actor, now, comment
+            session.flush()
+            audit.append(session, kind="appeal_decided", actor=actor, at=now,
+                         content={"appeals": [audit.appeal_content(appeal)]})
         if result is not None:
             count_entries(result.entries)
         return appeal, result

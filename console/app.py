@@ -27,10 +27,10 @@ from console import views
 from console.accounts import add_user, authenticate, list_users
 from console.actions import DECISIONS, ConsoleStore
 from console.chart import activity_png
+from console.regulator import regulator_router
 from console.security import (
     ADMINS,
     ANALYSTS,
-    REGULATORS,
     SUPERVISORS,
     LoginRequired,
     RateLimit,
@@ -39,10 +39,11 @@ from console.security import (
     require,
 )
 from console.settings import ConsoleSettings
-from streaming.blocklist.db import as_utc, utcnow
+from streaming.blocklist.db import utcnow
 from streaming.blocklist.decision import SIM_FRAUD_TYPES
 from streaming.blocklist.errors import BlocklistError
 from streaming.blocklist.models import ROLES
+from streaming.blocklist.settings import AuditSettings
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -82,7 +83,12 @@ def _local(path: str) -> str:
 
 
 def create_app(
-    store: ConsoleStore, settings: ConsoleSettings, *, secret_key: str, operator_tokens: dict[str, str]
+    store: ConsoleStore,
+    settings: ConsoleSettings,
+    *,
+    secret_key: str,
+    operator_tokens: dict[str, str],
+    audit: AuditSettings | None = None,
 ) -> FastAPI:
     app = FastAPI(title="SIMGuard console", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store = store
@@ -164,6 +170,7 @@ def create_app(
             max_failed=settings.max_failed_logins,
             lockout=dt.timedelta(minutes=settings.lockout_minutes),
         )
+        store.log_login(name, result=result.status, client=client)
         if result.account is None:
             message = (
                 "This account is locked after repeated wrong passwords; try again later."
@@ -471,11 +478,7 @@ def create_app(
         add_user(store.engine, name, role, password)
         return RedirectResponse("/admin/users", status_code=303)
 
-    @app.get("/regulator", response_class=HTMLResponse)
-    def regulator(request: Request) -> HTMLResponse:
-        require(request, REGULATORS)
-        counts = store.counts()
-        return render(request, "regulator.html", {"counts": counts, "now": as_utc(utcnow())})
+    app.include_router(regulator_router(store, audit, render=render, page_size=size))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -97,21 +97,28 @@ $SIMGUARD blocklist export --operator all --out "$DEMO/export"
 step report "Report: the streamed day (the models never fitted it) against the simulator's ground truth"
 $SIMGUARD report --labels "$DEMO/sim/labels" --cdrs "$DEMO/sim" --last-days 1 --csv-dir "$DEMO/export" \
   --env-file "$DEMO/env"
-step console "Analyst console account"
-# a demo analyst with a password made here and kept only in the env file (mode 0600)
+step console "Console accounts: an analyst and a regulator"
+# passwords made here and kept only in the env file (mode 0600)
 CONSOLE_PASSWORD=$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(18))')
+REGULATOR_PASSWORD=$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(18))')
 printf 'export DEMO_CONSOLE_USER=analyst\nexport DEMO_CONSOLE_PASSWORD=%s\n' "$CONSOLE_PASSWORD" >> "$DEMO/env"
+printf 'export DEMO_REGULATOR_USER=regulator\nexport DEMO_REGULATOR_PASSWORD=%s\n' "$REGULATOR_PASSWORD" >> "$DEMO/env"
 $SIMGUARD users add analyst --role analyst --password-file <(printf '%s\n' "$CONSOLE_PASSWORD")
+$SIMGUARD users add regulator --role regulator --password-file <(printf '%s\n' "$REGULATOR_PASSWORD")
 step audit "Regulator's audit: verify the hash-chained log, write the pseudonymised report"
 $SIMGUARD audit verify
 $SIMGUARD audit head
 # decisions are stamped with the wall clock (the simulation is dated 2025): from its start to today
 mkdir -p "$DEMO/audit"
-$SIMGUARD audit report --from 2025-01-01 --to "$(date -u +%F)" --out "$DEMO/audit/report.html" --json
+REPORT="$DEMO/audit/report.html"
+$SIMGUARD audit report --from 2025-01-01 --to "$(date -u +%F)" --out "$REPORT" --json
+[ -s "$REPORT" ] || { echo "the regulator's report was not written to $REPORT" >&2; exit 1; }
 step done "Done"
 joined=$(printf '%s, ' "${TIMES[@]}")
 echo "wall time $((SECONDS / 60)) min $((SECONDS % 60)) s (${joined%, })"
 echo "Everything the demo wrote is under $DEMO; to explore it with the CLI: source $DEMO/env"
 echo "Kafka keeps running (address above); stop it with: make kafka-down"
 echo "Analyst console: (source $DEMO/env && $SIMGUARD console), then open http://127.0.0.1:8000 and sign in"
-echo "  as 'analyst' with the password in $DEMO/env (DEMO_CONSOLE_PASSWORD)"
+echo "  as 'analyst' with the password in $DEMO/env (DEMO_CONSOLE_PASSWORD); the regulator's pages (/regulator)"
+echo "  as 'regulator' (DEMO_REGULATOR_PASSWORD)"
+echo "Regulator's report (one self-contained file, open it in a browser): $PWD/$REPORT (JSON: $PWD/${REPORT%.html}.json)"

@@ -9,6 +9,8 @@ import json
 from html import escape
 from typing import Any
 
+from streaming.blocklist.audit_summary import COUNT_KINDS
+
 PLOT_KINDS = ("blocks per day by fraud type", "overturn rate per model version", "hours to appeal decision",
               "test metrics per model version")
 
@@ -123,7 +125,7 @@ def _cell(v: Any) -> str:
 
 
 def _counts(title: str, data: dict[str, dict[str, int]]) -> str:
-    kinds = ["blocks", "reviews", "confirmations", "review_overturns", "block_overturns", "expiries", "allowlist_lifts"]
+    kinds = list(COUNT_KINDS)
     rows = [{title: k, **{x: v.get(x, 0) for x in kinds}} for k, v in data.items()]
     return _table(rows, [title, *kinds])
 

@@ -96,7 +96,7 @@ def console(
         op: c.api_token.get_secret_value() for op, c in settings.blocklist.operators.items() if c.api_token is not None
     }
     store = open_console_store(settings)
-    app = create_app(store, cfg, secret_key=key, operator_tokens=tokens)
+    app = create_app(store, cfg, secret_key=key, operator_tokens=tokens, audit=settings.audit)
     typer.echo(f"analyst console on http://{bind_host}:{bind_port} (sign in with an account from `simguard users add`)")
     try:
         uvicorn.run(app, host=bind_host, port=bind_port, log_level="info")

@@ -17,10 +17,12 @@ Kinds written by the store: ``model_decisions`` (blocks, reviews, spoofed calls 
 ``model_registered``; here: ``audit_expiry``. Blocklist state and reviews can be rebuilt from the
 log alone (:func:`replay`).
 
-Other writers (the analyst console: confirmations, appeals, logins) append in their own
-transaction with ``lock(session)`` then ``append(session, kind=..., actor=..., content=...)``, or
-with :func:`record_event`; a resolved review is logged as its snapshot under ``reviews``
-(:func:`review_content`), which is what the report counts confirmations and overturns from.
+The analyst console appends in the transaction of each action (``console_decision``,
+``console_manual_block``, ``console_allowlist``, ``console_note``, ``appeal_filed``,
+``appeal_decided``) and logs sign-ins (``console_login``) with :func:`record_event`. Entries,
+reviews and appeals are logged as snapshots under ``entries``, ``reviews`` and ``appeals``
+(:func:`entry_content`, :func:`review_content`, :func:`appeal_content`): the last snapshot is the
+state, and the report counts confirmations, overturns and appeals from them.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "GENESIS",
     "Replay",
     "Verification",
+    "appeal_content",
     "append",
     "entry_content",
     "expire_records",
@@ -138,6 +141,16 @@ def review_content(r: Review) -> dict[str, Any]:
         "reported_by": r.reported_by, "status": r.status, "detections": r.detections,
         "created_at": _iso(r.created_at), "last_seen_at": _iso(r.last_seen_at), "resolved_at": _iso(r.resolved_at),
         "resolved_by": r.resolved_by, "resolution_note": r.resolution_note, "entry_id": r.entry_id,
+    }
+
+
+def appeal_content(a: Any) -> dict[str, Any]:
+    """An appeal (``models.Appeal``) as it stands after the change."""
+    return {
+        "id": a.id, "number": a.number, "operator": a.operator, "request_id": a.request_id, "reason": a.reason,
+        "filed_by": a.filed_by, "status": a.status, "created_at": _iso(a.created_at), "due_at": _iso(a.due_at),
+        "decided_by": a.decided_by, "decided_at": _iso(a.decided_at), "outcome_comment": a.outcome_comment,
+        "entry_id": a.entry_id,
     }
 
 

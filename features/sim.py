@@ -40,7 +40,6 @@ one-ring calls).
 from __future__ import annotations
 
 import math
-
 from typing import TYPE_CHECKING
 
 from features.numbering import (

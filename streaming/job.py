@@ -40,7 +40,7 @@ from features.settings import FeatureSettings
 from features.sim import AS_OF, ENTITY, KEY_COLUMNS, WINDOW_END, WINDOW_START, scoring_points, sim_features_at
 from models.scoring import SCORE
 from streaming.blocklist.loop import DistributionLoop
-from streaming.evidence import call_evidence, sim_evidence
+from streaming.evidence import call_evidence, sim_evidence, with_reasons
 from streaming.metrics import StreamMetrics
 from streaming.scoring import ChampionScorer
 from streaming.settings import StreamSettings
@@ -335,6 +335,11 @@ class StreamJob:
         candidates = candidates.sort_values(order, kind="stable").reset_index(drop=True)
         reasons = model.model.reasons(candidates, top_k=self.reasons_top_k, feature_settings=self.features)
         candidates["reasons"] = [[r.text for r in rs] for rs in reasons]
+        quantiles = model.model.quantiles
+        candidates["evidence"] = [
+            with_reasons(ev, rs, quantiles)
+            for ev, rs in zip(candidates.get("evidence", [None] * len(candidates)), reasons, strict=True)
+        ]
         candidates["model_name"] = model.name
         candidates["model_version"] = int(model.model.version or 0)
         # the operating point the version was validated at: the block threshold where the

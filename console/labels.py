@@ -1,6 +1,8 @@
 """Analysts' outcomes as labels: each confirm (fraud, of the flag's type) and overturn
 (``normal``: a legitimate subscriber) with the model's row for the window it decided on (the
-feature values the stream stored with the detection), ready to add to a training set."""
+feature values the stream stored with the detection), ready for ``simguard train --extra-labels``
+(``models.extra_labels``): a SIM's row is keyed by number and window end, a trunk call's by its
+record id."""
 
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ from streaming.blocklist.models import ConsoleAction, Detection
 
 NORMAL = "normal"
 COLUMNS = [
-    "number", "label", "fraud_type", "decided_by", "decided_at", "comment", "model_name", "model_version",
-    "score", "window_start", "window_end",
+    "number", "label", "kind", "record_id", "fraud_type", "decided_by", "decided_at", "comment", "model_name",
+    "model_version", "score", "window_start", "window_end",
 ]  # fmt: skip
 
 
@@ -45,6 +47,8 @@ def label_rows(engine: sa.Engine) -> pd.DataFrame:
             row = {
                 "number": a.number,
                 "label": det.fraud_type if a.action == "confirm" else NORMAL,
+                "kind": evidence.get("kind") or "sim",
+                "record_id": (evidence.get("call") or {}).get("record_id"),
                 "fraud_type": det.fraud_type,
                 "decided_by": a.actor,
                 "decided_at": a.created_at,

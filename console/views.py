@@ -130,6 +130,26 @@ class DecisionLine:
     entry_id: int | None
     review_id: int | None
 
+    @property
+    def reason_details(self) -> list[dict[str, Any]]:
+        """Each reason with the feature value and percentile the stream stored in the evidence
+        (``streaming.evidence.with_reasons``); older evidence gives the sentence alone."""
+        stored = (self.evidence or {}).get("reasons") or []
+        by_text = {r.get("text"): r for r in stored if isinstance(r, dict)}
+        out = []
+        for text in self.reasons:
+            found = by_text.get(text, {})
+            pct = found.get("percentile")
+            out.append(
+                {
+                    "text": text,
+                    "feature": found.get("feature"),
+                    "value": found.get("value"),
+                    "percentile": None if pct is None else round(float(pct)),
+                }
+            )
+        return out
+
 
 @dataclass
 class Flag:

@@ -5,7 +5,9 @@ Each version stores: the native LightGBM text model (``mlflow.lightgbm.log_model
 ``Booster``: ``model.lgb``, no pickle) with a signature and an input example; the model card
 (:class:`~models.scoring.ModelCard`: task, classes, feature names, threshold, target FPR, feature
 settings) both in the MLmodel metadata and as ``simguard_model.json``; params; flattened
-metrics; plots; the evaluation report; the training-data fingerprint and the code version.
+metrics; plots; the evaluation report; the training-data fingerprint and the code version; and
+the validation population's feature quantiles (:class:`~models.quantiles.FeatureQuantiles`: in
+the MLmodel metadata, so they travel with the version, and as ``feature_quantiles.json``).
 
 The streaming scorer polls :func:`champion_version` (cheap: one registry call) and calls
 :func:`load_champion` with its current model, which returns the same object while the alias has
@@ -33,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from models.errors import ModelError
+from models.quantiles import FeatureQuantiles
 from models.scoring import ModelCard, ScoringModel
 
 if TYPE_CHECKING:
@@ -42,6 +45,8 @@ if TYPE_CHECKING:
 CARD_FILE = "simguard_model.json"
 REPORT_FILE = "evaluation.json"
 CARD_METADATA_KEY = "simguard_model_card"
+QUANTILES_FILE = "feature_quantiles.json"
+QUANTILES_METADATA_KEY = "simguard_feature_quantiles"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -176,6 +181,10 @@ def log_version(
             mlflow.set_tags(dict(tags))
             mlflow.log_text(model.card.to_json(), CARD_FILE)
             mlflow.log_text(json.dumps(report, indent=2, sort_keys=True, default=_json_default), REPORT_FILE)
+            metadata = {CARD_METADATA_KEY: model.card.to_json()}
+            if model.quantiles is not None:
+                metadata[QUANTILES_METADATA_KEY] = model.quantiles.to_json()
+                mlflow.log_text(model.quantiles.to_json(), QUANTILES_FILE)
             for file_name, fig in figures.items():
                 mlflow.log_figure(fig, f"plots/{file_name}")
                 plt.close(fig)
@@ -186,7 +195,7 @@ def log_version(
                 input_example=example,
                 # pinned: inferring requirements starts a subprocess and imports the world
                 pip_requirements=[f"lightgbm=={lgb.__version__}"],
-                metadata={CARD_METADATA_KEY: model.card.to_json()},
+                metadata=metadata,
                 registered_model_name=registered_name,
             )
             version = int(info.registered_model_version)
@@ -254,8 +263,10 @@ def load_version(
         if CARD_METADATA_KEY not in meta:
             raise ModelError(f"model {name} version {version} has no SIMGuard model card: not logged by simguard train")
         card = ModelCard.from_json(meta[CARD_METADATA_KEY])
+        # versions registered before quantiles were kept have none: their reasons carry no percentile
+        quantiles = FeatureQuantiles.from_json(meta[QUANTILES_METADATA_KEY]) if QUANTILES_METADATA_KEY in meta else None
         booster = lgb.Booster(model_file=str(local / "model.lgb"))
-    return ScoringModel(booster, card, name=name, version=int(version), run_id=mv.run_id)
+    return ScoringModel(booster, card, name=name, version=int(version), run_id=mv.run_id, quantiles=quantiles)
 
 
 def load_champion(

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from models.matrix import feature_matrix
+from models.quantiles import FeatureQuantiles
 from models.reasons import Reason, explain
 
 if TYPE_CHECKING:
@@ -74,12 +75,15 @@ class ScoringModel:
         name: str | None = None,
         version: int | None = None,
         run_id: str | None = None,
+        quantiles: FeatureQuantiles | None = None,
     ) -> None:
         self.booster = booster
         self.card = card
         self.name = name
         self.version = version
         self.run_id = run_id
+        #: the validation population's feature quantiles (percentiles for the reasons)
+        self.quantiles = quantiles
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -99,7 +103,16 @@ class ScoringModel:
 
     def with_threshold(self, threshold: float) -> ScoringModel:
         card = ModelCard(**{**asdict(self.card), "threshold": float(threshold)})
-        return ScoringModel(self.booster, card, name=self.name, version=self.version, run_id=self.run_id)
+        return ScoringModel(
+            self.booster, card, name=self.name, version=self.version, run_id=self.run_id, quantiles=self.quantiles
+        )
+
+    def with_quantiles(self, population: pd.DataFrame) -> ScoringModel:
+        """This model with the feature quantiles of ``population`` (the rows it is validated on)."""
+        quantiles = FeatureQuantiles.from_frame(population, self.feature_names)
+        return ScoringModel(
+            self.booster, self.card, name=self.name, version=self.version, run_id=self.run_id, quantiles=quantiles
+        )
 
     def proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Class probabilities, shape ``(n, len(classes))``."""

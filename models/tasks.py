@@ -162,7 +162,9 @@ def fit_task(
         target_fpr=spec.target_fpr,
         feature_settings=features.model_dump(),
     )
-    return model.with_threshold(tune_threshold(spec, model, split.validation))
+    model = model.with_threshold(tune_threshold(spec, model, split.validation))
+    # validation holds every point the stream scores on its days: the population a value is placed in
+    return model.with_quantiles(split.validation)
 
 
 @dataclass(frozen=True)

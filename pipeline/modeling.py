@@ -12,7 +12,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from features.sim import ENTITY, WINDOW_END, WINDOW_START
 from models.dataset import ALLOWLISTED, CALL_LABELS_FILE, SIM_LABELS_FILE, UNIT, read_labels
 from models.errors import ModelError
 from models.evaluate import flatten
+from models.extra_labels import ExtraLabelCounts, add_extra_labels, read_extra_labels
 from models.reasons import reason_text
 from models.registry import (
     champion_version,
@@ -150,6 +151,8 @@ def allowlisted_numbers(settings: Settings, labels: Path, numbers) -> set[str]:
 class TaskData:
     spec: TaskSpec
     split: Split
+    #: analysts' labels moved into ``split.train`` (``--extra-labels``)
+    extra: ExtraLabelCounts = field(default_factory=ExtraLabelCounts)
 
 
 @dataclass(frozen=True)
@@ -166,16 +169,18 @@ def prepare(
     *,
     cdrs: Path,
     labels: Path,
+    extra_labels: Path | None = None,
     progress: Progress = _quiet,
 ) -> Prepared:
-    """Features, labels and the time split for both tasks."""
+    """Features, labels and the time split for both tasks; with ``extra_labels`` (the table
+    ``simguard labels export`` writes) the analysts' labels join the training rows."""
     sim_labels, call_labels = read_labels(labels)
+    extra = read_extra_labels(extra_labels) if extra_labels is not None else None
     tables = cached_features(spark, settings, cdrs, progress=progress)
     progress("features: loading into pandas")
     sim, calls = read_feature_tables(tables)
-    fingerprint = data_fingerprint(
-        [sim, calls], [Path(labels) / SIM_LABELS_FILE, Path(labels) / CALL_LABELS_FILE]
-    )
+    label_files = [Path(labels) / SIM_LABELS_FILE, Path(labels) / CALL_LABELS_FILE]
+    fingerprint = data_fingerprint([sim, calls], [*label_files, *([Path(extra_labels)] if extra_labels else [])])
     specs = {t: task_spec(t, settings.models, settings.features) for t in TASKS}
     allowed = allowlisted_numbers(settings, labels, sim[ENTITY].unique())
     labelled = {
@@ -184,6 +189,14 @@ def prepare(
     }
     boundaries = boundaries_for(labelled[SPAM_SIM], settings.models)
     tasks = {t: TaskData(specs[t], split_frame(labelled[t], boundaries)) for t in TASKS}
+    if extra is not None:
+        for t, td in tasks.items():
+            split, counts = add_extra_labels(
+                td.split, extra, task=t, classes=td.spec.classes, feature_names=td.spec.feature_names
+            )
+            progress(f"{t}: {counts.used} analysts' labels in training ({counts.relabelled} relabelled, "
+                     f"{counts.moved} moved from validation/test, {counts.added} added from stored features)")
+            tasks[t] = TaskData(td.spec, split, counts)
     return Prepared(tasks=tasks, boundaries=boundaries, fingerprint=fingerprint, features_dir=tables.sim.parent)
 
 
@@ -202,6 +215,7 @@ class TrainOutcome:
     previous_champion_key: tuple[float, float] | None
     previous_champion_version: int | None
     summary: dict[str, Any]
+    extra_labels: ExtraLabelCounts = field(default_factory=ExtraLabelCounts)
 
 
 def _champion_key(
@@ -228,6 +242,7 @@ def train(
     *,
     cdrs: Path,
     labels: Path,
+    extra_labels: Path | None = None,
     seed: int | None = None,
     progress: Progress = _quiet,
 ) -> list[TrainOutcome]:
@@ -235,11 +250,11 @@ def train(
     from models.plots import evaluation_figures
 
     seed = settings.models.seed if seed is None else seed
-    data = prepare(spark, settings, cdrs=cdrs, labels=labels, progress=progress)
+    data = prepare(spark, settings, cdrs=cdrs, labels=labels, extra_labels=extra_labels, progress=progress)
     versions = code_version()
     outcomes = []
     for task, td in data.tasks.items():
-        spec, split = td.spec, td.split
+        spec, split, extra = td.spec, td.split, td.extra
         progress(f"{task}: training on {len(split.train):,} rows (validation {len(split.validation):,})")
         model = fit_task(spec, split, settings=settings.models, features=settings.features, seed=seed)
         progress(f"{task}: evaluating on {len(split.test):,} test rows")
@@ -271,6 +286,8 @@ def train(
             "threshold": model.threshold,
             "target_fpr": spec.target_fpr,
             "n_features": len(spec.feature_names),
+            "extra_labels": str(Path(extra_labels).resolve()) if extra_labels else "none",
+            "extra_labels_used": extra.used,
             **{f"booster.{k}": v for k, v in spec.booster.model_dump().items()},
             **{f"split.{k}": v for k, v in report["split"].items()},
             **{f"features.{k}": v for k, v in settings.features.model_dump().items()},
@@ -284,6 +301,7 @@ def train(
             "test.brier": report["calibration"]["brier"],
             "champion.new_validation_recall_at_fpr": new_key[0],
             "champion.new_validation_pr_auc": new_key[1],
+            **{f"extra_labels.{k}": float(v) for k, v in asdict(extra).items()},
         }
         tags = {
             "data_fingerprint": data.fingerprint,
@@ -314,7 +332,7 @@ def train(
             label_sources=[
                 f"{'SIM' if task == SPAM_SIM else 'call'} labels "
                 f"({SIM_LABELS_FILE if task == SPAM_SIM else CALL_LABELS_FILE} in {Path(labels).name}/)",
-                "analysts' confirmations and overturns: not used for training yet",
+                _analyst_source(extra, extra_labels),
             ],
         )
         outcomes.append(
@@ -328,9 +346,20 @@ def train(
                 previous_champion_key=previous_key,
                 previous_champion_version=previous,
                 summary=summary_line(report, version=logged.version),
+                extra_labels=extra,
             )
         )
     return outcomes
+
+
+def _analyst_source(extra: ExtraLabelCounts, path: Path | None) -> str:
+    if path is None:
+        return "analysts' confirmations and overturns: not given (simguard train --extra-labels)"
+    return (
+        f"analysts' confirmations and overturns ({Path(path).name}): {extra.used} training rows "
+        f"({extra.relabelled} relabelled, {extra.moved} moved from validation/test, {extra.added} added "
+        "from the feature values stored with the decisions)"
+    )
 
 
 # -- evaluate ------------------------------------------------------------------------------------

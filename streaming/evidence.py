@@ -1,16 +1,22 @@
 """What an analyst checks a decision against, stored with it at decision time so that a console
 can show it without Spark: the feature row with its window bounds and scoring time, and for a
-SIM its recent calls (counterparts, durations, cells, IMEIs); for a trunk call, the call."""
+SIM its recent calls (counterparts, durations, cells, IMEIs); for a trunk call, the call; and
+each reason with its feature value and where that value sits among the rows the model version
+was validated on (its percentile, from the quantiles kept with the version)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from models.quantiles import FeatureQuantiles
+    from models.reasons import Reason
 
 
 def _plain(value: Any) -> Any:
@@ -77,3 +83,21 @@ def call_evidence(rows: pd.DataFrame, feature_names: Iterable[str]) -> list[dict
         }
         for row in rows.to_dict("records")
     ]
+
+
+def with_reasons(
+    evidence: Mapping[str, Any] | None, reasons: Iterable[Reason], quantiles: FeatureQuantiles | None
+) -> dict[str, Any]:
+    """``evidence`` with ``reasons``: text, feature, value and percentile (0-100, or ``None`` when
+    the version kept no quantiles or the value is missing)."""
+    out = dict(evidence or {})
+    out["reasons"] = [
+        {
+            "text": r.text,
+            "feature": r.feature,
+            "value": _plain(r.value),
+            "percentile": None if quantiles is None else _plain(quantiles.percentile(r.feature, r.value)),
+        }
+        for r in reasons
+    ]
+    return out

@@ -41,7 +41,7 @@ from features.sim import ENTITY, KEY_COLUMNS, WINDOW_END, WINDOW_START, sim_feat
 from features.sim_windows import AS_OF, scoring_points
 from models.scoring import SCORE
 from streaming.blocklist.loop import DistributionLoop
-from streaming.evidence import call_evidence, sim_evidence
+from streaming.evidence import call_evidence, sim_evidence, with_reasons
 from streaming.metrics import StreamMetrics
 from streaming.scoring import ChampionScorer
 from streaming.settings import StreamSettings
@@ -336,6 +336,11 @@ class StreamJob:
         candidates = candidates.sort_values(order, kind="stable").reset_index(drop=True)
         reasons = model.model.reasons(candidates, top_k=self.reasons_top_k, feature_settings=self.features)
         candidates["reasons"] = [[r.text for r in rs] for rs in reasons]
+        quantiles = model.model.quantiles
+        candidates["evidence"] = [
+            with_reasons(ev, rs, quantiles)
+            for ev, rs in zip(candidates.get("evidence", [None] * len(candidates)), reasons, strict=True)
+        ]
         candidates["model_name"] = model.name
         candidates["model_version"] = int(model.model.version or 0)
         # the operating point the version was validated at: the block threshold where the

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pandas as pd
+
+from models.quantiles import FeatureQuantiles
+from models.reasons import Reason
 from streaming.blocklist.decision import Decision
+from streaming.evidence import with_reasons
 
 NOW = dt.datetime(2026, 11, 2, 7, 0, tzinfo=dt.UTC)
 #: the block threshold the sample decisions crossed
@@ -29,6 +34,17 @@ def calls(number: str, *, start: dt.datetime, n: int, answered_every: int = 5) -
             }
         )
     return out
+
+
+#: the population the sample model version was validated on: up to 199 callees, any answered share
+POPULATION = FeatureQuantiles.from_frame(
+    pd.DataFrame({"distinct_callees_24h": range(200), "answered_share_24h": [i / 199 for i in range(200)]}),
+    ["distinct_callees_24h", "answered_share_24h"],
+)
+REASONS = (
+    Reason("distinct_callees_24h", 198.0, 1.2, "called 198 distinct numbers in 24h"),
+    Reason("answered_share_24h", 0.08, 0.4, "8% of calls answered"),
+)
 
 
 def sim_decision(
@@ -57,13 +73,15 @@ def sim_decision(
         },
         "recent_calls": calls(number, start=observed - dt.timedelta(hours=3), n=n_calls),
     }
+    # what the stream adds at decision time: each reason's value and percentile
+    evidence = with_reasons(evidence, REASONS, POPULATION)
     return Decision(
         action=action,  # type: ignore[arg-type]
         number=number,
         scope="all",
         fraud_type=fraud_type,
         score=score,
-        reasons=("called 198 distinct numbers in 24h", "8% of calls answered"),
+        reasons=tuple(r.text for r in REASONS),
         model_name="simguard-spam-sim",
         model_version=version,
         reported_by=operator,

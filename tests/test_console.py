@@ -181,7 +181,13 @@ def test_flag_page_shows_one_line_per_decision_with_evidence_and_chart(app, stor
     decisions = re.search(r'<table class="decisions">(.*?)</table>', html, re.S).group(1)  # type: ignore[union-attr]
     assert decisions.count("<td>blocked</td>") == 1 and "<td>2</td>" in decisions
     assert "above the block threshold 0.9" in html and "simguard-spam-sim v7" in html
-    assert "called 198 distinct numbers in 24h" in html
+    # each reason with its value and where it sits among the windows the version was validated on
+    reasons = re.search(r'<ul class="reasons">(.*?)</ul>', html, re.S).group(1)  # type: ignore[union-attr]
+    items = [" ".join(re.sub(r"<[^>]+>", "", li).split()) for li in re.findall(r"<li>(.*?)</li>", reasons, re.S)]
+    assert items == [
+        "called 198 distinct numbers in 24h (distinct_callees_24h = 198, p99)",
+        "8% of calls answered (answered_share_24h = 0.08, p8)",
+    ]
     assert "distinct_callees_24h" in html and "(<b>24.0 h</b> seen)" in html and "<b>24</b> calls kept" in html
     assert 'src="data:image/png;base64,' in html
     assert "356938035643809" in html and "452-04-1200" in html

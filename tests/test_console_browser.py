@@ -102,7 +102,10 @@ def test_analyst_overturns_the_top_block_in_the_browser(console, page) -> None:
     assert number == numbers["blocks"][0]  # the highest score
     top.click()
     page.wait_for_selector("h2:has-text('Decisions')")
-    assert page.locator("ul.reasons li", has_text="called 198 distinct numbers in 24h").is_visible()
+    reason = page.locator("ul.reasons li", has_text="called 198 distinct numbers in 24h")
+    assert reason.is_visible()
+    # the value and where it sits among the windows the model version was validated on
+    assert reason.locator("b.percentile").inner_text() == "p99"
     assert page.locator("table.calls tr").count() == 25  # header + 24 calls of the evidence
     chart = page.locator("img.chart")
     assert chart.is_visible() and chart.evaluate("img => img.naturalWidth") > 0

@@ -95,6 +95,9 @@ def test_same_predictions_after_mlflow_save_and_load(
     )
     loaded = load_version(spec.registered_name, uri, version=logged.version)
     assert loaded.card == model.card
+    # the validation population's quantiles travel with the version (percentiles for the reasons)
+    assert model.quantiles is not None and loaded.quantiles == model.quantiles
+    assert set(loaded.quantiles.values) == set(spec.feature_names)
     np.testing.assert_array_equal(loaded.proba(split.test), model.proba(split.test))
     pd.testing.assert_frame_equal(loaded.score(split.test), model.score(split.test))
     champion = load_champion(spec.registered_name, uri)

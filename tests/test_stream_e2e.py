@@ -399,6 +399,15 @@ def test_stream_blocks_match_evaluate_and_carry_reasons(
         assert e["model_name"] in versions and e["model_version"] == versions[e["model_name"]], e.to_dict()
         assert e["decided_by"] == "model" and "model threshold" in e["note"]
 
+    # (d) each detection's evidence places its reasons' values in the version's population
+    det = store["detections"]
+    for _, d in det[det["outcome"] == "block"].iterrows():
+        evidence = json.loads(d["evidence"]) if isinstance(d["evidence"], str) else d["evidence"]
+        reasons = json.loads(d["reasons"]) if isinstance(d["reasons"], str) else list(d["reasons"])
+        assert [r["text"] for r in evidence["reasons"]] == reasons, d.to_dict()
+        assert all(r["percentile"] is None or 0 <= r["percentile"] <= 100 for r in evidence["reasons"])
+        assert any(r["percentile"] is not None for r in evidence["reasons"]), d.to_dict()
+
     # never blocked: emergency numbers and a registered call centre that dials like a robocaller
     assert_never_blocked(store, world)
 

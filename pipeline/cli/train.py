@@ -45,6 +45,10 @@ def train(
     cdrs: Annotated[Path, typer.Option("--cdrs", help="Folder of canonical CDR Parquet files.")],
     labels: Annotated[Path, typer.Option("--labels", help="Labels folder (sims.parquet, calls.parquet).")],
     seed: Annotated[int | None, typer.Option("--seed", help="Training seed (default: models.seed).")] = None,
+    extra_labels: Annotated[
+        Path | None,
+        typer.Option("--extra-labels", help="Analysts' labels (`simguard labels export`) added to the training rows."),
+    ] = None,
 ) -> None:
     """Train the spam-SIM and spoof-call models, log them to MLflow, register, move the champion."""
     from rich.console import Console
@@ -60,7 +64,9 @@ def train(
         step("starting Spark")
         spark = build_spark(settings.spark, jars_dir=settings.jars_dir)
         with registry_errors(settings.mlflow_tracking_uri):
-            outcomes = run_train(spark, settings, cdrs=cdrs, labels=labels, seed=seed, progress=step)
+            outcomes = run_train(
+                spark, settings, cdrs=cdrs, labels=labels, extra_labels=extra_labels, seed=seed, progress=step
+            )
 
     table = Table(title="simguard train: test split (last day), thresholds chosen on validation")
     for col in ("model", "version", "champion", "recall", "FPR", "target FPR", "PR-AUC", "rules recall",
@@ -82,6 +88,13 @@ def train(
     for o in outcomes:
         by_type = ", ".join(f"{k} {fmt(v, pct=True)}" for k, v in o.summary["recall_by_population"].items())
         typer.echo(f"{o.registered_name} v{o.version} recall by population: {by_type}")
+    if extra_labels is not None:
+        for o in outcomes:
+            e = o.extra_labels
+            typer.echo(
+                f"{o.registered_name} v{o.version} trained with {e.used} analysts' labels "
+                f"({e.relabelled} relabelled, {e.moved} moved from validation/test, {e.added} added)"
+            )
 
 
 def register(app: typer.Typer) -> None:

@@ -240,14 +240,9 @@ def create_app(
         top = data.decisions[0] if data.decisions else None
         calls = (top.evidence or {}).get("recent_calls") or [] if top else []
         chart = activity_png(calls, title=f"{number}: calls in the evidence window, per hour") if calls else None
-        hours = None
-        if top and top.evidence and top.evidence.get("window_start") and top.evidence.get("window_end"):
-            try:
-                start = dt.datetime.fromisoformat(top.evidence["window_start"])
-                end = dt.datetime.fromisoformat(top.evidence["window_end"])
-                hours = (end - start).total_seconds() / 3600
-            except (TypeError, ValueError):
-                hours = None
+        # how much of the window the number had been active in (``hours_seen_*``), not its length
+        features = (top.evidence or {}).get("features") or {} if top else {}
+        hours = next((v for k, v in features.items() if k.startswith("hours_seen_") and v is not None), None)
         return render(
             request,
             "flag.html",

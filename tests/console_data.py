@@ -69,7 +69,7 @@ def sim_decision(
             "distinct_callees_24h": 198.0,
             "answered_share_24h": 0.08,
             "calls_in_24h": 0.0,
-            "hours_active_24h": 9.0,
+            "hours_seen_24h": 9.0,
         },
         "recent_calls": calls(number, start=observed - dt.timedelta(hours=3), n=n_calls),
     }

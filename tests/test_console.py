@@ -188,7 +188,7 @@ def test_flag_page_shows_one_line_per_decision_with_evidence_and_chart(app, stor
         "called 198 distinct numbers in 24h (distinct_callees_24h = 198, p99)",
         "8% of calls answered (answered_share_24h = 0.08, p8)",
     ]
-    assert "distinct_callees_24h" in html and "(<b>24.0 h</b> seen)" in html and "<b>24</b> calls kept" in html
+    assert "distinct_callees_24h" in html and "(<b>9.0 h</b> seen)" in html and "<b>24</b> calls kept" in html
     assert 'src="data:image/png;base64,' in html
     assert "356938035643809" in html and "452-04-1200" in html
 

@@ -141,7 +141,7 @@ def spark(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory):
             "spark.driver.host": "127.0.0.1",
             "spark.driver.bindAddress": "127.0.0.1",
             "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse")),
-            "spark.driver.memory": "2g",
+            "spark.driver.memory": "4g",
         }
     )
     spark_settings = base_settings.spark.model_copy(
@@ -162,3 +162,15 @@ def djezzy_sample() -> Path:
             pytest.fail(message)  # CI has ../shared beside the clone: a missing sample is an error there
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_cached_frames() -> Iterator[None]:
+    """What a module cached is released when it ends: one driver runs every module of the
+    session, and blocks left cached crowd out the later, larger ones."""
+    yield
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.catalog.clearCache()

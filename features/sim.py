@@ -6,27 +6,10 @@ the minutes before ``t``), with the cross-SIM context (cell cohorts, IMEIs share
 by then. Nothing after ``t`` is read, and ``t`` is not aligned to any window grid, so a row
 means the same whether the stream scores it after a one-minute micro-batch or a whole day.
 
-The computation, each step a ``DataFrame -> DataFrame`` function:
-
-In :mod:`features.sim_rows`:
-
-1. :func:`sim_events`: every CDR becomes an ``out`` event for the calling number and an ``in``
-   event for the callee.
-2. :func:`minute_rows`: per (entity, sub-bucket of ``sub_bucket_s``): counts, the calls with
-   their details, and the sets of callers, cells, IMEIs and (cell | IMEI, hour) context keys.
-   Every column merges by sum or union (:func:`merge_rows`), so partial rows of the same
-   sub-bucket (one per micro-batch, as the stream's state table holds them) merge into the row a
-   batch job computes at once. :func:`context_members` gives the (cell | IMEI, hour, SIM) triples
-   from which :func:`context_counts` counts distinct SIMs.
-
-In :mod:`features.sim_windows`:
-
-3. :func:`scoring_points`: the times a SIM is scored: the end of every ``score_interval_s`` in
-   which it called (the stream caps them at its micro-batch's newest event);
-   :func:`sample_points` keeps a bounded random sample per SIM and day for training.
-4. :func:`window_rows` merges, per point, the SIM's rows of each window.
-
-Here: :func:`assemble_sim_features` turns them into the named features.
+The computation, each step a ``DataFrame -> DataFrame`` function: :mod:`features.sim_rows` turns
+CDRs into mergeable (entity, minute) rows and the cross-SIM context (steps 1 and 2),
+:mod:`features.sim_windows` chooses the scoring points and merges each point's windows (steps 3
+and 4), and :func:`assemble_sim_features` here turns them into the named features.
 
 Counts (calls out and in, answered, short, at night, abroad ...) and the busiest hour count every
 call of the window. Medians, means, gaps, sequential dialling, distinct callees and call-backs

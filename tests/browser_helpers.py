@@ -81,13 +81,14 @@ def sign_in(page, base: str, name: str, password: str) -> None:
 
 def run_numbers(engine: sa.Engine) -> set[str]:
     """Every number the database holds: flagged, reviewed, appealed, and the callees and IMEIs of
-    the evidence calls."""
+    the evidence calls (the evidence's string values of 8 to 15 digits)."""
     found: set[str] = set()
     with engine.connect() as conn:
         for col in (Entry.number, Review.number, Detection.number, Appeal.number):
             found.update(conn.scalars(sa.select(col).distinct()))
         for evidence in conn.scalars(sa.select(Detection.evidence)):
-            found.update(re.findall(r"\+?\d{8,15}", json.dumps(evidence)))
+            # string values only (a feature's value such as 0.33333333333 is no number)
+            found.update(re.findall(r'"(\+?\d{8,15})"', json.dumps(evidence)))
     return {n for n in found if n}
 
 
@@ -108,9 +109,10 @@ def report_plots(page, report: Path) -> list[str]:
 
 def regulator_pages(page, base: str, *, name: str, password: str, first: str, last: str, dossier: str
                     ) -> tuple[dict[str, str], str, list[str]]:
-    """A regulator signs in and walks overview -> decisions -> the first unblock's pseudonym
-    (its history) -> overview -> the dossier whose link reads ``dossier``. Returns every page's
-    HTML, the unblocked number's pseudonym and the events of its history."""
+    """A regulator signs in and walks overview -> decisions (on to the first page with an unblock)
+    -> that unblock's pseudonym (its history) -> overview -> the dossier whose link reads
+    ``dossier``. Returns every page's HTML, the unblocked number's pseudonym and the events of its
+    history."""
     pages: dict[str, str] = {}
     page.goto(f"{base}/regulator?from={first}&to={last}")
     page.fill("input[name=name]", name)
@@ -121,6 +123,10 @@ def regulator_pages(page, base: str, *, name: str, password: str, first: str, la
     pages["overview"] = page.content()
     page.click("text=Decisions in the period")
     page.wait_for_selector("table.decisions")
+    # oldest first, a page at a time: on to the first page with an unblock
+    while not page.locator("table.decisions tr", has_text="unblock").count():
+        page.click("p.pager >> text=next")
+        page.wait_for_selector("table.decisions")
     pages["decisions"] = page.content()
     unblock = page.locator("table.decisions tr", has_text="unblock").first
     pseudonym = unblock.locator("a.pseudonym").inner_text()

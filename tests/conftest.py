@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+# the session's one real stream run (world, then reference: 20-30 minutes), for every test module
+from stream_run import reference, world  # noqa: F401
+
 from pipeline.config import PROJECT_ROOT, Settings, load_settings
 
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"

@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
+from browser_helpers import (  # noqa: F401  (page is a fixture)
+    DOCS,
+    assert_no_numbers,
+    page,
+    regulator_pages,
+    report_plots,
+    run_numbers,
+    serving,
+)
 from regulator_data import regulated
-from test_console_browser import DOCS, page, serving  # noqa: F401  (page is a fixture)
 from typer.testing import CliRunner
 
 from console.accounts import add_user
@@ -22,26 +28,12 @@ from console.app import create_app
 from console.settings import ConsoleSettings
 from pipeline.cli import app as cli
 from pipeline.config import load_settings
-from streaming.blocklist.models import Appeal, Detection, Entry, Review
 from streaming.blocklist.pseudonym import Pseudonymizer
 
 pytestmark = pytest.mark.slow
 
 KEY = "audit-browser-test-key"
 PASSWORD = "regulator password 42"
-E164 = re.compile(r"\+\d{8,15}")
-
-
-def run_numbers(engine: sa.Engine) -> set[str]:
-    """Every number the database holds: flagged, reviewed, appealed, and the callees and IMEIs of
-    the evidence calls."""
-    found: set[str] = set()
-    with engine.connect() as conn:
-        for col in (Entry.number, Review.number, Detection.number, Appeal.number):
-            found.update(conn.scalars(sa.select(col).distinct()))
-        for evidence in conn.scalars(sa.select(Detection.evidence)):
-            found.update(re.findall(r"\+?\d{8,15}", json.dumps(evidence)))
-    return {n for n in found if n}
 
 
 @pytest.fixture
@@ -71,40 +63,15 @@ def test_report_and_regulator_pages_in_the_browser(regulator_run, page, tmp_path
     data = json.loads(text)
 
     # the report, from the file with no server: every plot loaded and drawn at a real size
-    page.goto(out.as_uri())
-    plots = page.locator("img, svg")
-    assert plots.count() == 4  # blocks per day, overturn rate, appeal decisions, test metrics
-    for i in range(plots.count()):
-        plot = plots.nth(i)
-        assert plot.evaluate("e => e.tagName != 'IMG' || (e.complete && e.naturalWidth > 0)"), i
-        box = plot.bounding_box()
-        assert box and box["width"] > 100 and box["height"] > 100, i
+    plots = report_plots(page, out)
+    assert len(plots) == 4  # blocks per day, overturn rate, appeal decisions, test metrics
     page.screenshot(path=str(DOCS / "audit_report.png"), full_page=False)
 
     # the regulator's console pages on the same database and key
-    pages: dict[str, str] = {}
     app = create_app(store, ConsoleSettings(), secret_key="r" * 48, operator_tokens={}, audit=settings.audit)
     with serving(app) as base:
-        page.goto(f"{base}/regulator?from=2026-11-01&to={today}")
-        page.fill("input[name=name]", "reg")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button:has-text('Sign in')")
-        page.wait_for_selector("p.verify")
-        assert page.locator("p.verify").inner_text().startswith("verify: OK")
-        pages["overview"] = page.content()
-        page.click("text=Decisions in the period")
-        page.wait_for_selector("table.decisions")
-        pages["decisions"] = page.content()
-        unblock = page.locator("table.decisions tr", has_text="unblock").first
-        name = unblock.locator("a.pseudonym").inner_text()
-        unblock.locator("a.pseudonym").click()
-        page.wait_for_selector("table.history")
-        pages["history"] = page.content()
-        history_events = page.locator("table.history tr td:nth-child(2)").all_inner_texts()
-        page.click("text=Overview")
-        page.click("a:has-text('simguard-spam-sim v7')")
-        page.wait_for_selector("table.targets")
-        pages["dossier"] = page.content()
+        pages, name, history_events = regulator_pages(page, base, name="reg", password=PASSWORD, first="2026-11-01",
+                                                      last=today, dossier="simguard-spam-sim v7")
         assert page.locator("table.targets tr", has_text="test FPR <= 0.100%").locator("td.fail").inner_text() == "fail"
 
     # one pseudonym, one number: the console's link and the report name the overturned block alike
@@ -115,10 +82,6 @@ def test_report_and_regulator_pages_in_the_browser(regulator_run, page, tmp_path
     assert any(d["number"] == name and d["action"] == "unblock" and d["actor"] == "lan" for d in data["decisions"])
 
     # no number of the run anywhere the regulator looks
-    seen = {"report.html": html, "report.json": text, **pages}
     held = run_numbers(store.engine)
     assert len(held) > 50  # flagged numbers and the evidence's callees
-    for where, content in seen.items():
-        assert not E164.search(content), where
-        leaked = [n for n in held if n.lstrip("+") in content]
-        assert not leaked, (where, leaked[:3])
+    assert_no_numbers({"report.html": html, "report.json": text, **pages}, held)

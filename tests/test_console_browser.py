@@ -4,17 +4,12 @@ would. Screenshots of the queue and a flag's page go to docs/."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from browser_helpers import DOCS, page, serving, sign_in  # noqa: F401  (page is a fixture)
 from console_data import populate
 from pydantic import SecretStr
 
@@ -27,33 +22,8 @@ from streaming.blocklist.settings import BlocklistSettings, OperatorSettings
 
 pytestmark = pytest.mark.slow
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
 PASSWORD = "analyst password 42"
 OPERATOR_TOKEN = "viettel-care-token-0123456789"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def serving(app) -> Iterator[str]:
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{server.config.port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture
@@ -67,33 +37,9 @@ def console(tmp_path: Path) -> Iterator[tuple[str, ConsoleStore, dict]]:
     store.close()
 
 
-@pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is missing: make setup installs it (deploy/ensure-tools.sh)"
-    args = ["--no-sandbox"] if os.geteuid() == 0 else []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=args)
-        context = browser.new_context(viewport={"width": 1366, "height": 900})
-        yield context.new_page()
-        context.close()
-        browser.close()
-
-
-def sign_in(page, base: str) -> None:
-    page.goto(f"{base}/queue")
-    assert "/login" in page.url
-    page.fill("input[name=name]", "lan")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Sign in')")
-    page.wait_for_url(f"{base}/queue")
-
-
-def test_analyst_overturns_the_top_block_in_the_browser(console, page) -> None:
+def test_analyst_overturns_the_top_block_in_the_browser(console, page) -> None:  # noqa: F811
     base, store, numbers = console
-    sign_in(page, base)
+    sign_in(page, base, "lan", PASSWORD)
     assert page.locator("text=open: 4").is_visible()
     page.screenshot(path=str(DOCS / "console-queue.png"), full_page=True)
     page.click("nav >> text=Blocks")
@@ -128,7 +74,7 @@ def test_analyst_overturns_the_top_block_in_the_browser(console, page) -> None:
     assert history.locator("td", has_text="Called the subscriber").count() >= 1
 
 
-def test_an_appeal_filed_through_the_api_is_decided_in_the_browser(console, page) -> None:
+def test_an_appeal_filed_through_the_api_is_decided_in_the_browser(console, page) -> None:  # noqa: F811
     base, store, numbers = console
     number = numbers["blocks"][1]
     r = httpx.post(
@@ -138,7 +84,7 @@ def test_an_appeal_filed_through_the_api_is_decided_in_the_browser(console, page
     )
     assert r.status_code == 201
     appeal_id = r.json()["id"]
-    sign_in(page, base)
+    sign_in(page, base, "lan", PASSWORD)
     page.click(f"table.appeals a[href='/appeals/{appeal_id}']")
     page.fill("textarea[name=comment]", "a registered shop; overturned")
     page.click("button[value=overturn]")

@@ -69,6 +69,7 @@ def fixed_policy():
 
 class _Model:
     version, threshold = 1, 0.5
+    quantiles = None  # no population: the reasons carry no percentile
 
     def __init__(self, names: list[str]) -> None:
         self.feature_names = tuple(names)

@@ -14,8 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIMGUARD=.venv/bin/simguard
 DEMO=.simguard/demo
-# About 6 minutes on a 2-core machine once `make setup` has run (README); any size works (see
-# BENCHMARKS.md for 100k).
+# About 25 minutes on the shared 2-core machine once `make setup` has run (features and training
+# most of it; BENCHMARKS.md); any size works (see BENCHMARKS.md for 100k).
 SUBSCRIBERS=${DEMO_SUBSCRIBERS:-4000}
 DAYS=3
 SEED=${DEMO_SEED:-7}

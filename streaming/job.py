@@ -113,6 +113,10 @@ class _Stages:
         self._last = now
 
 
+#: the message of Spark 4.1's NullPointerException in ``KafkaMicroBatchStream.metrics``
+KAFKA_METRICS_NPE = 'because the return value of "scala.Option.get()" is null'
+
+
 @dataclass
 class StreamJob:
     spark: SparkSession
@@ -380,10 +384,14 @@ class StreamJob:
         return Trigger(available_now=True) if available_now else Trigger(interval_s=self.stream.trigger_interval_s)
 
     def _await(self, query: StreamingQuery, *, available_now: bool, timeout_s: float | None) -> None:
+        from pyspark.errors import StreamingQueryException
+
         restarted = False
         while True:
             try:
                 query.awaitTermination(timeout_s)
+            except StreamingQueryException:
+                pass  # read below, from the query
             finally:
                 if query.isActive:
                     query.stop()
@@ -395,10 +403,10 @@ class StreamJob:
             text = str(error)
             if self._stop_requested:
                 return
-            if not restarted and "NullPointerException" in text and "KafkaMicroBatchStream" in text:
+            if not restarted and KAFKA_METRICS_NPE in text:
                 # Spark 4.1's Kafka source fails the progress report of a batch re-run from the
-                # offset log after a crash (no latest offsets yet), after that batch committed:
-                # starting the query again plans the next batch
+                # offset log after a crash (no latest offsets yet; SPARK-55271), after that batch
+                # committed: starting the query again plans the next batch
                 first_line = text.splitlines()[0][:200]
                 log.warning("the re-run batch committed, then %s; starting the query again", first_line)
                 restarted = True

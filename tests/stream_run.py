@@ -254,7 +254,7 @@ def stream_env(world: dict[str, Any], run: Path, bootstrap: str, **extra: str) -
         "SIMGUARD_BLOCKLIST__WEBHOOK__TIMEOUT_S": "2",
         # the session SparkSession's settings, for child processes too
         "SIMGUARD_SPARK__CONF__spark.sql.shuffle.partitions": "2",
-        "SIMGUARD_SPARK__CONF__spark.driver.memory": "1g",
+        "SIMGUARD_SPARK__CONF__spark.driver.memory": "3g",
         "SIMGUARD_SPARK__CONF__spark.driver.host": "127.0.0.1",
         "SIMGUARD_SPARK__CONF__spark.driver.bindAddress": "127.0.0.1",
     }

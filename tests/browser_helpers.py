@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from pipeline.broker import free_port
 from streaming.blocklist.models import Appeal, Detection, Entry, Review
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -25,10 +25,6 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 E164 = re.compile(r"\+\d{8,15}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
@@ -36,7 +32,7 @@ def serving(app) -> Iterator[str]:
     """``app`` under uvicorn on 127.0.0.1 and a free port; yields the base URL."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -85,6 +85,42 @@ def test_migrations_create_exactly_the_models(db_url: str) -> None:
         engine.dispose()
 
 
+def test_processes_starting_together_migrate_once(db_url: str, tmp_path: Path) -> None:
+    """Every command migrates on start, so ``serve``, ``stream`` and ``console`` started together
+    on an empty database all run ``upgrade``: each must succeed and leave one schema at head
+    (PostgreSQL: the migrations' advisory lock; SQLite: the write lock)."""
+    import subprocess
+    import sys
+    import time
+
+    go = tmp_path / "go"
+    code = (
+        "import pathlib, sys, time\n"
+        "from streaming.blocklist.migrate import upgrade\n"
+        "pathlib.Path(sys.argv[3]).touch()\n"
+        "while not pathlib.Path(sys.argv[2]).exists(): time.sleep(0.005)\n"
+        "upgrade(sys.argv[1])\n"
+    )
+    ready = [tmp_path / f"ready-{i}" for i in range(4)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, db_url, str(go), str(r)], stderr=subprocess.PIPE, text=True)
+        for r in ready
+    ]
+    deadline = time.monotonic() + 120
+    while not all(r.exists() for r in ready) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()  # all four imported: they migrate at the same moment
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, "\n".join(errors)
+    engine = sa.create_engine(db_url)
+    try:
+        assert current_revision(engine) == head_revision()
+        with engine.connect() as conn:
+            assert conn.scalar(sa.select(sa.func.count()).select_from(sa.table(VERSION_TABLE))) == 1
+    finally:
+        engine.dispose()
+
+
 def test_block_is_a_version_with_state_and_outbox_rows(store: BlocklistStore) -> None:
     result = store.apply_decisions(decide(store, [("+84961000001", "spam_robocall", 0.99)], batch="sim:1"), now=NOW)
     [entry] = result.entries

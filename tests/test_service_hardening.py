@@ -1,6 +1,7 @@
 """The blocklist HTTP API under abuse: authentication before the body, bounded bodies, validated
-numbers and scopes, exact request ids, no 500 for odd input, docs behind the token, HEAD, and the
-start-up checks of ``simguard serve`` (placeholder tokens, TLS off loopback, port range)."""
+numbers and scopes, exact request ids, no 500 for odd input, docs behind the token, HEAD (on
+SQLite and on the session's PostgreSQL server), the start-up checks of ``simguard serve``
+(placeholder tokens, TLS off loopback, port range), and ``serve`` speaking HTTPS for real."""
 
 from __future__ import annotations
 
@@ -9,17 +10,20 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_service import ANALYST, TOKENS, auth, block, serving, settings
+import sqlalchemy as sa
+from browser_helpers import serving
+from test_service import ANALYST, TOKENS, auth, block, settings
 
 from features.errors import ConfigError
+from streaming.blocklist.models import AllowlistEntry
 from streaming.blocklist.service import check_serving, create_app
 from streaming.blocklist.settings import BlocklistSettings, OperatorSettings, ServiceSettings
 from streaming.blocklist.store import BlocklistStore
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[tuple[httpx.Client, BlocklistStore]]:
-    store = BlocklistStore.open(f"sqlite:///{tmp_path / 'bl.db'}")
+def api(db_url: str) -> Iterator[tuple[httpx.Client, BlocklistStore]]:
+    store = BlocklistStore.open(db_url)
     app = create_app(store=store, blocklist=settings(), service=ServiceSettings(max_page=100))
     with serving(app) as base, httpx.Client(base_url=base) as client:
         yield client, store
@@ -57,7 +61,8 @@ def test_unblock_rejects_what_is_not_a_number(api, number: str) -> None:
     assert res.status_code == 422
     [err] = res.json()["detail"]
     assert err["loc"] == ["body", "number"]
-    assert store.history(number).allowlist == []
+    with store.engine.connect() as conn:  # nothing reached the allowlist (PostgreSQL takes no NUL to look it up)
+        assert conn.scalar(sa.select(sa.func.count()).select_from(AllowlistEntry)) == 0
 
 
 def test_unblock_normalises_spacing_and_says_what_was_lifted(api) -> None:
@@ -197,3 +202,82 @@ def test_serve_hands_the_tls_files_to_uvicorn(tmp_path: Path, monkeypatch: pytes
     assert result.exit_code == 0, result.output
     assert "https://0.0.0.0:8080" in result.output
     assert seen["ssl_certfile"] == str(cert) and seen["ssl_keyfile"] == str(key) and seen["host"] == "0.0.0.0"
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "server.crt", folder / "server.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+def test_serve_speaks_https_with_the_configured_certificate(tmp_path: Path) -> None:
+    """The README's TLS set-up, run: ``simguard serve`` with ``service.tls_certfile`` and
+    ``tls_keyfile`` answers over HTTPS with that certificate, and not over plain HTTP."""
+    import os
+    import signal
+    import ssl
+    import subprocess
+    import sys
+    import time
+
+    from pipeline.broker import free_port
+
+    cert, key = self_signed(tmp_path)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"home: {tmp_path / 'home'}\nservice:\n  tls_certfile: {cert}\n  tls_keyfile: {key}\n"
+        f"blocklist:\n  operators:\n    viettel:\n      api_token: {TOKENS['viettel']}\n"
+    )
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "--config", str(config), "serve", "--no-distribute",
+             "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    trusted = ssl.create_default_context(cafile=str(cert))
+    try:
+        deadline = time.monotonic() + 60
+        while "Uvicorn running" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "Uvicorn running on https://127.0.0.1" in log.read_text(), log.read_text()
+        assert f"blocklist API on https://127.0.0.1:{port}" in log.read_text()
+        res = httpx.get(f"https://127.0.0.1:{port}/blocklist?since=0", verify=trusted, headers=auth(TOKENS["viettel"]))
+        assert res.status_code == 200 and res.json()["entries"] == []
+        # the certificate is the one configured: a client trusting only the system CAs refuses it
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(f"https://127.0.0.1:{port}/healthz")
+        # and plain HTTP gets no answer from the TLS port
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score, roc_curve
 
 from models.dataset import ACTIVE, LABEL, POPULATION, UNIT, UNIT_CLASS
 from models.scoring import FRAUD_TYPE, SCORE
@@ -172,8 +172,8 @@ def _share(mask: np.ndarray) -> float:
 
 def confusion(true: np.ndarray, predicted: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
     """Counts: rows are the true class, columns the predicted (the negative class if not flagged)."""
-    matrix = [[int(((true == t) & (predicted == p)).sum()) for p in classes] for t in classes]
-    return {"labels": list(classes), "matrix": matrix}
+    matrix = confusion_matrix(true, predicted, labels=list(classes)) if len(true) else np.zeros((len(classes),) * 2)
+    return {"labels": list(classes), "matrix": matrix.astype(int).tolist()}
 
 
 def row_calibration(split: pd.DataFrame, scored: pd.DataFrame, *, bins: int) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""Imports run one way inside the packages too: the blocklist store never reaches the stream's
-policy module, and reason codes never import the scorer that uses them (no import circle)."""
+"""Imports run one way inside the packages too: the blocklist store and the analyst console never
+reach the stream's modules (policy, job, state, Spark), and reason codes never import the scorer
+that uses them (no import circle)."""
 
 from __future__ import annotations
 
@@ -48,3 +49,16 @@ def test_the_blocklist_package_leaves_the_policy_to_the_sink() -> None:
         p.name for p in (ROOT / "streaming" / "blocklist").glob("*.py") if "streaming.policy" in imported_modules(p)
     )
     assert users == ["sink.py"]
+
+
+@pytest.mark.parametrize(
+    "module", ["streaming.blocklist.store", "streaming.blocklist.service", "console.app", "console.labels"]
+)
+def test_the_store_and_the_console_load_nothing_of_the_stream(module: str) -> None:
+    code = (
+        f"import sys, {module}; "
+        "print(sorted(m for m in sys.modules if m.startswith(('streaming.', 'pyspark', 'delta')) "
+        "and m.split('.')[:2] != ['streaming', 'blocklist']))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

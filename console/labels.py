@@ -2,10 +2,15 @@
 (``normal``: a legitimate subscriber) with the model's row for the window it decided on (the
 feature values the stream stored with the detection), ready for ``simguard train --extra-labels``
 (``models.extra_labels``): a SIM's row is keyed by number and window end, a trunk call's by its
-record id."""
+record id.
+
+The file is the blocklist export's kind: created ``0640``, and in a CSV a text cell that a
+spreadsheet would run as a formula (an analyst's comment ``=HYPERLINK(...)``) gets a leading ``'``
+(``models.extra_labels`` takes it off the record ids again)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +18,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from streaming.blocklist.export import FILE_MODE, safe_cell
 from streaming.blocklist.models import ConsoleAction, Detection
 
 NORMAL = "normal"
@@ -73,8 +79,15 @@ def export_labels(engine: sa.Engine, out: Path) -> int:
     """Write the label table to ``out`` (``.parquet`` or ``.csv``); returns the number of rows."""
     frame = label_rows(engine)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".csv":
-        frame.to_csv(out, index=False)
-    else:
-        frame.to_parquet(out, index=False)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.unlink(missing_ok=True)  # a leftover from a crash may carry looser permissions
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)  # whatever the umask
+    with open(fd, "wb") as fh:
+        if out.suffix == ".csv":
+            text = frame.astype(object).map(safe_cell) if len(frame) else frame
+            fh.write(text.to_csv(index=False).encode("utf-8"))
+        else:
+            frame.to_parquet(fh, index=False)
+    os.replace(tmp, out)
     return len(frame)

@@ -37,7 +37,12 @@ def read_extra_labels(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise ModelError(f"extra labels {path} not found: write them with `simguard labels export --out {path}`")
-    frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    if path.suffix == ".csv":
+        frame = pd.read_csv(path, dtype={"number": str, "record_id": str})
+        if "record_id" in frame.columns:  # the export's guard against spreadsheet formulas, undone
+            frame["record_id"] = frame["record_id"].str.replace(r"^'(?=[=+\-@\t\r])", "", regex=True)
+    else:
+        frame = pd.read_parquet(path)
     missing = [c for c in ("number", "label", "window_end") if c not in frame.columns]
     if missing:
         raise ModelError(f"{path}: missing column(s) {missing}; expected the table `simguard labels export` writes")

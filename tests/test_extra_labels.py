@@ -96,18 +96,26 @@ def test_call_labels_move_the_trunk_call_into_training() -> None:
     assert call[UNIT] not in set(got.validation[UNIT])
 
 
-def test_labels_exported_by_the_console_find_their_rows(sims, tmp_path: Path) -> None:
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_labels_exported_by_the_console_find_their_rows(sims, tmp_path: Path, suffix: str) -> None:
+    import stat
+
     spec, split = sims
     target = split.train[split.train[LABEL] == 0].iloc[0]
     observed = target[ROW_END].to_pydatetime()
     store = ConsoleStore.open(f"sqlite:///{tmp_path / 'bl.db'}")
+    out = tmp_path / f"labels{suffix}"
     try:
         store.apply_decisions([sim_decision(target[UNIT], 0.8, action="review", observed=observed)], now=observed)
-        store.decide(target[UNIT], "confirm", comment="robocaller", actor="lan", request_id="x-0001")
-        assert export_labels(store.engine, tmp_path / "labels.parquet") == 1
+        store.decide(target[UNIT], "confirm", comment='=HYPERLINK("http://evil")', actor="lan", request_id="x-0001")
+        assert export_labels(store.engine, out) == 1
     finally:
         store.close()
-    extra = read_extra_labels(tmp_path / "labels.parquet")
+    # the analysts' notes and the numbers they judged: not for every local user
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
+    if suffix == ".csv":  # a spreadsheet shows the comment, it does not run it
+        assert "'=HYPERLINK(\"\"http://evil\"\")" in out.read_text()
+    extra = read_extra_labels(out)
     got, counts = add_extra_labels(split, extra, task=SPAM_SIM, classes=spec.classes, feature_names=spec.feature_names)
     assert (counts.used, counts.relabelled) == (1, 1)
     row = got.train[(got.train[UNIT] == target[UNIT]) & (got.train[ROW_END] == target[ROW_END])]
@@ -120,3 +128,14 @@ def test_a_missing_or_foreign_table_is_a_one_line_error(tmp_path: Path) -> None:
     pd.DataFrame({"number": ["+1"], "when": [dt.datetime(2026, 1, 1)]}).to_csv(tmp_path / "x.csv", index=False)
     with pytest.raises(ModelError, match=r"missing column\(s\) \['label', 'window_end'\]"):
         read_extra_labels(tmp_path / "x.csv")
+
+
+def test_a_csv_keeps_numbers_and_record_ids_as_written(tmp_path: Path) -> None:
+    """E.164 numbers keep their ``+``, numeric record ids stay text, and the export's guard
+    against formulas comes off a record id again."""
+    path = tmp_path / "labels.csv"
+    path.write_text("number,label,kind,record_id,window_end\n+84961000001,normal,call,'=r-1,\n"
+                    "+84961000002,spoofed_call,call,007,\n")
+    extra = read_extra_labels(path)
+    assert extra["number"].tolist() == ["+84961000001", "+84961000002"]
+    assert extra["record_id"].tolist() == ["=r-1", "007"]

@@ -1,4 +1,5 @@
-"""Kafka in: the CDR topic as a streaming DataFrame of canonical records.
+"""Kafka in: the CDR topic as a streaming DataFrame of raw Kafka records (``streaming.validate``
+turns their values into canonical records or dead letters).
 
 The topic's batch twin is the Parquet folder that ``simguard ingest`` and ``simguard simulate``
 write: both carry ``features.schema`` records with ``start_time`` as their event time.
@@ -8,13 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from features.schema import FIELD_NAMES, spark_schema
-
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
-
-#: the JSON timestamp form written by ``features.schema.record_to_json``
-JSON_TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"
 
 
 def kafka_stream(
@@ -37,10 +33,3 @@ def kafka_stream(
         reader = reader.option("maxOffsetsPerTrigger", str(max_offsets_per_trigger))
     return reader.load()
 
-
-def parse_cdr_json(raw: DataFrame) -> DataFrame:
-    """Canonical CDR columns from Kafka JSON values (well-formed records; see validation)."""
-    from pyspark.sql import functions as F
-
-    parsed = F.from_json(F.col("value").cast("string"), spark_schema(), {"timestampFormat": JSON_TIMESTAMP_FORMAT})
-    return raw.select(parsed.alias("r")).select(*[F.col(f"r.{name}") for name in FIELD_NAMES])

@@ -51,11 +51,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     (wheel,) = dist.glob("simguard-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for shipped in ("simguard_configs/default.yaml", "simguard_configs/numbering_plan.yaml",
-                    "simguard_configs/simulator.yaml", "simguard_configs/mappings/djezzy_simbox.yaml",
-                    "streaming/blocklist/migrations/env.py", "streaming/blocklist/migrations/script.py.mako",
-                    "streaming/blocklist/migrations/versions/0001_blocklist_initial.py"):
-        assert shipped in names, f"{shipped} not in the wheel"
+    # every file the code finds beside itself: configs, mappings, migrations, the console's pages
+    data = [f"simguard_configs/{p.relative_to(src / 'configs')}" for p in (src / "configs").rglob("*.yaml")]
+    data += [str(p.relative_to(src)) for folder in ("streaming/blocklist/migrations", "console/templates",
+                                                     "console/static")
+             for p in (src / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    assert "simguard_configs/mappings/djezzy_simbox.yaml" in data and "console/templates/base.html" in data
+    missing = sorted(set(data) - names)
+    assert not missing, f"not in the wheel: {missing}"
     (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
     text = zipfile.ZipFile(wheel).read(metadata).decode()
     # a PostgreSQL URL needs a driver: `pip install simguard[postgres]`

@@ -184,8 +184,8 @@ class StreamJob:
             return {"warm_from": source, "loaded": False}
         if self.state.exists():
             raise ConfigError(
-                f"the stream's state at {self.state.uri} already holds streamed records; a warm start fills a new "
-                "state only (set stream.state_uri to a new location)"
+                f"the stream's state at {self.state.uri} already holds records (streamed, or warmed from another "
+                "folder); a warm start fills a new state only (set stream.state_uri to a new location)"
             )
         span = cdrs.agg(F.count(F.lit(1)), F.min("start_time"), F.max("start_time")).first()
         rows = state_rows(cdrs, settings=self.features, plan=self.plan)

@@ -176,5 +176,5 @@ def test_a_warm_start_scores_as_a_job_that_read_the_day_before(spark, kafka_boot
     box = boxes[boxes[ENTITY] == "+84980000000"].sort_values("window_end").iloc[0]
     # its first row after the cut already counts the calls it made before it
     assert box["calls_out_24h"] > 15
-    with pytest.raises(ConfigError, match="already holds streamed records"):
+    with pytest.raises(ConfigError, match="already holds records"):
         job.warm(spark_frame(spark, before), source="file:///archive/other-day")

@@ -264,7 +264,7 @@ def test_partial_rows_of_a_minute_merge_into_the_row_of_all_the_cdrs(spark) -> N
             start_time=start + dt.timedelta(seconds=7 * i))
         for i in range(8)
     ] + [cdr(50, a_number=PERSON, b_number=ROBO, start_time=start + dt.timedelta(seconds=20))]
-    first, late = [c for c in calls if c["record_id"] % 2 == 0], [c for c in calls if c["record_id"] % 2]
+    first, late = calls[0::2], calls[1::2]
     whole_rows, members = sim_state(spark_frame(spark, calls), settings=SETTINGS)
     points = scoring_points(whole_rows, settings=SETTINGS)
     parts = [sim_state(spark_frame(spark, half), settings=SETTINGS) for half in (first, late)]

@@ -37,7 +37,7 @@ from features.sim_rows import (
     MINUTE,
     context_counts,
     context_members,
-    merge_rows,
+    merge_partials,
     minute_rows,
     sim_events,
     with_context,
@@ -271,11 +271,15 @@ def sim_features_at(
     settings: FeatureSettings,
     plan: NumberingPlan | None = None,
     evidence: bool = False,
+    partials: bool = True,
 ) -> DataFrame:
-    """Feature rows at ``points`` (entity, as_of) from minute rows and context members (partial
-    rows of the same key allowed: they are merged first)."""
-    merged = merge_rows(rows, [ENTITY, MINUTE]).drop("first")
-    with_ctx = with_context(merged, context_counts(members))
+    """Feature rows at ``points`` (entity, as_of) from minute rows and context members. With
+    ``partials`` (the stream's state: one row per micro-batch that saw a minute) rows of the same
+    key are merged first; without, each (entity, minute) must have one row (:func:`minute_rows`
+    of all the CDRs at once)."""
+    if partials:
+        rows = merge_partials(rows, [ENTITY, MINUTE], max_calls=settings.max_calls)
+    with_ctx = with_context(rows, context_counts(members))
     return assemble_sim_features(
         window_rows(with_ctx, points, settings=settings), settings=settings, plan=plan, evidence=evidence
     )
@@ -295,4 +299,4 @@ def build_sim_features(
     points = scoring_points(rows, settings=settings)
     if sample_before is not None:
         points = sample_points(points, per_day=settings.train_points_per_day, keep_all_from=sample_before)
-    return sim_features_at(rows, members, points, settings=settings, plan=plan)
+    return sim_features_at(rows, members, points, settings=settings, plan=plan, partials=False)

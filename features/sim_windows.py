@@ -67,7 +67,7 @@ def window_rows(rows: DataFrame, points: DataFrame, *, settings: FeatureSettings
 
     hour_of = lambda c: (F.floor(c / HOUR) * HOUR).cast("long")  # noqa: E731
     rows = rows.withColumn("_hour", hour_of(F.col(MINUTE)))
-    hours = merge_rows(rows, [ENTITY, "_hour"])
+    hours = merge_rows(rows, [ENTITY, "_hour"], max_calls=settings.max_calls)
     pts = points.select(ENTITY, AS_OF).withColumn("_h", hour_of(F.col(AS_OF)))
     n_hours = settings.window_s // HOUR - 1
     # whole hours: each point probes its n_hours earlier hours by equality (no range join)

@@ -12,10 +12,12 @@ import logging
 import signal
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
 from pipeline.config import Settings
+from pipeline.featurize import read_cdrs
 from pipeline.topics import Say, ensure_topics
 from streaming.blocklist.batches import stream_totals
 from streaming.blocklist.sink import BlocklistSink
@@ -191,10 +193,13 @@ def run_stream(
     topics: Literal["create", "wait", "as_is"] = "create",
     stopper: GracefulStop | None = None,
     say: Say = print,
+    warm_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the job until the topic is drained (``available_now``), ``timeout_s`` passed, or
     ``stopper`` was triggered. ``topics``: create the CDR and dead-letter topics when missing,
-    wait for them, or leave them to the job (``as_is``)."""
+    wait for them, or leave them to the job (``as_is``). ``warm_from``: canonical CDR Parquet
+    (``simguard ingest`` output) that precedes the topic's records, loaded into a new state
+    first (:meth:`StreamJob.warm`)."""
     k = settings.kafka
     log.info(
         "stream: CDRs from %s on %s (%s%s), blocklist database %s, MLflow %s",
@@ -216,6 +221,13 @@ def run_stream(
     publisher = BlocklistSink.from_settings(settings)
     try:
         job = build_stream_job(spark, settings, sink=sink, publisher=publisher)
+        if warm_from is not None:
+            warmed = job.warm(read_cdrs(spark, warm_from), source=Path(warm_from).resolve().as_uri())
+            if warmed["loaded"]:
+                w = warmed
+                say(f"warm start: {w['records']} CDRs from {w['first']} to {w['last']} loaded into the state")
+            else:
+                say(f"warm start: {warmed['warm_from']} was loaded into this state before; not again")
         if stopper is not None:
             stopper.attach(job)
             if stopper.requested.is_set():

@@ -85,16 +85,28 @@ class StateTable:
 
         return DeltaTable.isDeltaTable(self.spark, self.uri)
 
-    def append(self, rows: DataFrame, *, app_id: str, batch_id: int) -> None:
-        """Append one micro-batch's rows, once per (``app_id``, ``batch_id``)."""
-        (
+    def append(self, rows: DataFrame, *, app_id: str, batch_id: int, note: str | None = None) -> None:
+        """Append one micro-batch's rows, once per (``app_id``, ``batch_id``); ``note`` is kept as
+        the commit's user metadata (see :meth:`notes`)."""
+        writer = (
             rows.write.format("delta")
             .mode("append")
             .partitionBy(PART)
             .option("txnAppId", app_id)
             .option("txnVersion", str(batch_id))
-            .save(self.uri)
         )
+        if note is not None:
+            writer = writer.option("userMetadata", note)
+        writer.save(self.uri)
+
+    def notes(self) -> set[str]:
+        """The user metadata of the table's commits (from Delta's history)."""
+        from delta.tables import DeltaTable
+
+        if not self.exists():
+            return set()
+        history = DeltaTable.forPath(self.spark, self.uri).history().select("userMetadata").collect()
+        return {r["userMetadata"] for r in history if r["userMetadata"]}
 
     def read(self, kind: str, *, since: float | None = None) -> DataFrame:
         """Rows of ``kind`` whose time key is at or after ``since`` (epoch s)."""

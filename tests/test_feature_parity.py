@@ -72,18 +72,15 @@ def mixed_traffic(seed: int = 7) -> list[dict]:
     return records
 
 
-def test_stream_job_rows_equal_batch_features_at_the_same_points(spark, kafka_bootstrap, new_topic, tmp_path) -> None:
+def _job(spark, kafka_bootstrap, new_topic, tmp_path, records: list[dict], *, batch: int = BATCH):
     from kafka import KafkaProducer
-    from pyspark.sql import functions as F
 
-    records = mixed_traffic()
     topic = new_topic(partitions=1)
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap.split(","))
     for r in records:
         producer.send(topic, key=r["a_number"].encode(), value=record_to_json(r))
     producer.flush()
     producer.close()
-
     sink = RecordingSink()
     job = StreamJob(
         spark=spark,
@@ -91,7 +88,7 @@ def test_stream_job_rows_equal_batch_features_at_the_same_points(spark, kafka_bo
         cdr_topic=topic,
         dead_letter_topic=new_topic(),
         stream=StreamSettings(
-            max_offsets_per_trigger=BATCH, metrics_port=0, archive=False,
+            max_offsets_per_trigger=batch, metrics_port=0, archive=False,
             validation=ValidationRules(max_past_days=36500),
         ),
         features=SETTINGS,
@@ -100,10 +97,13 @@ def test_stream_job_rows_equal_batch_features_at_the_same_points(spark, kafka_bo
         spoof=PassThrough("spoof", call_feature_names(SETTINGS), ["record_id"]),
         sink=sink,
     )
-    job.run(available_now=True, timeout_s=900)
-    print({b: r["stages_s"] for b, r in sink.batches.items()})
-    assert len(sink.batches) >= len(records) // BATCH, sink.batches.keys()
-    assert sum(b["valid"] for b in sink.batches.values()) == len(records)
+    return job, sink
+
+
+def _assert_rows_equal_batch(spark, sink: RecordingSink, records: list[dict]) -> tuple[int, int]:
+    """Every row the stream decided equals the batch definitions' row at the same point, from the
+    CDRs up to its micro-batch's newest event; returns (SIM rows, call rows) compared."""
+    from pyspark.sql import functions as F
 
     static = spark_frame(spark, records).persist()
     sim_rows, call_rows = 0, 0
@@ -133,7 +133,48 @@ def test_stream_job_rows_equal_batch_features_at_the_same_points(spark, kafka_bo
         got = got[cols].sort_values(keys).reset_index(drop=True)
         want = want[cols].sort_values(keys).reset_index(drop=True)
         pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False)
+    static.unpersist()
+    return sim_rows, call_rows
+
+
+def test_stream_job_rows_equal_batch_features_at_the_same_points(spark, kafka_bootstrap, new_topic, tmp_path) -> None:
+    records = mixed_traffic()
+    job, sink = _job(spark, kafka_bootstrap, new_topic, tmp_path, records)
+    job.run(available_now=True, timeout_s=900)
+    print({b: r["stages_s"] for b, r in sink.batches.items()})
+    assert len(sink.batches) >= len(records) // BATCH, sink.batches.keys()
+    assert sum(b["valid"] for b in sink.batches.values()) == len(records)
+    sim_rows, call_rows = _assert_rows_equal_batch(spark, sink, records)
     assert sim_rows > 30 and call_rows == 80
     # rows scored mid-interval (at a micro-batch's newest event) were compared too
     partial = [g for k, _, g in sink.rows if k == "sim" and (pd.to_datetime(g["window_end"]).dt.second != 0).any()]
     assert partial
+
+
+def test_a_warm_start_scores_as_a_job_that_read_the_day_before(spark, kafka_bootstrap, new_topic, tmp_path) -> None:
+    """The first 10 hours loaded with ``warm`` (a batch of canonical CDRs, no decisions), the rest
+    streamed in two micro-batches: the stream's rows are those of the batch definitions over all
+    the CDRs, and a SIM of the SIM box (15 calls before the cut) carries its history. Loaded once:
+    a restart skips it, and a state that already streamed refuses another."""
+    from features.errors import ConfigError
+
+    records = mixed_traffic()
+    cut = T0 + dt.timedelta(hours=10)
+    before = [r for r in records if r["start_time"] < cut]
+    after = [r for r in records if r["start_time"] >= cut]
+    job, sink = _job(spark, kafka_bootstrap, new_topic, tmp_path, after, batch=len(after) // 2 + 1)
+    warmed = job.warm(spark_frame(spark, before), source="file:///archive/day-1")
+    assert warmed["loaded"] and warmed["records"] == len(before)
+    assert job.warm(spark_frame(spark, before), source="file:///archive/day-1") == {
+        "warm_from": "file:///archive/day-1", "loaded": False,
+    }
+    job.run(available_now=True, timeout_s=900)
+    assert sum(b["valid"] for b in sink.batches.values()) == len(after)
+    sim_rows, call_rows = _assert_rows_equal_batch(spark, sink, records)
+    assert sim_rows > 30 and call_rows == 80
+    boxes = pd.concat([g for k, _, g in sink.rows if k == "sim"])
+    box = boxes[boxes[ENTITY] == "+84980000000"].sort_values("window_end").iloc[0]
+    # its first row after the cut already counts the calls it made before it
+    assert box["calls_out_24h"] > 15
+    with pytest.raises(ConfigError, match="already holds records"):
+        job.warm(spark_frame(spark, before), source="file:///archive/other-day")

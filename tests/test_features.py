@@ -230,3 +230,50 @@ def test_a_point_capped_at_the_newest_event_counts_that_event(spark) -> None:
     assert [r[AS_OF] for r in points.collect()] == [start.timestamp() + 1]
     row = sim_features_at(rows, members, points, settings=SETTINGS).toPandas().iloc[0]
     assert row["calls_out_24h"] == 1
+
+
+def test_list_features_read_the_newest_calls_of_the_window(spark) -> None:
+    """With ``max_calls`` 5, a SIM that made 12 calls in one hour and 3 two hours later: counts
+    see all 15, the list features the newest 5 (the first hour's last two and the later three)."""
+    settings = FeatureSettings(max_calls=5)
+    first = [
+        cdr(i, a_number=ROBO, b_number=f"+8491300{i:04d}", duration_s=10.0 + i,
+            start_time=T0 + dt.timedelta(hours=1, minutes=2 * i))
+        for i in range(12)
+    ]
+    later = [
+        cdr(100 + i, a_number=ROBO, b_number=f"+8491400{i:04d}", duration_s=1.0 + i,
+            start_time=T0 + dt.timedelta(hours=3, minutes=i))
+        for i in range(3)
+    ]
+    frame = build_sim_features(spark_frame(spark, first + later), settings=settings).toPandas()
+    last = frame[frame["entity"] == ROBO].sort_values("window_end").iloc[-1]
+    assert last["calls_out_24h"] == 15 and last["distinct_callees_24h"] == 5
+    assert last["duration_max_24h"] == 21.0 and last["duration_median_24h"] == 3.0
+
+
+def test_partial_rows_of_a_minute_merge_into_the_row_of_all_the_cdrs(spark) -> None:
+    """The stream's state holds one row per micro-batch that saw a minute: merged, they give the
+    rows of all the CDRs at once, even when a late call lands between two earlier ones."""
+    from features.sim import sim_features_at, sim_state
+    from features.sim_windows import scoring_points
+
+    start = T0 + dt.timedelta(hours=5)
+    calls = [
+        cdr(i, a_number=ROBO, b_number=f"+8491300{i:04d}", duration_s=float(3 + i), cell_id=f"C{i % 3}",
+            start_time=start + dt.timedelta(seconds=7 * i))
+        for i in range(8)
+    ] + [cdr(50, a_number=PERSON, b_number=ROBO, start_time=start + dt.timedelta(seconds=20))]
+    first, late = calls[0::2], calls[1::2]
+    whole_rows, members = sim_state(spark_frame(spark, calls), settings=SETTINGS)
+    points = scoring_points(whole_rows, settings=SETTINGS)
+    parts = [sim_state(spark_frame(spark, half), settings=SETTINGS) for half in (first, late)]
+    part_rows = parts[0][0].unionByName(parts[1][0])
+    part_members = parts[0][1].unionByName(parts[1][1])
+    assert part_rows.count() > whole_rows.count()  # the minute has a row from each half
+    want = sim_features_at(whole_rows, members, points, settings=SETTINGS, partials=False).toPandas()
+    got = sim_features_at(part_rows, part_members, points, settings=SETTINGS).toPandas()
+    keys = ["entity", "window_end"]
+    pd.testing.assert_frame_equal(
+        got.sort_values(keys).reset_index(drop=True), want.sort_values(keys).reset_index(drop=True), check_exact=True
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 
@@ -17,6 +18,11 @@ def stream(
     wait_for_topics: bool = typer.Option(
         False, "--wait-for-topics",
         help="Wait for missing CDR / dead-letter topics instead of creating them (topics managed elsewhere).",
+    ),
+    warm_from: Path | None = typer.Option(
+        None, "--warm-from", exists=True, file_okay=False,
+        help="Canonical CDR Parquet (simguard ingest output) from before the topic's records, e.g. yesterday's: "
+        "loaded into a new state first, so the first micro-batches are not scored cold.",
     ),
     stop_grace_s: float = typer.Option(
         120.0, "--stop-grace", min=0.0,
@@ -39,7 +45,7 @@ def stream(
         with GracefulStop(spark, grace_s=stop_grace_s) as stopper:
             summary = run_stream(
                 spark, settings, available_now=available_now, topics="wait" if wait_for_topics else "create",
-                stopper=stopper, say=lambda line: typer.echo(line, err=True),
+                stopper=stopper, say=lambda line: typer.echo(line, err=True), warm_from=warm_from,
             )
     finally:
         spark.stop()

@@ -1,0 +1,49 @@
+"""``simguard stream --warm-from``: earlier canonical CDRs loaded into a new state once, said in
+one line (the rows it gives are checked in ``test_feature_parity.py``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+from factories import T0, cdr, spark_frame
+from pydantic import SecretStr
+
+from features.errors import ConfigError
+
+pytestmark = [pytest.mark.spark, pytest.mark.kafka]
+
+
+def test_warm_start_loads_once_and_says_so(spark, settings, tmp_path) -> None:
+    from pipeline.config import DatabaseSettings, TopicSettings
+    from pipeline.stream import run_stream
+
+    archive = tmp_path / "archive" / "day=2025-03-01"
+    calls = [cdr(i, start_time=T0 + dt.timedelta(minutes=i)) for i in range(3)]
+    spark_frame(spark, calls).write.parquet(str(archive))
+    tag = uuid.uuid4().hex[:10]
+    run = settings.model_copy(update={
+        "home": tmp_path / "home",
+        "database": DatabaseSettings(url=SecretStr(f"sqlite:///{tmp_path / 'blocklist.db'}")),
+        "stream": settings.stream.model_copy(update={"state_uri": (tmp_path / "stream").as_uri(), "metrics_port": 0}),
+        "kafka": settings.kafka.model_copy(update={"topics": TopicSettings(
+            cdrs=f"warm.cdrs.{tag}", dead_letter=f"warm.dlq.{tag}", blocklist_prefix=f"warm.blocklist.{tag}",
+        )}),
+    })
+    said: list[str] = []
+    run_stream(spark, run, available_now=True, warm_from=archive, say=said.append)
+    loaded = [line for line in said if line.startswith("warm start")]
+    assert loaded == [f"warm start: 3 CDRs from {T0.replace(tzinfo=None)} to "
+                      f"{(T0 + dt.timedelta(minutes=2)).replace(tzinfo=None)} loaded into the state"]
+    said.clear()
+    # a restart with the same command: the state has it already
+    run_stream(spark, run, available_now=True, warm_from=archive, say=said.append)
+    assert [line for line in said if line.startswith("warm start")] == [
+        f"warm start: {archive.resolve().as_uri()} was loaded into this state before; not again"
+    ]
+    # another folder into a state that already holds rows would count them twice
+    other = tmp_path / "archive" / "day=2025-03-02"
+    spark_frame(spark, calls).write.parquet(str(other))
+    with pytest.raises(ConfigError, match="already holds records"):
+        run_stream(spark, run, available_now=True, warm_from=other, say=said.append)

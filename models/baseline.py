@@ -17,7 +17,11 @@ FPR is fair.
 Spoofed calls: a domestic CLI on an international trunk while its owner is not roaming
 (Ofcom 2025, with the roamer exception), an invalid or unallocated CLI (Ofcom 2023), or a
 Do-Not-Originate CLI. The rule has no knob: it is reported at whatever FPR it reaches, and the
-model is compared at that same FPR.
+model is compared at that same FPR. The last two are facts of the numbering plan, not inferences:
+no legitimate call presents a number that is not allocated or that never originates calls
+(:data:`SPOOF_CERTAIN_FEATURES`), so the spoof-call model flags them outright
+(``models.scoring``). The first has known exceptions (a roamer whose HLR answer is stale) and is
+left to the model.
 """
 
 from __future__ import annotations
@@ -75,6 +79,10 @@ class SpamRules:
         return pd.DataFrame({SCORE: best, FRAUD_TYPE: kind, FLAGGED: best > self.threshold}, index=frame.index)
 
 
+#: the spoofing rules that hold by definition: an invalid or unallocated CLI, a Do-Not-Originate CLI
+SPOOF_CERTAIN_FEATURES: tuple[str, ...] = ("cli_invalid_or_unallocated", "cli_do_not_originate")
+
+
 @dataclass(frozen=True)
 class SpoofRules:
     """The spoofed-call rules; no knob, so the threshold stays at 0.5 on a 0/1 score."""
@@ -89,11 +97,9 @@ class SpoofRules:
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         from_abroad = (_col(frame, "domestic_cli_on_international") == 1) & (_col(frame, "cli_owner_roaming") != 1)
-        hit = (
-            from_abroad
-            | (_col(frame, "cli_invalid_or_unallocated") == 1)
-            | (_col(frame, "cli_do_not_originate") == 1)
-        )
+        hit = from_abroad
+        for name in SPOOF_CERTAIN_FEATURES:
+            hit = hit | (_col(frame, name) == 1)
         score = hit.astype(np.float64)
         return pd.DataFrame(
             {SCORE: score, FRAUD_TYPE: np.full(len(frame), "spoofed", dtype=object), FLAGGED: score > self.threshold},

@@ -268,10 +268,13 @@ def explain(
         fraud_class = 1 + model.proba(frame)[:, 1:].argmax(axis=1)
         block = per_class[np.arange(len(frame)), fraud_class, :n_feat]
     templates = sentence_templates(feature_settings)
+    # a rule that flags the row by itself (models.scoring) is its first reason, whatever its share
+    certain = [model.feature_names.index(f) for f in getattr(getattr(model, "card", None), "certain_features", ())]
     out: list[list[Reason]] = []
     for i in range(len(frame)):
         row = dict(zip(model.feature_names, x[i].tolist(), strict=True))
-        order = np.argsort(-block[i], kind="stable")[:top_k]
+        first = [j for j in certain if x[i, j] >= 0.5]
+        rest = [j for j in np.argsort(-block[i], kind="stable") if j not in first and block[i, j] > 0]
         out.append(
             [
                 Reason(
@@ -280,8 +283,7 @@ def explain(
                     contribution=float(block[i, j]),
                     text=templates[model.feature_names[j]](float(x[i, j]), row),
                 )
-                for j in order
-                if block[i, j] > 0
+                for j in [*first, *rest][:top_k]
             ]
         )
     return out

@@ -7,6 +7,15 @@ score identically.
 Scores: the spam-SIM model is multiclass; its score is ``1 - P(normal)`` and its fraud type is
 the most probable fraud class. The spoof-call model is binary; its score is ``P(spoofed)``.
 A row is flagged when its score is strictly above the threshold chosen on validation.
+
+A card may name ``certain_features``: 0/1 features whose value 1 is fraud by definition (the
+spoofing rules that are facts of the numbering plan: an invalid, unallocated or Do-Not-Originate
+CLI, ``models.baseline.SPOOF_CERTAIN_FEATURES``). A row with one of them set scores 1.0, above
+any threshold, whatever the booster says: the model decides the rest. The booster's probability
+for such rows saturates just below 1 beside the hardest look-alikes, so at a low FPR it could
+miss calls the rules never miss; with the override the model is never worse than those rules.
+Because the override lives here, the evaluation, the batch scorer and the stream (which scores
+with this class) apply it alike.
 """
 
 from __future__ import annotations
@@ -45,6 +54,8 @@ class ModelCard:
     best_iteration: int
     #: the ``FeatureSettings`` the features were built with: a scorer must use the same
     feature_settings: dict[str, Any] = field(default_factory=dict)
+    #: 0/1 features that flag a row by themselves (score 1.0): rules that hold by definition
+    certain_features: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, indent=2)
@@ -54,6 +65,8 @@ class ModelCard:
         raw = json.loads(text)
         raw["classes"] = tuple(raw["classes"])
         raw["feature_names"] = tuple(raw["feature_names"])
+        # cards logged before the field existed have none
+        raw["certain_features"] = tuple(raw.get("certain_features", ()))
         return cls(**raw)
 
     @property
@@ -107,6 +120,24 @@ class ScoringModel:
             self.booster, card, name=self.name, version=self.version, run_id=self.run_id, quantiles=self.quantiles
         )
 
+    def with_certain_features(self, names: tuple[str, ...] | list[str]) -> ScoringModel:
+        """This model with ``names`` (feature columns) flagging a row outright when set."""
+        unknown = [n for n in names if n not in self.feature_names]
+        if unknown:
+            raise ValueError(f"certain features {unknown} are not features of this model")
+        card = ModelCard(**{**asdict(self.card), "certain_features": tuple(names)})
+        return ScoringModel(
+            self.booster, card, name=self.name, version=self.version, run_id=self.run_id, quantiles=self.quantiles
+        )
+
+    def certain(self, frame: pd.DataFrame) -> np.ndarray:
+        """Rows with one of the card's ``certain_features`` set (all False when it has none)."""
+        hit = np.zeros(len(frame), dtype=bool)
+        if self.card.certain_features:
+            values = feature_matrix(frame, self.card.certain_features)
+            hit = np.nan_to_num(values, nan=0.0).max(axis=1) >= 0.5
+        return hit
+
     def with_quantiles(self, population: pd.DataFrame) -> ScoringModel:
         """This model with the feature quantiles of ``population`` (the rows it is validated on)."""
         quantiles = FeatureQuantiles.from_frame(population, self.feature_names)
@@ -128,6 +159,8 @@ class ScoringModel:
         kind = np.asarray(self.classes[1:], dtype=object)[fraud.argmax(axis=1)]
         # 1 - P(normal) rounds to exactly 1.0 for confident rows; the sum keeps them ordered
         score = fraud.sum(axis=1)
+        # a rule that holds by definition flags the row whatever the booster says
+        score = np.where(self.certain(frame), 1.0, score)
         return pd.DataFrame(
             {SCORE: score, FRAUD_TYPE: kind, FLAGGED: score > self.threshold}, index=frame.index
         )

@@ -19,10 +19,11 @@ import pandas as pd
 from features.calls import call_feature_names
 from features.settings import FeatureSettings
 from features.sim import sim_feature_names
-from models.baseline import SpamRules, SpoofRules
+from models.baseline import SPOOF_CERTAIN_FEATURES, SpamRules, SpoofRules
 from models.dataset import (
     ALLOWLISTED,
     CALL_CLASSES,
+    LABEL,
     SIM_CLASSES,
     UNIT,
     label_call_rows,
@@ -61,6 +62,9 @@ class TaskSpec:
     target_fpr: float
     booster: BoosterSettings
     registered_name: str
+    #: rules that hold by definition (0/1 features): a row with one set scores 1.0
+    #: (``models.scoring``), if no negative row of training or validation has it set
+    certain_features: tuple[str, ...] = ()
 
     def label(self, features: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
         if self.task == SPAM_SIM:
@@ -91,6 +95,7 @@ def task_spec(task: str, settings: ModelSettings, features: FeatureSettings) -> 
             target_fpr=settings.target_fpr_call,
             booster=settings.spoof_call,
             registered_name=settings.spoof_call_name,
+            certain_features=SPOOF_CERTAIN_FEATURES,
         )
     raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
 
@@ -141,6 +146,20 @@ def validation_key(spec: TaskSpec, model: Scorer, validation: pd.DataFrame) -> t
     return (0.0 if np.isnan(recall) else recall, pr_auc)
 
 
+def certain_features(spec: TaskSpec, split: Split) -> tuple[str, ...]:
+    """Those of ``spec.certain_features`` that no negative row (label 0) of training or
+    validation has set: a rule the labelled data contradict (a range allocated since the
+    numbering plan was loaded, say) is left to the model rather than trusted outright."""
+
+    def contradicted(name: str) -> bool:
+        return any(
+            bool(((frame[LABEL] == 0) & (frame[name].fillna(0) >= 0.5)).any())
+            for frame in (split.train, split.validation)
+        )
+
+    return tuple(name for name in spec.certain_features if not contradicted(name))
+
+
 def fit_task(
     spec: TaskSpec,
     split: Split,
@@ -162,6 +181,7 @@ def fit_task(
         target_fpr=spec.target_fpr,
         feature_settings=features.model_dump(),
     )
+    model = model.with_certain_features(certain_features(spec, split))
     model = model.with_threshold(tune_threshold(spec, model, split.validation))
     # validation holds every point the stream scores on its days: the population a value is placed in
     return model.with_quantiles(split.validation)
@@ -220,6 +240,8 @@ def evaluate_model(
         "model": spec.task,
         "registered_name": spec.registered_name,
         "target_fpr": spec.target_fpr,
+        # rules that flag a row outright in this version (models.scoring)
+        "certain_features": list(getattr(getattr(model, "card", None), "certain_features", ())),
         "split": {
             **boundaries.as_dict(),
             "train_rows": len(split.train),

@@ -286,6 +286,8 @@ def train(
             "threshold": model.threshold,
             "target_fpr": spec.target_fpr,
             "n_features": len(spec.feature_names),
+            # rules that flag a row outright in this version (models.scoring)
+            "certain_features": ",".join(model.card.certain_features) or "none",
             "extra_labels": str(Path(extra_labels).resolve()) if extra_labels else "none",
             "extra_labels_used": extra.used,
             **{f"booster.{k}": v for k, v in spec.booster.model_dump().items()},

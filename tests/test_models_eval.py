@@ -3,6 +3,7 @@ reason codes and the champion rule (no Spark)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -13,8 +14,8 @@ from test_models_data import FEATURES, call_tables, sim_tables
 from features.calls import call_feature_names
 from features.settings import FeatureSettings
 from features.sim import sim_feature_names
-from models.baseline import SpamRules, SpoofRules
-from models.dataset import SIM_CLASSES, label_sim_rows
+from models.baseline import SPOOF_CERTAIN_FEATURES, SpamRules, SpoofRules
+from models.dataset import LABEL, SIM_CLASSES, label_call_rows, label_sim_rows
 from models.evaluate import (
     calibration,
     evaluate_units,
@@ -25,9 +26,9 @@ from models.evaluate import (
 )
 from models.reasons import sentence_templates
 from models.registry import should_promote
-from models.scoring import FLAGGED, FRAUD_TYPE, SCORE
+from models.scoring import FLAGGED, FRAUD_TYPE, SCORE, ModelCard
 from models.settings import BoosterSettings, ModelSettings, SpamRuleSettings
-from models.tasks import SPAM_SIM, boundaries_for, evaluate_model, fit_task, split_frame, task_spec
+from models.tasks import SPAM_SIM, SPOOF_CALL, boundaries_for, evaluate_model, fit_task, split_frame, task_spec
 
 
 @pytest.mark.parametrize("n,target", [(1000, 0.001), (10_000, 0.001), (5000, 0.01), (37, 0.05), (100, 0.0)])
@@ -140,6 +141,80 @@ def test_spoof_rules_follow_the_regulators_and_spare_roamers() -> None:
     cols = ["domestic_cli_on_international", "cli_owner_roaming", "cli_invalid_or_unallocated", "cli_do_not_originate"]
     base[cols] = [[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 0]]
     assert SpoofRules(FEATURES).score(base)[FLAGGED].tolist() == [True, False, True, True, False]
+
+
+def _spoof_split(settings: ModelSettings):
+    calls, labels = call_tables(seed=4)
+    rows = label_call_rows(calls, labels)
+    sim_rows = label_sim_rows(*sim_tables(seed=4))
+    return split_frame(rows, boundaries_for(sim_rows, settings))
+
+
+def test_rules_that_hold_by_definition_flag_a_call_outright_in_every_scorer() -> None:
+    """An unallocated or Do-Not-Originate CLI scores 1.0 whatever the booster says; the booster
+    decides the rest. The card carries the rule, so a registry round trip (JSON) and the
+    stream's worker model (built from the broadcast card) score the same."""
+    from streaming.scoring import _worker_model
+
+    settings = ModelSettings(spoof_call=BoosterSettings(num_boost_round=30))
+    spec = task_spec(SPOOF_CALL, settings, FEATURES)
+    split = _spoof_split(settings)
+    model = fit_task(spec, split, settings=settings, features=FEATURES, seed=1)
+    assert model.card.certain_features == SPOOF_CERTAIN_FEATURES
+    # a legitimate-looking call that presents a DNO number, one with an unallocated number, and
+    # the same call with a valid number
+    legit = split.test[split.test[LABEL] == 0].head(1)
+    rows = pd.concat([legit] * 3, ignore_index=True)
+    rows.loc[0, "cli_do_not_originate"] = 1
+    rows.loc[1, "cli_invalid_or_unallocated"] = 1
+    scored = model.score(rows)
+    alone = model.with_certain_features(()).score(rows)
+    assert scored[SCORE].tolist()[:2] == [1.0, 1.0] and scored[FLAGGED].tolist()[:2] == [True, True]
+    assert scored[SCORE].iloc[2] == alone[SCORE].iloc[2] < 1.0
+    # the rule is the first reason given for the call it flagged
+    reasons = model.reasons(rows.head(2), top_k=3, feature_settings=FEATURES)
+    assert [r[0].feature for r in reasons] == ["cli_do_not_originate", "cli_invalid_or_unallocated"]
+    assert reasons[0][0].text.startswith("presents a Do-Not-Originate number")
+    # through the card's JSON: the registry's and the stream's model
+    assert ModelCard.from_json(model.card.to_json()) == model.card
+
+    class Broadcast:
+        value = (model.booster.model_to_string(), model.card.to_json())
+
+    streamed = _worker_model("spoof-test", 1, Broadcast()).score(rows)
+    pd.testing.assert_frame_equal(streamed, scored)
+    # a card logged before the field existed loads with no certain rules
+    raw = json.loads(model.card.to_json())
+    del raw["certain_features"]
+    assert ModelCard.from_json(json.dumps(raw)).certain_features == ()
+
+
+def test_a_certain_rule_the_labels_contradict_is_left_to_the_model() -> None:
+    """A legitimate training call presenting a "Do-Not-Originate" number (the list is out of
+    date): that rule no longer flags outright; the unallocated one still does."""
+    settings = ModelSettings(spoof_call=BoosterSettings(num_boost_round=30))
+    spec = task_spec(SPOOF_CALL, settings, FEATURES)
+    split = _spoof_split(settings)
+    train = split.train.copy()
+    train.loc[train.index[train[LABEL] == 0][0], "cli_do_not_originate"] = 1
+    model = fit_task(spec, type(split)(train, split.validation, split.test), settings=settings, features=FEATURES,
+                     seed=1)
+    assert model.card.certain_features == ("cli_invalid_or_unallocated",)
+
+
+def test_the_spoof_model_is_never_worse_than_the_rules_on_the_kinds_they_define() -> None:
+    """Every unallocated and Do-Not-Originate call the rules catch, the model flags too, at its
+    validation threshold, and the evaluation report says which rules flagged outright."""
+    settings = ModelSettings(spoof_call=BoosterSettings(num_boost_round=30), target_fpr_call=0.001)
+    spec = task_spec(SPOOF_CALL, settings, FEATURES)
+    split = _spoof_split(settings)
+    model = fit_task(spec, split, settings=settings, features=FEATURES, seed=1)
+    b = boundaries_for(label_sim_rows(*sim_tables(seed=4)), settings)
+    report = evaluate_model(spec, model, split, settings=settings, features=FEATURES, boundaries=b).report
+    assert report["certain_features"] == list(SPOOF_CERTAIN_FEATURES)
+    for kind in ("unallocated", "do_not_originate"):
+        assert report["baseline"]["test"]["recall_by_population"][kind] == 1.0
+        assert report["test"]["recall_by_population"][kind] == 1.0
 
 
 @pytest.mark.slow

@@ -1,12 +1,12 @@
 """One real stream run for the whole test session, shared by every test that needs one (the
 end-to-end stream tests, the console and the regulator's report on a stream run's database).
 
-``simulation``: a fixed-seed simulation (``SUBSCRIBERS`` x ``DAYS``) and its feature tables, built
-once in the session's SparkSession; ``home_with_features`` gives a new home whose feature cache
-holds them (what a second ``simguard train`` on the same CDRs finds), so the modules that train
-on it (here, tests/test_cluster.py, test_models_e2e.py, test_train_extra_labels.py) build no
+``simulation``: a small fixed-seed simulation (``SUBSCRIBERS`` x ``DAYS``) and its feature tables,
+built once in the session's SparkSession; ``home_with_features`` gives a new home whose feature
+cache holds them (what a second ``simguard train`` on the same CDRs finds), so the modules that
+train on it (tests/test_cluster.py, test_models_e2e.py, test_train_extra_labels.py) build no
 features of their own.
-``world``: that simulation, both champions trained with
+``world``: a fixed-seed simulation (``STREAM_SUBSCRIBERS`` x ``DAYS``), both champions trained with
 ``pipeline.modeling.train`` into a temporary MLflow (``world["home"]``), ``pipeline.modeling.evaluate``
 run once, and one Kafka topic holding the validation and test days of CDRs in event-time order plus
 a handful of malformed records and injected never-blocked look-alikes (see tests/test_stream_e2e.py).
@@ -38,13 +38,16 @@ from pipeline.broker import free_port
 from pipeline.config import PROJECT_ROOT, load_settings
 from pipeline.report import read_store
 
-# fraud populations have minimum counts (configs/simulator.yaml), so a smaller network keeps every
-# fraud type at about the same size: 1500 subscribers give the e2e comparison more than 10 true
-# positives of each model and dozens of blocks, on 40% fewer ordinary subscribers' CDRs than 2500
+#: the shared simulation (``simulation``)
 SUBSCRIBERS, DAYS, SEED = 1500, 3, 23
+#: the stream run's world. Tried: 1500 subscribers, 5 micro-batches, state maintenance every 2;
+#: the stream then missed 2 of the 60 fraud SIMs evaluate flagged on the test day (recall 0.933
+#: against 0.967, beyond the test's one point), both blocked on the validation day. Which of the
+#: three changes did it is not known yet, so the e2e world stays as it was
+STREAM_SUBSCRIBERS = 2500
 INJECTED_EMERGENCY = ("113", "114", "115")
-#: micro-batches over the two replayed days (the kill test kills the job in the third)
-BATCHES = 5
+#: micro-batches over the two replayed days
+BATCHES = 8
 
 
 # -- a local webhook receiver ------------------------------------------------------------------
@@ -186,17 +189,20 @@ def home_with_features(simulation: dict[str, Any], home: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def world(tmp_path_factory: pytest.TempPathFactory, spark: Any, base_settings: Any, kafka_bootstrap: str,
-          simulation: dict[str, Any]) -> dict[str, Any]:
+def world(tmp_path_factory: pytest.TempPathFactory, spark: Any, base_settings: Any, kafka_bootstrap: str
+          ) -> dict[str, Any]:
     from features.schema import arrow_schema, record_to_json
     from pipeline.modeling import evaluate, train
-    from pipeline.simulate import replay_to_kafka
+    from pipeline.simulate import replay_to_kafka, simulate
 
-    timings: dict[str, float] = dict(simulation["timings"])
+    timings: dict[str, float] = {}
     t0 = time.monotonic()
-    sim = simulation["sim"]
-    home = home_with_features(simulation, tmp_path_factory.mktemp("home"))
+    sim = tmp_path_factory.mktemp("stream-sim")
+    simulate(sim, subscribers=STREAM_SUBSCRIBERS, days=DAYS, seed=SEED)
+    home = tmp_path_factory.mktemp("home")
     settings = base_settings.model_copy(update={"home": home})
+    timings["simulate"] = time.monotonic() - t0
+    t0 = time.monotonic()
     outcomes = train(spark, settings, cdrs=sim / "cdrs", labels=sim / "labels")
     assert all(o.promoted for o in outcomes), outcomes
     timings["train"] = time.monotonic() - t0
@@ -274,10 +280,9 @@ def stream_env(world: dict[str, Any], run: Path, bootstrap: str, **extra: str) -
         "SIMGUARD_STREAM__STATE_URI": (run / "stream").as_uri(),
         "SIMGUARD_STREAM__METRICS_PORT": "0",
         "SIMGUARD_STREAM__MAX_OFFSETS_PER_TRIGGER": str(world["batch"]),
-        # the state table's maintenance (delete, compact, vacuum) runs every 2 micro-batches here
-        # (after the third and the fifth): both runs go through it, and the SIGKILL, in the third,
-        # can land in one
-        "SIMGUARD_STREAM__STATE_MAINTAIN_EVERY": "2",
+        # the state table's maintenance (delete, compact, vacuum) runs every 3 micro-batches here:
+        # both runs go through it, and the SIGKILL can land in one
+        "SIMGUARD_STREAM__STATE_MAINTAIN_EVERY": "3",
         # the simulation is dated in the past: a backfill widens the age limit
         "SIMGUARD_STREAM__VALIDATION__MAX_PAST_DAYS": "36500",
         "SIMGUARD_BLOCKLIST__REGISTERED_BUSINESSES": str(world["registered_businesses"]),

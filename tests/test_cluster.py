@@ -8,8 +8,9 @@ one core and a small memory each. The stream runs as a child process with
 ``spark.master=spark://127.0.0.1:<port>``: the driver is the CLI's process, the executors run in
 the workers' JVMs and their Python workers, and the Kafka connector reaches them through
 ``spark.jars``. Both runs read the same topic into their own state and blocklist database: the
-first six hours (UTC) of the test day of the session's small fixed-seed simulation, with the
-champions trained on it in the session's SparkSession (``world`` of tests/stream_run.py). Those
+first six hours (UTC) of the test day of the session's small fixed-seed simulation
+(``simulation`` of tests/stream_run.py), with champions trained on it in the session's
+SparkSession. Those
 hours are the day's busy morning, local time: about 50 blocks in this world, under 40% of the
 day's CDRs to stream twice.
 
@@ -125,18 +126,25 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneClus
 
 
 @pytest.fixture(scope="module")
-def trained(world: dict[str, Any], tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> dict[str, Any]:
-    """The session's champions (trained with the default settings on its small fixed-seed
-    simulation, tests/stream_run.py), and the first ``HOURS`` of the simulation's test day in a
-    fresh topic."""
+def trained(simulation: dict[str, Any], tmp_path_factory: pytest.TempPathFactory, spark: Any, base_settings: Any,
+            kafka_bootstrap: str) -> dict[str, Any]:
+    """Champions trained with the default settings on the session's small fixed-seed simulation
+    (tests/stream_run.py; its feature tables are in the new home's cache), and the first ``HOURS``
+    of its test day in a fresh topic."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from kafka.admin import KafkaAdminClient
+    from stream_run import home_with_features
 
     from features.schema import arrow_schema
+    from pipeline.modeling import train
     from pipeline.simulate import replay_to_kafka
 
-    sim, home, settings = world["sim"], world["home"], world["settings"]
+    sim = simulation["sim"]
+    home = home_with_features(simulation, tmp_path_factory.mktemp("home"))
+    settings = base_settings.model_copy(update={"home": home})
+    outcomes = train(spark, settings, cdrs=sim / "cdrs", labels=sim / "labels")
+    assert all(o.promoted for o in outcomes), outcomes
     last = sorted((sim / "cdrs").glob("day=*"))[-1]
     cdrs = pd.concat([pd.read_parquet(p) for p in sorted(last.glob("*.parquet"))], ignore_index=True)
     start = pd.Timestamp(last.name.removeprefix("day="), tz="UTC")
@@ -193,7 +201,7 @@ def _run(trained: dict[str, Any], run: Path, bootstrap: str, **extra: str) -> tu
 
 def test_stream_on_a_standalone_cluster_blocks_what_local_blocks(
     trained: dict[str, Any], cluster: StandaloneCluster, kafka_bootstrap: str, tmp_path: Path
-) -> None:  # trained first: the cluster's JVMs start once the session's world is there
+) -> None:  # trained first: the cluster's JVMs start once the champions are there
     local_summary, local = _run(trained, tmp_path / "local", kafka_bootstrap)
     remote_summary, remote = _run(
         trained, tmp_path / "cluster", kafka_bootstrap,

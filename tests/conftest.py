@@ -14,14 +14,25 @@
 from __future__ import annotations
 
 import os
+
+# LightGBM and scikit-learn run OpenMP (libgomp) threads. libgomp's default has a thread that
+# waits at a barrier spin for a while instead of sleeping, so on two cores shared with the
+# session's Spark JVM, its Python workers (which score with LightGBM inside micro-batches) and
+# the Kafka broker, a waiting thread takes the core the thread it waits for needs: training one
+# small model took 59 s instead of 2.4 s with `passive` under load. The wait policy changes no
+# result (same threads, same work split). Read when libgomp loads, so set before anything
+# imports LightGBM; Spark's workers and the CLI children the tests start inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-# the session's one real stream run (world, then reference: 20-30 minutes), for every test module
-from stream_run import reference, world  # noqa: F401
+# the session's simulation and its features (simulation), its one real stream run (world, then
+# reference), for every test module
+from stream_run import reference, simulation, world  # noqa: F401
 
 from pipeline.config import PROJECT_ROOT, Settings, load_settings
 

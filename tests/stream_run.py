@@ -1,13 +1,18 @@
 """One real stream run for the whole test session, shared by every test that needs one (the
 end-to-end stream tests, the console and the regulator's report on a stream run's database).
 
-``world``: a fixed-seed simulation (``SUBSCRIBERS`` x ``DAYS``), both champions trained with
+``simulation``: a small fixed-seed simulation (``SUBSCRIBERS`` x ``DAYS``) and its feature tables,
+built once in the session's SparkSession; ``home_with_features`` gives a new home whose feature
+cache holds them (what a second ``simguard train`` on the same CDRs finds), so the modules that
+train on it (tests/test_cluster.py, test_models_e2e.py, test_train_extra_labels.py) build no
+features of their own.
+``world``: a fixed-seed simulation (``STREAM_SUBSCRIBERS`` x ``DAYS``), both champions trained with
 ``pipeline.modeling.train`` into a temporary MLflow (``world["home"]``), ``pipeline.modeling.evaluate``
 run once, and one Kafka topic holding the validation and test days of CDRs in event-time order plus
 a handful of malformed records and injected never-blocked look-alikes (see tests/test_stream_e2e.py).
 ``reference``: one uninterrupted ``run_stream`` in the session's SparkSession into a SQLite blocklist
 database; ``reference["env"]`` holds its settings as ``SIMGUARD_*`` overrides and ``reference["store"]``
-a snapshot of its tables taken when the run ended. Both are session-scoped (the pair takes 20-30
+a snapshot of its tables taken when the run ended. Both are session-scoped (the pair takes several
 minutes on a small machine): a test that wants to change the database works on a copy of
 ``reference["env"]["SIMGUARD_DATABASE__URL"]``'s file, never on the file itself.
 """
@@ -15,6 +20,7 @@ minutes on a small machine): a test that wants to change the database works on a
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 import uuid
@@ -32,7 +38,13 @@ from pipeline.broker import free_port
 from pipeline.config import PROJECT_ROOT, load_settings
 from pipeline.report import read_store
 
-SUBSCRIBERS, DAYS, SEED = 2500, 3, 23
+#: the shared simulation (``simulation``)
+SUBSCRIBERS, DAYS, SEED = 1500, 3, 23
+#: the stream run's world. Tried: 1500 subscribers, 5 micro-batches, state maintenance every 2;
+#: the stream then missed 2 of the 60 fraud SIMs evaluate flagged on the test day (recall 0.933
+#: against 0.967, beyond the test's one point), both blocked on the validation day. Which of the
+#: three changes did it is not known yet, so the e2e world stays as it was
+STREAM_SUBSCRIBERS = 2500
 INJECTED_EMERGENCY = ("113", "114", "115")
 #: micro-batches over the two replayed days
 BATCHES = 8
@@ -152,6 +164,31 @@ def _malformed(sample: dict[str, Any]) -> list[tuple[str, bytes]]:
 
 
 @pytest.fixture(scope="session")
+def simulation(tmp_path_factory: pytest.TempPathFactory, spark: Any, base_settings: Any) -> dict[str, Any]:
+    """The session's simulation (``SUBSCRIBERS`` x ``DAYS``, seed ``SEED``) and its feature tables,
+    built with the default feature settings as ``simguard train`` builds them."""
+    from pipeline.modeling import cached_features
+    from pipeline.simulate import simulate
+
+    t0 = time.monotonic()
+    sim = tmp_path_factory.mktemp("sim")
+    simulate(sim, subscribers=SUBSCRIBERS, days=DAYS, seed=SEED)
+    simulated = time.monotonic() - t0
+    cache = tmp_path_factory.mktemp("features-cache")
+    cached_features(spark, base_settings.model_copy(update={"home": cache}), sim / "cdrs")
+    return {"sim": sim, "features": cache / "features",
+            "timings": {"simulate": simulated, "features": time.monotonic() - t0 - simulated}}
+
+
+def home_with_features(simulation: dict[str, Any], home: Path) -> Path:
+    """``home`` with the simulation's feature tables in its feature cache: training or evaluating on
+    ``simulation["sim"]`` there reads them instead of building them again (same CDR files, same
+    feature settings: the cache key of ``pipeline.modeling.features_key``)."""
+    shutil.copytree(simulation["features"], home / "features")
+    return home
+
+
+@pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory, spark: Any, base_settings: Any, kafka_bootstrap: str
           ) -> dict[str, Any]:
     from features.schema import arrow_schema, record_to_json
@@ -160,16 +197,17 @@ def world(tmp_path_factory: pytest.TempPathFactory, spark: Any, base_settings: A
 
     timings: dict[str, float] = {}
     t0 = time.monotonic()
-    sim = tmp_path_factory.mktemp("sim")
-    simulate(sim, subscribers=SUBSCRIBERS, days=DAYS, seed=SEED)
+    sim = tmp_path_factory.mktemp("stream-sim")
+    simulate(sim, subscribers=STREAM_SUBSCRIBERS, days=DAYS, seed=SEED)
     home = tmp_path_factory.mktemp("home")
     settings = base_settings.model_copy(update={"home": home})
     timings["simulate"] = time.monotonic() - t0
+    t0 = time.monotonic()
     outcomes = train(spark, settings, cdrs=sim / "cdrs", labels=sim / "labels")
     assert all(o.promoted for o in outcomes), outcomes
-    timings["train"] = time.monotonic() - t0 - timings["simulate"]
+    timings["train"] = time.monotonic() - t0
     evaluated = {m.name: (m, ev) for m, ev in evaluate(spark, settings, cdrs=sim / "cdrs", labels=sim / "labels")}
-    timings["evaluate"] = time.monotonic() - t0 - timings["simulate"] - timings["train"]
+    timings["evaluate"] = time.monotonic() - t0 - timings["train"]
     spam_model, spam_eval = evaluated[settings.models.spam_sim_name]
     spoof_model, spoof_eval = evaluated[settings.models.spoof_call_name]
     test_start = pd.Timestamp(spam_eval.report["split"]["test_start"])
@@ -207,7 +245,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, spark: Any, base_settings: A
     sent = replay_to_kafka(replay_dir, topic=topic, producer_options={"bootstrap_servers": kafka_bootstrap.split(",")})
     assert sent == len(merged)
     batch = (len(merged) + len(malformed)) // BATCHES + 1
-    timings["replay"] = time.monotonic() - t0 - sum(timings.values())
+    timings["replay"] = time.monotonic() - t0 - timings["train"] - timings["evaluate"]
     return {
         "sim": sim,
         "home": home,

@@ -7,6 +7,9 @@ identical retrain did not), so any one of them can run by itself, in any order. 
 a user would notice: a weak first version becomes champion, a better one takes over, an identical
 retrain does not, evaluate prints the same numbers twice, and batch scoring writes flagged SIMs
 and calls with reasons.
+
+The simulation is the session's (tests/stream_run.py); each home starts with its feature tables in
+its cache, as after a first ``simguard train`` on the same CDRs, so no test here builds features.
 """
 
 from __future__ import annotations
@@ -18,13 +21,12 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from stream_run import home_with_features
 from typer.testing import CliRunner
 
 from pipeline.cli import app
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
-
-SUBSCRIBERS, DAYS, SEED = 2000, 3, 5
 
 
 @dataclass(frozen=True)
@@ -39,26 +41,18 @@ class World:
         return f"sqlite:///{self.home.resolve() / 'mlflow' / 'mlflow.db'}"
 
 
-@pytest.fixture(scope="module")
-def simulation(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pipeline.simulate import simulate
-
-    out = tmp_path_factory.mktemp("sim")
-    simulate(out, subscribers=SUBSCRIBERS, days=DAYS, seed=SEED)
-    return out
-
-
-def new_world(simulation: Path, home: Path) -> World:
+def new_world(simulation: dict[str, Any], home: Path) -> World:
+    home_with_features(simulation, home)
     env = {
         "SIMGUARD_HOME": str(home),
         # the CLI joins the session SparkSession; keep its test settings
         "SIMGUARD_SPARK__CONF__spark.sql.shuffle.partitions": "2",
     }
-    return World(simulation / "cdrs", simulation / "labels", home, env)
+    return World(simulation["sim"] / "cdrs", simulation["sim"] / "labels", home, env)
 
 
 @pytest.fixture(scope="module")
-def untrained(simulation: Path, tmp_path_factory: pytest.TempPathFactory, spark: Any) -> World:
+def untrained(simulation: dict[str, Any], tmp_path_factory: pytest.TempPathFactory, spark: Any) -> World:
     """A home where nothing was trained yet."""
     return new_world(simulation, tmp_path_factory.mktemp("home-untrained"))
 
@@ -77,7 +71,7 @@ def champions(world: World) -> tuple[int | None, int | None]:
 
 
 @pytest.fixture(scope="module")
-def trained(simulation: Path, tmp_path_factory: pytest.TempPathFactory, spark: Any) -> Trained:
+def trained(simulation: dict[str, Any], tmp_path_factory: pytest.TempPathFactory, spark: Any) -> Trained:
     """A weak first version (two boosting rounds), then a better one (seed 7), then the same
     training again."""
     world = new_world(simulation, tmp_path_factory.mktemp("home-trained"))

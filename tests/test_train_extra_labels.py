@@ -1,6 +1,10 @@
 """``simguard train --extra-labels`` end to end at small scale: an analyst's overturn and confirm in
 the console's store, ``simguard labels export``, then training with them; the MLflow run and
-the dossier say how many analysts' labels were used (component tier: the session SparkSession)."""
+the dossier say how many analysts' labels were used (component tier: the session SparkSession).
+
+The CDRs are the session's simulation (tests/stream_run.py), whose feature tables the new home's
+cache already holds; the models train with few boosting rounds: this test is about which rows
+the labels reach and what the run and the dossier say, not about the models' quality."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 
 import pytest
 from console_data import sim_decision
+from stream_run import home_with_features
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -16,19 +21,20 @@ from pipeline.cli import app
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 
-def test_train_uses_the_analysts_labels_and_says_how_many(spark: Any, base_settings, tmp_path: Path) -> None:
+def test_train_uses_the_analysts_labels_and_says_how_many(
+    spark: Any, base_settings, simulation: dict[str, Any], tmp_path: Path
+) -> None:
     from console.actions import ConsoleStore
     from models.dataset import LABEL, ROW_END, UNIT
     from models.registry import mlflow_store
     from pipeline.modeling import prepare
-    from pipeline.simulate import simulate
     from streaming.blocklist.db import make_engine
     from streaming.blocklist.dossiers import load_dossiers
 
-    sim = tmp_path / "sim"
-    simulate(sim, subscribers=1000, days=3, seed=5)
-    home = tmp_path / "home"
-    env = {"SIMGUARD_HOME": str(home), "SIMGUARD_SPARK__CONF__spark.sql.shuffle.partitions": "2"}
+    sim = simulation["sim"]
+    home = home_with_features(simulation, tmp_path / "home")
+    env = {"SIMGUARD_HOME": str(home), "SIMGUARD_SPARK__CONF__spark.sql.shuffle.partitions": "2",
+           "SIMGUARD_MODELS__SPAM_SIM__num_boost_round": "20", "SIMGUARD_MODELS__SPOOF_CALL__num_boost_round": "20"}
     settings = base_settings.model_copy(update={"home": home})
     # the rows the analysts judge: a fraud SIM's training window, an ordinary SIM's test-day window
     split = prepare(spark, settings, cdrs=sim / "cdrs", labels=sim / "labels").tasks["spam-sim"].split

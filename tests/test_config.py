@@ -90,3 +90,21 @@ def test_settings_are_frozen() -> None:
     with pytest.raises(Exception, match="frozen"):
         s.kafka.bootstrap_servers = "x"  # type: ignore[misc]
     assert s.database_url.startswith("sqlite:///") and s.mlflow_tracking_uri.startswith("sqlite:///")
+
+
+def test_openmp_threads_wait_passively_in_the_cli_and_the_spark_workers() -> None:
+    """LightGBM's OpenMP threads must not spin beside Spark: the CLI sets the wait policy before
+    anything loads libgomp, and the settings hand it to Spark's Python workers."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    shown = subprocess.run(
+        [sys.executable, "-c", "import os, pipeline.cli; print(os.environ['OMP_WAIT_POLICY'])"],
+        env=env, capture_output=True, text=True, check=True, cwd=PROJECT_ROOT,
+    )
+    assert shown.stdout.strip() == "passive"
+    for name in ("default.yaml", "production.example.yaml"):
+        conf = load_settings(PROJECT_ROOT / "configs" / name, environ={}).spark.conf
+        assert conf["spark.executorEnv.OMP_WAIT_POLICY"] == "passive", name

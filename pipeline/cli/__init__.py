@@ -7,7 +7,14 @@ settings are loaded, their secrets are masked in that line and in every log reco
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+# LightGBM and scikit-learn run OpenMP (libgomp) threads, which by default spin while they wait
+# at a barrier; on a few cores shared with the Spark JVM and its workers a spinning thread takes
+# the core the others need. Read once, when libgomp loads: set before anything imports it. The
+# Spark workers get it from ``spark.executorEnv.OMP_WAIT_POLICY`` (configs/default.yaml).
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 from pathlib import Path
 from typing import Optional
 

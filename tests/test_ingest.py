@@ -590,3 +590,17 @@ def test_a_quote_that_swallows_the_rest_of_the_file_fails(tmp_path: Path, capsys
     assert code != 0 and err.count("\n") == 1 and "Traceback" not in err
     assert "line 11" in err and f"{len(lines) - 10} lines" in err
     assert not (tmp_path / "o" / "ingest_summary.json").exists()
+
+
+def test_dead_letters_stay_one_per_line_with_unicode_line_breaks_in_a_row(tmp_path: Path) -> None:
+    """A rejected row holding U+0085, U+2028 or U+2029 (raw in JSON strings, but line ends to
+    Python's ``splitlines`` and other readers) is still one dead-letter line, its text intact."""
+    row = _good_row(random.Random(1), 0)
+    line = _csv_line([*row[:-1], "x\u0085y\u2028z\u2029"]).encode()
+    bad = _csv_line([*row[:5], "\u2028"]).encode()
+    data = tmp_path / "in.csv"
+    data.write_bytes(b"\n".join([",".join(DJEZZY_HEADER).encode(), line, bad]) + b"\n")
+    summary = run_ingest(DJEZZY_MAPPING, data, tmp_path / "out", now=NOW)
+    dead = read_dead(tmp_path / "out")
+    assert len(dead) == summary.dead_lettered >= 1
+    assert any("\u2028" in json.dumps(d["record"], ensure_ascii=False) for d in dead)

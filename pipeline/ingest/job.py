@@ -52,6 +52,15 @@ class IngestSummary:
         return json.dumps(self.__dict__, indent=2, sort_keys=False) + "\n"
 
 
+#: characters JSON leaves raw in strings that many line readers (Python's ``splitlines``) take
+#: for line ends: escaped, so each dead-letter entry stays on one line for every reader
+_LINE_BREAKS = str.maketrans({"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def _json_line(entry: dict[str, Any]) -> str:
+    return json.dumps(entry, ensure_ascii=False, default=to_text).translate(_LINE_BREAKS) + "\n"
+
+
 def _prepare_out(out: Path, *, overwrite: bool) -> tuple[Path, Path, Path]:
     cdrs, dead, summary = out / "cdrs", out / "dead_letter", out / "ingest_summary.json"
     existing = [p for p in (cdrs, dead, summary) if p.exists()]
@@ -135,7 +144,7 @@ def run_ingest(
                 }
                 if mapped is not None:
                     entry["mapped"] = mapped
-                dead_out.write(json.dumps(entry, ensure_ascii=False, default=to_text) + "\n")
+                dead_out.write(_json_line(entry))
                 reasons[code] += 1
 
             for chunk in _chunks(rows, chunk_rows):

@@ -106,48 +106,54 @@ def _share(num: str, den: str) -> Column:
     return F.when(F.col(den) > 0, F.col(num) / F.col(den))
 
 
-def _window_columns(frame: DataFrame, p: str, w: str, b: str | None, settings: FeatureSettings):
-    """(frame with helper arrays, named feature columns) for the window whose merged columns carry
-    the prefix ``p`` (``""`` long, ``"s_"`` short); ``b``: the burst label (long window only)."""
+def _window_arrays(p: str, settings: FeatureSettings) -> list[dict[str, Column]]:
+    """The helper arrays of the window whose merged columns carry the prefix ``p``, in layers
+    (each reads the one before). Arrays are materialised as columns: an array expression
+    referenced inside a lambda (or by several outputs) would otherwise be rebuilt, sort included,
+    for every use. Layers, not a column at a time: every DataFrame step re-analyses the plan."""
     from pyspark.sql import functions as F
 
-    def col(name: str) -> Column:
-        return F.col(f"{p}{name}")
-
-    # Arrays are materialised column by column: an array expression referenced inside a lambda
-    # (or by several outputs) would otherwise be rebuilt, sort included, for every use.
-    frame = (
-        frame.withColumn(f"_{p}calls", F.coalesce(col("calls"), F.array()))  # in time order
-        .withColumn(f"_{p}ts", F.transform(f"_{p}calls", lambda x: x["t"]))
-        .withColumn(f"_{p}digits", F.transform(f"_{p}calls", lambda x: x["b_digits"]))
-        .withColumn(
-            f"_{p}durations",
-            F.array_sort(F.filter(F.transform(f"_{p}calls", lambda x: x["answered_s"]), lambda v: v.isNotNull())),
-        )
-        .withColumn(f"_{p}callees", F.array_distinct(F.transform(f"_{p}calls", lambda x: x["b_number"])))
-    )
-    ts = F.col(f"_{p}ts")
-    n = F.size(ts)
+    calls = F.col(f"_{p}calls")
+    ts, digits = F.col(f"_{p}ts"), F.col(f"_{p}digits")
     n_pairs = F.greatest(F.size(ts) - 1, F.lit(0))
 
     def pairs(arr: Column, fn) -> Column:
         return F.zip_with(F.slice(arr, 2, n_pairs), F.slice(arr, 1, n_pairs), fn)
 
-    frame = frame.withColumn(f"_{p}gaps", pairs(ts, lambda x, y: x - y)).withColumn(
-        f"_{p}steps", pairs(F.col(f"_{p}digits"), lambda x, y: F.abs(x - y))
-    )
-    gaps = F.col(f"_{p}gaps")
-    n_gaps = F.size(gaps)
     # sum and sum of squares in one pass: a mean referenced inside the lambda would be
     # re-evaluated for every element, which made busy windows quadratic
-    frame = frame.withColumn(
-        f"_{p}gap_sums",
-        F.aggregate(
-            gaps,
-            F.struct(F.lit(0.0).alias("s"), F.lit(0.0).alias("ss")),
-            lambda acc, x: F.struct((acc["s"] + x).alias("s"), (acc["ss"] + x * x).alias("ss")),
-        ),
+    gap_sums = F.aggregate(
+        F.col(f"_{p}gaps"),
+        F.struct(F.lit(0.0).alias("s"), F.lit(0.0).alias("ss")),
+        lambda acc, x: F.struct((acc["s"] + x).alias("s"), (acc["ss"] + x * x).alias("ss")),
     )
+    return [
+        {f"_{p}calls": F.coalesce(F.col(f"{p}calls"), F.array())},  # in time order
+        {
+            f"_{p}ts": F.transform(calls, lambda x: x["t"]),
+            f"_{p}digits": F.transform(calls, lambda x: x["b_digits"]),
+            f"_{p}durations": F.array_sort(
+                F.filter(F.transform(calls, lambda x: x["answered_s"]), lambda v: v.isNotNull())
+            ),
+            f"_{p}callees": F.array_distinct(F.transform(calls, lambda x: x["b_number"])),
+        },
+        {f"_{p}gaps": pairs(ts, lambda x, y: x - y), f"_{p}steps": pairs(digits, lambda x, y: F.abs(x - y))},
+        {f"_{p}gap_sums": gap_sums},
+    ]
+
+
+def _window_columns(p: str, w: str, b: str | None, settings: FeatureSettings) -> list[Column]:
+    """The named feature columns of the window whose merged columns carry the prefix ``p``
+    (``""`` long, ``"s_"`` short), read from its :func:`_window_arrays`; ``b``: the burst label
+    (long window only)."""
+    from pyspark.sql import functions as F
+
+    def col(name: str) -> Column:
+        return F.col(f"{p}{name}")
+
+    n = F.size(F.col(f"_{p}ts"))
+    gaps = F.col(f"_{p}gaps")
+    n_gaps = F.size(gaps)
     gap_sums = F.col(f"_{p}gap_sums")
     gap_mean = gap_sums["s"] / n_gaps
     gap_var = F.greatest(gap_sums["ss"] / n_gaps - gap_mean * gap_mean, F.lit(0.0))
@@ -203,7 +209,7 @@ def _window_columns(frame: DataFrame, p: str, w: str, b: str | None, settings: F
         this_hour = F.coalesce(F.col("_this_hour_out"), F.lit(0))
         columns[f"calls_out_peak_{b}_{w}"] = F.greatest(F.coalesce(F.col("_peak_whole"), F.lit(0)), this_hour)
         columns[f"active_hours_{w}"] = F.col("_active_whole") + (this_hour > 0).cast("int")
-    return frame, [columns[name].alias(name) for name in _window_feature_names(w, b)]
+    return [columns[name].alias(name) for name in _window_feature_names(w, b)]
 
 
 #: the calls kept with a row for an analyst (the newest first is the last element)
@@ -225,11 +231,13 @@ def assemble_sim_features(
     plan = plan or load_numbering_plan()
     w, b = settings.window, settings.burst
     c = duration_label(settings.cohort_bucket_s)
-    frame = windows.where((F.col("n_out") + F.col("n_sms_out")) > 0).withColumn(
-        "_entity_kind", cli_class_column(ENTITY, plan)
-    )
-    frame, long_cols = _window_columns(frame, "", w, b, settings)
-    frame, short_cols = _window_columns(frame, "s_", settings.short_window, None, settings)
+    frame = windows.where((F.col("n_out") + F.col("n_sms_out")) > 0)
+    layers = zip(_window_arrays("", settings), _window_arrays("s_", settings), strict=True)
+    for i, (long_arrays, short_arrays) in enumerate(layers):
+        extra_kind = {"_entity_kind": cli_class_column(ENTITY, plan)} if i == 0 else {}
+        frame = frame.withColumns({**long_arrays, **short_arrays, **extra_kind})
+    long_cols = _window_columns("", w, b, settings)
+    short_cols = _window_columns("s_", settings.short_window, None, settings)
     entity_kind = F.col("_entity_kind")
     as_of = F.col(AS_OF)
     extra = []

@@ -390,60 +390,81 @@ def classify_series(numbers: pd.Series, plan: NumberingPlan | None = None) -> pd
 # -- Spark ----------------------------------------------------------------------------------
 
 
-def _as_column(col: Column | str) -> Column:
+# Each expression is one SQL ``CASE`` parsed once by Spark: built from Python ``Column`` calls it
+# took a Py4J round trip per branch (hundreds), paid again by every micro-batch that uses it.
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _sql_in(column: str, values) -> str:
+    values = sorted(values)
+    if not values:
+        return "false"
+    return f"{column} IN ({', '.join(_sql_text(str(v)) for v in values)})"
+
+
+def _sql_name(column: str) -> str:
+    return "`" + column.replace("`", "``") + "`"
+
+
+def _sql_case(branches: list[tuple[str, str]], otherwise: str) -> Column:
     from pyspark.sql import functions as F
 
-    return F.col(col) if isinstance(col, str) else col
+    whens = " ".join(f"WHEN {cond} THEN {value}" for cond, value in branches)
+    return F.expr(f"CASE {whens} ELSE {otherwise} END")
 
 
-def cli_class_column(col: Column | str, plan: NumberingPlan | None = None) -> Column:
-    """Spark expression giving the number kind (a ``NUMBER_KINDS`` string) of ``col``."""
-    from pyspark.sql import functions as F
-
+def cli_class_column(column: str, plan: NumberingPlan | None = None) -> Column:
+    """Spark expression giving the number kind (a ``NUMBER_KINDS`` string) of the column named
+    ``column``."""
     plan = plan or load_numbering_plan()
-    c = _as_column(col)
+    c = _sql_name(column)
     special = plan.special_numbers()
-    expr = F.when(c.isNull(), F.lit("invalid"))
+    branches = [(f"{c} IS NULL", "'invalid'")]
     for kind in ("emergency", "short_code"):
-        spellings = sorted(s for s, k in special.items() if k == kind)
+        spellings = [s for s, k in special.items() if k == kind]
         if spellings:
-            expr = expr.when(c.isin(spellings), F.lit(kind))
-    expr = expr.when(~c.rlike(_E164_JAVA), F.lit("invalid"))
-    nsn_len = F.length(c) - F.lit(len(plan.domestic_prefix))
+            branches.append((_sql_in(c, spellings), _sql_text(kind)))
+    branches.append((f"NOT ({c} RLIKE r'{_E164_JAVA}')", "'invalid'"))
+    nsn_len = f"(length({c}) - {len(plan.domestic_prefix)})"
     for rule in plan.prefix_rules():
-        starts = c.startswith(rule.prefix)
-        expr = expr.when(starts & nsn_len.isin(sorted(rule.nsn_lengths)), F.lit(rule.kind))
-        expr = expr.when(starts, F.lit("unallocated"))
-    expr = expr.when(c.startswith(plan.domestic_prefix), F.lit("unallocated"))
+        starts = f"startswith({c}, {_sql_text(rule.prefix)})"
+        branches.append((f"{starts} AND {_sql_in(nsn_len, rule.nsn_lengths)}", _sql_text(rule.kind)))
+        branches.append((starts, "'unallocated'"))
+    branches.append((f"startswith({c}, {_sql_text(plan.domestic_prefix)})", "'unallocated'"))
     for prefix in _longest_first(plan.international_premium_prefixes):
-        expr = expr.when(c.startswith(prefix), F.lit("international_premium"))
-    return expr.otherwise(F.lit("international"))
+        branches.append((f"startswith({c}, {_sql_text(prefix)})", "'international_premium'"))
+    return _sql_case(branches, "'international'")
 
 
-def home_operator_column(col: Column | str, plan: NumberingPlan | None = None) -> Column:
-    """Spark expression giving the operator owning a mobile or fixed number, else null."""
-    from pyspark.sql import functions as F
-
+def home_operator_column(column: str, plan: NumberingPlan | None = None) -> Column:
+    """Spark expression giving the operator owning a mobile or fixed number in the column named
+    ``column``, else null."""
     plan = plan or load_numbering_plan()
-    c = _as_column(col)
-    nsn_len = F.length(c) - F.lit(len(plan.domestic_prefix))
-    expr = F.when(c.isNull() | ~c.rlike(_E164_JAVA), F.lit(None).cast("string"))
-    expr = expr.when(c.isin(sorted(plan.special_numbers())), F.lit(None).cast("string"))
+    c = _sql_name(column)
+    none = "CAST(NULL AS STRING)"
+    nsn_len = f"(length({c}) - {len(plan.domestic_prefix)})"
+    branches = [
+        (f"{c} IS NULL OR NOT ({c} RLIKE r'{_E164_JAVA}')", none),
+        (_sql_in(c, plan.special_numbers()), none),
+    ]
     for rule in plan.prefix_rules():
-        starts = c.startswith(rule.prefix)
-        value = F.lit(rule.operator) if rule.operator else F.lit(None).cast("string")
-        expr = expr.when(starts & nsn_len.isin(sorted(rule.nsn_lengths)), value)
-        expr = expr.when(starts, F.lit(None).cast("string"))
-    return expr.otherwise(F.lit(None).cast("string"))
+        starts = f"startswith({c}, {_sql_text(rule.prefix)})"
+        value = _sql_text(rule.operator) if rule.operator else none
+        branches.append((f"{starts} AND {_sql_in(nsn_len, rule.nsn_lengths)}", value))
+        branches.append((starts, none))
+    return _sql_case(branches, none)
 
 
-def dno_column(col: Column | str, plan: NumberingPlan | None = None) -> Column:
-    """Spark boolean expression: ``col`` is on the Do-Not-Originate list (null -> false)."""
+def dno_column(column: str, plan: NumberingPlan | None = None) -> Column:
+    """Spark boolean expression: the column named ``column`` is on the Do-Not-Originate list
+    (null -> false)."""
     from pyspark.sql import functions as F
 
     plan = plan or load_numbering_plan()
-    c = _as_column(col)
-    return F.coalesce(c.isin(sorted(plan.do_not_originate)), F.lit(False))
+    return F.expr(f"coalesce({_sql_in(_sql_name(column), plan.do_not_originate)}, false)")
 
 
 __all__ = [

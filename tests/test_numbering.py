@@ -123,7 +123,7 @@ def test_spark_agrees_with_pure(spark, plan) -> None:
         df.select(
             "i",
             cli_class_column("n", plan).alias("kind"),
-            home_operator_column(df["n"], plan).alias("op"),
+            home_operator_column("n", plan).alias("op"),
             dno_column("n", plan).alias("dno"),
         )
         .orderBy("i")

@@ -106,7 +106,7 @@ def _share(num: str, den: str) -> Column:
     return F.when(F.col(den) > 0, F.col(num) / F.col(den))
 
 
-def _window_arrays(p: str, settings: FeatureSettings) -> list[dict[str, Column]]:
+def _window_arrays(p: str) -> list[dict[str, Column]]:
     """The helper arrays of the window whose merged columns carry the prefix ``p``, in layers
     (each reads the one before). Arrays are materialised as columns: an array expression
     referenced inside a lambda (or by several outputs) would otherwise be rebuilt, sort included,
@@ -232,7 +232,7 @@ def assemble_sim_features(
     w, b = settings.window, settings.burst
     c = duration_label(settings.cohort_bucket_s)
     frame = windows.where((F.col("n_out") + F.col("n_sms_out")) > 0)
-    layers = zip(_window_arrays("", settings), _window_arrays("s_", settings), strict=True)
+    layers = zip(_window_arrays(""), _window_arrays("s_"), strict=True)
     for i, (long_arrays, short_arrays) in enumerate(layers):
         extra_kind = {"_entity_kind": cli_class_column(ENTITY, plan)} if i == 0 else {}
         frame = frame.withColumns({**long_arrays, **short_arrays, **extra_kind})

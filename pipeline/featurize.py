@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 from features.calls import build_call_features
 from features.errors import SchemaError
@@ -30,12 +31,31 @@ class FeatureTables:
     calls: Path
 
 
+def location_uri(where: str | Path) -> str:
+    """A folder given as a local path or a URI (``file:``, ``hdfs://``, ``s3a://``) as a URI."""
+    text = str(where)
+    if len(urlsplit(text).scheme) > 1:  # a one-letter scheme is a drive letter
+        return text
+    return Path(text).expanduser().resolve().as_uri()
+
+
 def read_cdrs(spark: SparkSession, cdr_dir: str | Path) -> DataFrame:
-    """Canonical CDRs from a Parquet folder (``simguard ingest`` / ``simguard simulate`` output)."""
-    path = Path(cdr_dir)
-    if not path.exists() or not any(path.rglob("*.parquet")):
-        raise SchemaError(f"no CDR Parquet files under {path}: run `simguard simulate` or `simguard ingest`")
-    return spark.read.schema(spark_schema()).parquet(str(path)).select(*FIELD_NAMES)
+    """Canonical CDRs from a Parquet folder (``simguard ingest`` / ``simguard simulate`` output),
+    given as a local path or a URI of any Hadoop file system Spark can read."""
+    uri = location_uri(cdr_dir)
+    if urlsplit(uri).scheme == "file":
+        path = Path(unquote(urlsplit(uri).path))
+        if not path.exists() or not any(path.rglob("*.parquet")):
+            raise SchemaError(f"no CDR Parquet files under {path}: run `simguard simulate` or `simguard ingest`")
+        return spark.read.schema(spark_schema()).parquet(str(path)).select(*FIELD_NAMES)
+    from pyspark.errors import AnalysisException
+
+    try:
+        cdrs = spark.read.schema(spark_schema()).parquet(uri).select(*FIELD_NAMES)
+        cdrs.inputFiles()
+    except AnalysisException as exc:
+        raise SchemaError(f"no CDR Parquet files at {uri}: {str(exc).splitlines()[0]}") from None
+    return cdrs
 
 
 def build_features(

@@ -17,7 +17,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
 from pipeline.config import Settings
-from pipeline.featurize import read_cdrs
+from pipeline.featurize import location_uri, read_cdrs
 from pipeline.topics import Say, ensure_topics
 from streaming.blocklist.batches import stream_totals
 from streaming.blocklist.sink import BlocklistSink
@@ -222,7 +222,7 @@ def run_stream(
     try:
         job = build_stream_job(spark, settings, sink=sink, publisher=publisher)
         if warm_from is not None:
-            warmed = job.warm(read_cdrs(spark, warm_from), source=Path(warm_from).resolve().as_uri())
+            warmed = job.warm(read_cdrs(spark, warm_from), source=location_uri(warm_from))
             if warmed["loaded"]:
                 w = warmed
                 say(f"warm start: {w['records']} CDRs from {w['first']} to {w['last']} loaded into the state")

@@ -37,8 +37,8 @@ def test_warm_start_loads_once_and_says_so(spark, settings, tmp_path) -> None:
     assert loaded == [f"warm start: 3 CDRs from {T0.replace(tzinfo=None)} to "
                       f"{(T0 + dt.timedelta(minutes=2)).replace(tzinfo=None)} loaded into the state"]
     said.clear()
-    # a restart with the same command: the state has it already
-    run_stream(spark, run, available_now=True, warm_from=archive, say=said.append)
+    # a restart, the archive given as a URI this time: the same source, the state has it already
+    run_stream(spark, run, available_now=True, warm_from=archive.as_uri(), say=said.append)
     assert [line for line in said if line.startswith("warm start")] == [
         f"warm start: {archive.resolve().as_uri()} was loaded into this state before; not again"
     ]
@@ -47,3 +47,18 @@ def test_warm_start_loads_once_and_says_so(spark, settings, tmp_path) -> None:
     spark_frame(spark, calls).write.parquet(str(other))
     with pytest.raises(ConfigError, match="already holds records"):
         run_stream(spark, run, available_now=True, warm_from=other, say=said.append)
+
+
+def test_archive_locations_are_uris(spark, tmp_path) -> None:
+    from features.errors import SchemaError
+    from pipeline.featurize import location_uri, read_cdrs
+
+    assert location_uri("s3a://archive/cdrs/day=2025-03-01") == "s3a://archive/cdrs/day=2025-03-01"
+    assert location_uri("hdfs://nn:8020/cdrs") == "hdfs://nn:8020/cdrs"
+    assert location_uri(tmp_path / "a" / ".." / "b") == (tmp_path / "b").as_uri()
+    with pytest.raises(SchemaError, match="no CDR Parquet files under"):
+        read_cdrs(spark, (tmp_path / "missing").as_uri())
+    # a partition folder's '=' is escaped in its URI
+    day = tmp_path / "cdrs" / "day=2025-03-01"
+    spark_frame(spark, [cdr(0)]).write.parquet(str(day))
+    assert read_cdrs(spark, day.as_uri()).count() == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import typer
 
@@ -19,9 +18,10 @@ def stream(
         False, "--wait-for-topics",
         help="Wait for missing CDR / dead-letter topics instead of creating them (topics managed elsewhere).",
     ),
-    warm_from: Path | None = typer.Option(
-        None, "--warm-from", exists=True, file_okay=False,
-        help="Canonical CDR Parquet (simguard ingest output) from before the topic's records, e.g. yesterday's: "
+    warm_from: str | None = typer.Option(
+        None, "--warm-from",
+        help="Canonical CDR Parquet (simguard ingest output; a folder or a URI such as hdfs:// or s3a://) from "
+        "before the topic's records, e.g. yesterday's: "
         "loaded into a new state first, so the first micro-batches are not scored cold.",
     ),
     stop_grace_s: float = typer.Option(

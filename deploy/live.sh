@@ -2,9 +2,11 @@
 # `make live`: the stream as a carrier runs it, watched from an operator's seat.
 #
 #   Kafka up -> simulate a larger population -> champions (the demo's, or trained here) ->
-#   `simguard stream` live in the background (it creates its topics) -> the test day replayed
-#   at real time from now (event time = wall time) -> `simguard blocklist watch` prints each
-#   block as it reaches the operator's Kafka topic, with its latency and the calls before it.
+#   the history the replay continues (`simguard live-history`: the day before and the test day
+#   up to the start, moved to end now) -> `simguard stream --warm-from` it, live in the background
+#   (it creates its topics) -> the test day replayed at real time from now (event time = wall
+#   time) -> `simguard blocklist watch` prints each block as it reaches the operator's Kafka
+#   topic, with its latency and the calls before it.
 #
 # Bounded: the replay runs LIVE_MINUTES (default 10), the watch LIVE_DRAIN_S (default 90) more;
 # then, or on Ctrl-C, everything this script started is stopped (the stream by SIGTERM: its
@@ -14,6 +16,8 @@
 #     days and time-of-day features stay true; or HH:MM UTC, e.g. 03:00 = 10:00 in Vietnam)
 #   LIVE_SPEED (1: real time; above 1 squeezes the day's gaps, and per-hour features with them)
 #   LIVE_TRAIN (0: reuse the demo's champions when `make demo` left them; 1: train here)
+#   LIVE_WARM (1: the stream starts with the history in its state, as a job that had been running;
+#     0: cold, and ordinary SIMs' first calls of the day look like a SIM box's)
 # Everything it writes is under .simguard/live and in Kafka topics simguard.live.*.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +32,7 @@ OPERATOR=${LIVE_OPERATOR:-viettel}
 START=${LIVE_START:-now}
 SPEED=${LIVE_SPEED:-1}
 TRAIN=${LIVE_TRAIN:-0}
+WARM=${LIVE_WARM:-1}
 
 STREAM_PID=
 REPLAY_PID=
@@ -51,7 +56,7 @@ printf '\n== Kafka\n'
 $SIMGUARD kafka up
 $SIMGUARD kafka delete-topics --prefix simguard.live.
 mkdir -p "$LIVE"
-rm -rf "$LIVE/stream" "$LIVE/simguard.db"
+rm -rf "$LIVE/stream" "$LIVE/simguard.db" "$LIVE/history"
 
 {
 export -p | grep -E '^declare -x SIMGUARD_' | grep -v -E '^declare -x SIMGUARD_(HOME|KAFKA__TOPICS__|STREAM__METRICS_PORT|BLOCKLIST__REGISTERED_BUSINESSES|MLFLOW__)' || true
@@ -87,8 +92,17 @@ else
   echo "$SUBSCRIBERS $SEED" > "$LIVE/models.stamp"
 fi
 
+# one start time for the history and the replay (now: the current UTC time of day)
+if [ "$START" = now ]; then START=$(date -u +%H:%M:%S); fi
+WARM_FROM=()
+if [ "$WARM" = 1 ]; then
+  printf '\n== The history the replay continues (the test day before %s UTC, and the day before)\n' "$START"
+  $SIMGUARD live-history "$LIVE/sim" --start-at "$START" --out "$LIVE/history"
+  WARM_FROM=(--warm-from "$LIVE/history")
+fi
+
 printf '\n== simguard stream, live, in the background (log: %s/stream.log)\n' "$LIVE"
-$SIMGUARD stream > "$LIVE/stream.json" 2> "$LIVE/stream.log" &
+$SIMGUARD stream "${WARM_FROM[@]}" > "$LIVE/stream.json" 2> "$LIVE/stream.log" &
 STREAM_PID=$!
 for _ in $(seq 600); do  # up to 5 min: Spark starts slowly on a busy machine
   grep -q -e "created Kafka topic" -e "waiting for Kafka topic" "$LIVE/stream.log" 2>/dev/null && break
@@ -96,6 +110,7 @@ for _ in $(seq 600); do  # up to 5 min: Spark starts slowly on a busy machine
   sleep 0.5
 done
 grep -h -e "created Kafka topic" -e "waiting for Kafka topic" "$LIVE/stream.log" || true
+if [ "$WARM" = 1 ]; then echo "(the stream loads the history into its state, then reads the replay's CDRs from where they began)"; fi
 
 printf '\n== Replay the test day live for %s min (log: %s/replay.log)\n' "$MINUTES" "$LIVE"
 $SIMGUARD replay "$LIVE/sim" --last-days 1 --shift-to-now --start-at "$START" --speed "$SPEED" \

@@ -128,3 +128,36 @@ def test_live_sends_each_cdr_when_its_call_ends_and_stops_at_the_duration() -> N
     # the 10 s are not sent
     assert [rid for rid, _ in sent] == ["a", "short", "c"]
     assert [at for _, at in sent] == pytest.approx([0, 3, 3], abs=1e-6)
+
+
+def test_the_history_a_live_replay_continues(tmp_path: Path) -> None:
+    from pipeline.simulate.history import write_history
+
+    # three days of calls, one every six hours; the replay starts at 12:30 of the last day
+    for day in range(3):
+        folder = tmp_path / "cdrs" / f"day=2025-03-0{3 + day}"
+        folder.mkdir(parents=True)
+        starts = [T0 + dt.timedelta(days=day - 2, hours=h) for h in (0, 6, 12, 18)]
+        pq.write_table(table([cdr(10 * day + k, start_time=s) for k, s in enumerate(starts)]),
+                       folder / "part-00000.parquet")
+    now = dt.datetime(2026, 11, 30, 12, 30, 5, tzinfo=dt.UTC)
+    out = tmp_path / "history"
+    written = write_history(tmp_path, start_at=dt.time(12, 30), now=now, out=out)
+    # the day before in full and the replayed day up to 12:30; the first day is too old
+    shift = now - (T0 + dt.timedelta(hours=12, minutes=30))
+    got = pq.read_table(out).to_pylist()
+    assert sorted(r["record_id"] for r in got) == ["r000010", "r000011", "r000012", "r000013", "r000020",
+                                                    "r000021", "r000022"]
+    for r in got:
+        day, k = divmod(int(r["record_id"][1:]), 10)
+        assert r["start_time"] == T0 + dt.timedelta(days=day - 2, hours=6 * k) + shift
+        assert r["answer_time"] == r["start_time"] + dt.timedelta(seconds=5)  # every timestamp moved
+    assert written["records"] == 7 and written["last"] == T0 + dt.timedelta(hours=12) + shift < now
+    # the replay sends the 18:00 call at its wall time: history and replay meet at now
+    clock = LiveClock.plan(sorted((tmp_path / "cdrs").glob("day=2025-03-05/*.parquet")), shift_to=now, speed=None,
+                           rate=None, total=4, duration_s=None, start_at=dt.time(12, 30))
+    assert clock.event_time(T0 + dt.timedelta(hours=18)) == T0 + dt.timedelta(hours=18) + shift
+    with pytest.raises(SimulationError, match="already holds Parquet files"):
+        write_history(tmp_path, start_at=dt.time(12, 30), now=now, out=out)
+    with pytest.raises(SimulationError, match="no record starts before 00:00:00"):
+        write_history(tmp_path, start_at=dt.time(0), now=now, out=tmp_path / "h2", days_before=0)

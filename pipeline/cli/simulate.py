@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, cast
 
 import typer
 
@@ -200,6 +200,26 @@ def replay_command(
     typer.echo(f"replayed {sent} CDRs into Kafka topic {topic}")
 
 
+def live_history_command(
+    source: Path = typer.Argument(..., help="The simulation folder the live replay sends."),
+    start_at: str = typer.Option(
+        ..., "--start-at", metavar="HH:MM[:SS]|now", help="The --start-at the replay is given (UTC time of day)."
+    ),
+    out: Path = typer.Option(..., "--out", help="A new folder for the history (canonical Parquet)."),
+    days_before: int = typer.Option(1, "--days-before", min=0, help="Whole days before the replayed day to include."),
+) -> None:
+    """The history a live replay continues, for `simguard stream --warm-from`: the replayed day's
+    records before --start-at and the day before's, moved so that --start-at is now (as
+    `simguard replay --last-days 1 --shift-to-now --start-at` moves the rest)."""
+    from pipeline.simulate.history import write_history
+
+    at = cast(dt.time, _time_of_day(start_at))  # given, so not None
+    written = write_history(source, start_at=at, now=dt.datetime.now(dt.UTC), out=out, days_before=days_before)
+    typer.echo(f"history: {written['records']} CDRs from {written['first']:%Y-%m-%d %H:%M:%S} to "
+               f"{written['last']:%Y-%m-%d %H:%M:%S} UTC in {out}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("simulate")(simulate_command)
     app.command("replay")(replay_command)
+    app.command("live-history")(live_history_command)

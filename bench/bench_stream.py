@@ -133,6 +133,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cdrs", required=True, type=Path, help="canonical CDR Parquet folder")
     parser.add_argument("--day", help="only this UTC day of the CDRs (YYYY-MM-DD)")
+    parser.add_argument(
+        "--until", metavar="HH:MM", help="with --day: only its records before this UTC time (a window of the day)"
+    )
     parser.add_argument("--home", required=True, type=Path, help="SIMGuard home with registered champions")
     parser.add_argument("--work", required=True, type=Path)
     parser.add_argument(
@@ -145,6 +148,8 @@ def main() -> int:
         help="load this earlier UTC day into a new state first (simguard stream --warm-from; no decisions)",
     )
     args = parser.parse_args()
+    if args.until and not args.day:
+        parser.error("--until needs --day")
 
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -169,12 +174,13 @@ def main() -> int:
 
         from pyspark.sql import functions as F
 
-        def day_of(day: str | None):
+        def day_of(day: str | None, until: str | None = None):
             cdrs = read_cdrs(spark, args.cdrs)
             if not day:
                 return cdrs
             start = F.lit(day).cast("timestamp")
-            return cdrs.where((F.col("start_time") >= start) & (F.col("start_time") < F.date_add(start, 1)))
+            end = F.lit(f"{day} {until}").cast("timestamp") if until else F.date_add(start, 1)
+            return cdrs.where((F.col("start_time") >= start) & (F.col("start_time") < end))
 
         from pipeline.stream import run_stream
 
@@ -197,7 +203,7 @@ def main() -> int:
         # decisions of the measured day are those stored from here on
         measured_from = pd.Timestamp.now(tz="UTC")
         t = time.monotonic()
-        loaded = _load_topic(spark, day_of(args.day), bootstrap=broker.bootstrap_servers, topic=topic)
+        loaded = _load_topic(spark, day_of(args.day, args.until), bootstrap=broker.bootstrap_servers, topic=topic)
         load_s = time.monotonic() - t
         print(f"loaded {loaded:,} CDRs into {topic} in {load_s:.1f} s", flush=True)
 
@@ -240,7 +246,10 @@ def main() -> int:
     store = read_store(settings.database_url)
     entries = _entries(store["entries"])
     detection = (
-        _detection(settings, store, cdrs_dir=args.cdrs, day=args.day, labels=args.labels, since=measured_from)
+        _detection(
+            settings, store, cdrs_dir=args.cdrs, day=args.day, until=args.until, labels=args.labels,
+            since=measured_from, work=work,
+        )
         if args.labels
         else None
     )
@@ -250,6 +259,7 @@ def main() -> int:
         "load_s": round(load_s, 1),
         "warm_day": args.warm_day,
         "warm_from_day": args.warm_from_day,
+        "until": args.until,
         "warm_load_s": round(warm_s, 1),
         "registered_businesses": extra.get("SIMGUARD_BLOCKLIST__REGISTERED_BUSINESSES"),
         "ceiling": None
@@ -314,18 +324,25 @@ def _q(q: dict) -> str:
 
 
 def _detection(
-    settings, store: dict[str, pd.DataFrame], *, cdrs_dir: Path, day: str | None, labels: Path, since: pd.Timestamp
+    settings, store: dict[str, pd.DataFrame], *, cdrs_dir: Path, day: str | None, until: str | None, labels: Path,
+    since: pd.Timestamp, work: Path,
 ) -> dict:
     """Detection delay per fraud type, in event time: the voice calls and minutes a fraud SIM
     made between its first fraudulent call and its block, with the ground truth of ``simguard
     report``. A block's time is its row's scoring time (``observed_at``), at most the newest CDR
     its micro-batch had read: when a live stream that keeps up would block the SIM, processing
-    latency aside (``bench_latency.py``)."""
+    latency aside (``bench_latency.py``). With ``until``, the ground truth is that of the streamed
+    window of the day."""
     from pipeline.report import block_detections, day_files, detection_delays, ground_truth, precision_recall
 
     files = day_files(cdrs_dir)
     if day:
         files = [p for p in files if p.parent.name == f"day={day}"]
+    if until:
+        window = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
+        window = window[pd.to_datetime(window["start_time"], utc=True) < pd.Timestamp(f"{day} {until}", tz="UTC")]
+        files = [work / "window_cdrs.parquet"]
+        window.to_parquet(files[0], index=False)
     truth = ground_truth(labels, files)
     detections = store["detections"]
     # the measured day's decisions (a block carried over from the warm-up day is counted when

@@ -306,23 +306,22 @@ class StreamJob:
             return 0, {}
         since = float(first[0]) - self.features.window_s
         entities = points.select(ENTITY).distinct()
-        rows = self.state.read("sim", since=since).join(entities, [ENTITY], "left_semi").persist()
-        try:
-            keys = rows.select(F.explode("ctx").alias("c")).select("c.kind", "c.key", "c.hour").distinct()
-            members = self.state.read("ctx", since=since).join(keys, ["kind", "key", "hour"], "left_semi")
-            features = sim_features_at(
-                rows, members, points, settings=self.features, plan=self.plan, evidence=True
-            ).persist()
-            model = self.spam.refresh(self.spark)
-            keep = [c for c in features.columns if c != "recent_calls"]
-            low = self.sink.min_score("sim", model_threshold=model.threshold)
-            flagged = self.spam.score(features, keep=keep).where(F.col(SCORE) > low)
-            # the recent calls travel with the few flagged rows only, not through the model
-            calls = features.select(ENTITY, WINDOW_END, "recent_calls")
-            candidates = flagged.join(calls, [ENTITY, WINDOW_END], "left").toPandas()
-            features.unpersist()
-        finally:
-            rows.unpersist()
+        # materialised where they are first needed, and later plans start from the result: with
+        # persist() instead every later step is planned over (and matched against) the whole
+        # lineage, which cost the SIM stage 1.6 to 3 times as much (BENCHMARKS.md)
+        rows = self.state.read("sim", since=since).join(entities, [ENTITY], "left_semi").localCheckpoint()
+        keys = rows.select(F.explode("ctx").alias("c")).select("c.kind", "c.key", "c.hour").distinct()
+        members = self.state.read("ctx", since=since).join(keys, ["kind", "key", "hour"], "left_semi")
+        features = sim_features_at(
+            rows, members, points, settings=self.features, plan=self.plan, evidence=True
+        ).localCheckpoint()
+        model = self.spam.refresh(self.spark)
+        keep = [c for c in features.columns if c != "recent_calls"]
+        low = self.sink.min_score("sim", model_threshold=model.threshold)
+        flagged = self.spam.score(features, keep=keep).where(F.col(SCORE) > low)
+        # the recent calls travel with the few flagged rows only, not through the model
+        calls = features.select(ENTITY, WINDOW_END, "recent_calls")
+        candidates = flagged.join(calls, [ENTITY, WINDOW_END], "left").toPandas()
         if not candidates.empty:
             candidates = first_decisive_rows(candidates, threshold=float(model.threshold))
             candidates["evidence"] = sim_evidence(candidates, self.spam.model.feature_names)

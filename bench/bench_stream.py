@@ -248,7 +248,7 @@ def main() -> int:
     detection = (
         _detection(
             settings, store, cdrs_dir=args.cdrs, day=args.day, until=args.until, labels=args.labels,
-            since=measured_from, work=work,
+            since=measured_from,
         )
         if args.labels
         else None
@@ -325,7 +325,7 @@ def _q(q: dict) -> str:
 
 def _detection(
     settings, store: dict[str, pd.DataFrame], *, cdrs_dir: Path, day: str | None, until: str | None, labels: Path,
-    since: pd.Timestamp, work: Path,
+    since: pd.Timestamp,
 ) -> dict:
     """Detection delay per fraud type, in event time: the voice calls and minutes a fraud SIM
     made between its first fraudulent call and its block, with the ground truth of ``simguard
@@ -338,12 +338,7 @@ def _detection(
     files = day_files(cdrs_dir)
     if day:
         files = [p for p in files if p.parent.name == f"day={day}"]
-    if until:
-        window = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
-        window = window[pd.to_datetime(window["start_time"], utc=True) < pd.Timestamp(f"{day} {until}", tz="UTC")]
-        files = [work / "window_cdrs.parquet"]
-        window.to_parquet(files[0], index=False)
-    truth = ground_truth(labels, files)
+    truth = ground_truth(labels, files, before=pd.Timestamp(f"{day} {until}", tz="UTC") if until else None)
     detections = store["detections"]
     # the measured day's decisions (a block carried over from the warm-up day is counted when
     # the measured day meets the number again: ``already_blocked``)

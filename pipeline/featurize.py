@@ -43,19 +43,16 @@ def read_cdrs(spark: SparkSession, cdr_dir: str | Path) -> DataFrame:
     """Canonical CDRs from a Parquet folder (``simguard ingest`` / ``simguard simulate`` output),
     given as a local path or a URI of any Hadoop file system Spark can read."""
     uri = location_uri(cdr_dir)
-    if urlsplit(uri).scheme == "file":
-        path = Path(unquote(urlsplit(uri).path))
-        if not path.exists() or not any(path.rglob("*.parquet")):
-            raise SchemaError(f"no CDR Parquet files under {path}: run `simguard simulate` or `simguard ingest`")
-        return spark.read.schema(spark_schema()).parquet(str(path)).select(*FIELD_NAMES)
+    local = urlsplit(uri).scheme == "file"
+    where = unquote(urlsplit(uri).path) if local else uri
+    if local and (not Path(where).exists() or not any(Path(where).rglob("*.parquet"))):
+        raise SchemaError(f"no CDR Parquet files under {where}: run `simguard simulate` or `simguard ingest`")
     from pyspark.errors import AnalysisException
 
     try:
-        cdrs = spark.read.schema(spark_schema()).parquet(uri).select(*FIELD_NAMES)
-        cdrs.inputFiles()
-    except AnalysisException as exc:
+        return spark.read.schema(spark_schema()).parquet(where).select(*FIELD_NAMES)
+    except AnalysisException as exc:  # a missing remote folder
         raise SchemaError(f"no CDR Parquet files at {uri}: {str(exc).splitlines()[0]}") from None
-    return cdrs
 
 
 def build_features(

@@ -170,8 +170,9 @@ class GroundTruth:
     records: int
 
 
-def ground_truth(labels_dir: str | Path, files: Sequence[Path]) -> GroundTruth:
-    """Who was fraudulent in the streamed CDRs ``files``, from the simulator's labels."""
+def ground_truth(labels_dir: str | Path, files: Sequence[Path], *, before: pd.Timestamp | None = None) -> GroundTruth:
+    """Who was fraudulent in the streamed CDRs ``files`` (those that start ``before``, when
+    given), from the simulator's labels."""
     labels_dir = Path(labels_dir)
     for name in ("sims.parquet", "calls.parquet"):
         if not (labels_dir / name).exists():
@@ -181,6 +182,8 @@ def ground_truth(labels_dir: str | Path, files: Sequence[Path]) -> GroundTruth:
         ignore_index=True,
     )
     cdrs["start_time"] = pd.to_datetime(cdrs["start_time"], utc=True)
+    if before is not None:
+        cdrs = cdrs[cdrs["start_time"] < before]
     sims = pd.read_parquet(labels_dir / "sims.parquet", columns=["a_number", "label", "population", "activity_start"])
     sims = sims.drop_duplicates("a_number").set_index("a_number")
     sims["activity_start"] = pd.to_datetime(sims["activity_start"], utc=True)

@@ -8,7 +8,9 @@
    Every column merges by sum or union (:func:`merge_rows`), so partial rows of the same
    sub-bucket (one per micro-batch, as the stream's state table holds them) merge into the row a
    batch job computes at once. :func:`context_members` gives the (cell | IMEI, hour, SIM) triples
-   from which :func:`context_counts` counts distinct SIMs; :func:`with_context` adds the peaks.
+   with the sub-bucket each SIM was first seen there; :func:`with_context` adds to every row the
+   peaks of distinct SIMs seen by the end of the row's sub-bucket (never the rest of the hour:
+   a batch job would otherwise count SIMs that a stream scoring the row has not read yet).
 """
 
 from __future__ import annotations
@@ -212,43 +214,49 @@ def merge_partials(rows: DataFrame, keys: list[str], *, max_calls: int) -> DataF
 
 
 def context_members(events: DataFrame, *, settings: FeatureSettings) -> DataFrame:
-    """Distinct (kind, key, hour, entity): the SIMs calling from each cell and IMEI per hour."""
+    """(kind, key, hour, entity, seen): the SIMs calling from each cell and IMEI per hour, with
+    the first sub-bucket (epoch s) each was seen there."""
     from pyspark.sql import functions as F
 
     active = events.where(F.col("direction") == "out")
     hour = (F.floor(F.col("t") / settings.cohort_bucket_s) * settings.cohort_bucket_s).cast("long")
+    sub = settings.sub_bucket_s
+    seen = (F.floor(F.col("t") / sub) * sub).cast("long").alias("seen")
     cells = active.where(F.col("cell_id").isNotNull()).select(
-        F.lit(CELL).alias("kind"), F.col("cell_id").alias("key"), hour.alias("hour"), ENTITY
+        F.lit(CELL).alias("kind"), F.col("cell_id").alias("key"), hour.alias("hour"), ENTITY, seen
     )
     imeis = active.where(F.col("a_imei").isNotNull()).select(
-        F.lit(IMEI).alias("kind"), F.col("a_imei").alias("key"), hour.alias("hour"), ENTITY
+        F.lit(IMEI).alias("kind"), F.col("a_imei").alias("key"), hour.alias("hour"), ENTITY, seen
     )
-    return cells.unionByName(imeis).distinct()
+    return cells.unionByName(imeis).groupBy("kind", "key", "hour", ENTITY).agg(F.min("seen").alias("seen"))
 
 
 def context_counts(members: DataFrame) -> DataFrame:
-    """Distinct SIMs per (kind, key, hour) from :func:`context_members` rows (duplicates allowed)."""
+    """Per (kind, key, hour) from :func:`context_members` rows (several per SIM allowed, as the
+    stream's micro-batches append them): ``seen``, the sorted first sub-bucket of each distinct SIM."""
     from pyspark.sql import functions as F
 
-    # size of the set, not countDistinct: one aggregation, one shuffle
-    return members.groupBy("kind", "key", "hour").agg(F.size(F.collect_set(ENTITY)).alias("sims"))
+    firsts = members.groupBy("kind", "key", "hour", ENTITY).agg(F.min("seen").alias("seen"))
+    return firsts.groupBy("kind", "key", "hour").agg(F.array_sort(F.collect_list("seen")).alias("seen"))
 
 
 def with_context(rows: DataFrame, counts: DataFrame) -> DataFrame:
-    """Adds ``cohort_peak`` (most SIMs in one of the row's cells in an hour) and ``imei_peak``
-    (most SIMs behind one of its IMEIs in an hour) to (entity, sub-bucket) rows. Only the
-    narrow key columns travel through the join, never the call lists."""
+    """Adds ``cohort_peak`` (most SIMs in one of the row's cells in its hour) and ``imei_peak``
+    (most SIMs behind one of its IMEIs in its hour) to (entity, sub-bucket) rows, each counting
+    the SIMs first seen there by the end of the row's sub-bucket. Only the narrow key columns
+    travel through the join, never the call lists."""
     from pyspark.sql import functions as F
 
     keys = rows.select(ENTITY, MINUTE, F.explode("ctx").alias("c")).select(
         ENTITY, MINUTE, F.col("c.kind").alias("kind"), F.col("c.key").alias("key"), F.col("c.hour").alias("hour")
     )
+    sims = F.size(F.filter("seen", lambda s: s <= F.col(MINUTE)))
     peaks = (
         keys.hint("merge").join(counts, ["kind", "key", "hour"])
         .groupBy(ENTITY, MINUTE)
         .agg(
-            F.max(F.when(F.col("kind") == CELL, F.col("sims"))).alias("cohort_peak"),
-            F.max(F.when(F.col("kind") == IMEI, F.col("sims"))).alias("imei_peak"),
+            F.max(F.when(F.col("kind") == CELL, sims)).alias("cohort_peak"),
+            F.max(F.when(F.col("kind") == IMEI, sims)).alias("imei_peak"),
         )
     )
     return rows.join(peaks, [ENTITY, MINUTE], "left")

@@ -4,7 +4,8 @@ Every micro-batch appends what it read, aggregated once per key, as rows of four
 ``part`` column, the table's partitioning):
 
 - ``sim``: per (SIM, minute) counts, calls and sets (``features.sim_rows.minute_rows``);
-- ``ctx``: the (cell | IMEI, hour, SIM) triples behind the cross-SIM context;
+- ``ctx``: the (cell | IMEI, hour, SIM) triples behind the cross-SIM context, with the minute
+  the SIM was first seen there;
 - ``cli``: per (CLI, minute) calls presenting it and its owner's own records;
 - ``trunk``: per (ingress trunk, minute) calls and suspect CLIs.
 
@@ -66,7 +67,7 @@ def state_rows(cdrs: DataFrame, *, settings: FeatureSettings, plan: NumberingPla
 #: the columns each kind reads back
 COLUMNS = {
     "sim": None,  # everything of minute_rows
-    "ctx": ("kind", "key", "hour", "entity"),
+    "ctx": ("kind", "key", "hour", "entity", "seen"),
     "cli": ("a_number", "bucket_start", "cli_calls", "cli_operators", "cli_subscriber_calls", "owner_home",
             "owner_roaming", "owner_callees"),
     "trunk": ("in_trunk_id", "trunk_bucket", "trunk_calls", "trunk_suspect", "trunk_bad"),

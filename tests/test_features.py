@@ -99,6 +99,32 @@ def test_simbox_cohort_and_imei_sharing(spark) -> None:
     assert rows[PERSON]["cell_cohort_peak_1h_24h"] == 1 and rows[PERSON]["imei_shared_sims_24h"] == 1
 
 
+def test_the_cohort_counts_only_sims_seen_by_the_scoring_time(spark) -> None:
+    # three SIMs in one cell within an hour: a row must not count those that come later in the
+    # hour, which a stream scoring it then has not read
+    at = T0 + dt.timedelta(hours=3)
+    calls = [
+        cdr(1, a_number="+84962000001", start_time=at, cell_id="C1", a_imei="350000000000101"),
+        cdr(2, a_number="+84962000002", start_time=at + dt.timedelta(minutes=10), cell_id="C1",
+            a_imei="350000000000101"),
+        cdr(3, a_number="+84962000003", start_time=at + dt.timedelta(minutes=20), cell_id="C1",
+            a_imei="350000000000102"),
+        cdr(4, a_number="+84962000001", start_time=at + dt.timedelta(minutes=30), cell_id="C1",
+            a_imei="350000000000101"),
+    ]
+    frame = build_sim_features(spark_frame(spark, calls), settings=SETTINGS).toPandas()
+    peak = {
+        (r["entity"], int((r["window_end"] - pd.Timestamp(at).tz_convert(None)).total_seconds() // 60)): (
+            r["cell_cohort_peak_1h_24h"], r["imei_shared_sims_24h"]
+        )
+        for r in frame.to_dict("records")
+    }
+    assert peak[("+84962000001", 1)] == (1, 1)
+    assert peak[("+84962000002", 11)] == (2, 2)
+    assert peak[("+84962000003", 21)] == (3, 1)
+    assert peak[("+84962000001", 31)] == (3, 2)
+
+
 def test_wangiri_counts_and_spoofed_victim_is_not_held_against_its_own_sim(spark) -> None:
     gateway = {"in_trunk_type": "international_gateway", "in_trunk_id": "IGW-1", "a_imsi": None, "a_imei": None,
                "cell_id": None, "lac": None}

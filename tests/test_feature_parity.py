@@ -149,6 +149,53 @@ def test_stream_job_rows_equal_batch_features_at_the_same_points(spark, kafka_bo
     # rows scored mid-interval (at a micro-batch's newest event) were compared too
     partial = [g for k, _, g in sink.rows if k == "sim" and (pd.to_datetime(g["window_end"]).dt.second != 0).any()]
     assert partial
+    assert _assert_read_rows_equal_whole_day(spark, sink, records) > 30
+
+
+def test_a_row_is_not_changed_by_sims_that_come_later_in_its_hour(
+    spark, kafka_bootstrap, new_topic, tmp_path
+) -> None:
+    """A SIM box's SIMs start one after another in one cell and hour, and micro-batches end
+    between them: a row scored once its micro-batch read past its point is the batch job's row
+    over the whole day (a job that counted the hour's later SIMs would differ)."""
+    records = []
+    for k in range(4):
+        for j in range(3):
+            records.append(cdr(
+                len(records), a_number=f"+8498000{k:04d}", b_number=f"+8496{5000000 + 10 * k + j:07d}",
+                start_time=T0 + dt.timedelta(hours=1, minutes=10 * k + 3 * j), a_imei="350000000000777",
+                cell_id="BOX", duration_s=40.0,
+            ))
+    job, sink = _job(spark, kafka_bootstrap, new_topic, tmp_path, records, batch=3)
+    job.run(available_now=True, timeout_s=900)
+    assert len(sink.batches) == 4
+    # one row per SIM and micro-batch reaches the sink (its first decisive one)
+    assert _assert_read_rows_equal_whole_day(spark, sink, records) >= 3
+    cohort = pd.concat([g for k, _, g in sink.rows if k == "sim"]).set_index([ENTITY, "window_end"])
+    assert cohort.loc[("+84980000000", pd.Timestamp(T0.replace(tzinfo=None) + dt.timedelta(hours=1, minutes=1)))][
+        "cell_cohort_peak_1h_24h"
+    ] == 1
+
+
+def _assert_read_rows_equal_whole_day(spark, sink: RecordingSink, records: list[dict]) -> int:
+    """Rows scored at or before their micro-batch's newest event equal the batch definitions'
+    over all the CDRs (nothing read later changes them); returns how many were compared."""
+    read = []
+    for kind, batch_id, got in sink.rows:
+        if kind == "sim":
+            newest = pd.Timestamp(sink.batches[batch_id]["newest_event"], unit="s")
+            read.append(got[pd.to_datetime(got["window_end"]) <= newest])
+    got = pd.concat(read)
+    points = spark.createDataFrame(
+        pd.DataFrame({ENTITY: got[ENTITY], AS_OF: pd.to_datetime(got["window_end"]).astype("int64") / 1e9})
+    )
+    rows, members = sim_state(spark_frame(spark, records), settings=SETTINGS)
+    want = sim_features_at(rows, members, points, settings=SETTINGS).toPandas()
+    cols, keys = [*KEY_COLUMNS, *sim_feature_names(SETTINGS)], [ENTITY, "window_end"]
+    got = got[cols].sort_values(keys).reset_index(drop=True)
+    want = want[cols].sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False)
+    return len(got)
 
 
 def test_a_warm_start_scores_as_a_job_that_read_the_day_before(spark, kafka_bootstrap, new_topic, tmp_path) -> None:

@@ -22,6 +22,8 @@ checkpoint, so the measured day starts with the window state a job that was alre
 have (a live job is not cold at the start of every day); the ceiling is then not measured, and the
 job's time and the detection figures are the measured day's only. ``--max-offsets`` sets the
 micro-batch size (records per batch): about one minute, ten minutes or a whole day of traffic.
+``--since`` and ``--until`` stream a window of the day, the records before it loaded first (a
+stream that has been running), and count only the fraud that begins inside it.
 
     .venv/bin/python bench/bench_stream.py --cdrs /tmp/sim100k/cdrs --day 2025-03-05 \\
         --home /tmp/b100b/home --work /tmp/bench_stream
@@ -136,6 +138,12 @@ def main() -> int:
     parser.add_argument(
         "--until", metavar="HH:MM", help="with --day: only its records before this UTC time (a window of the day)"
     )
+    parser.add_argument(
+        "--since",
+        metavar="HH:MM",
+        help="with --day: stream its records from this UTC time on; those before it (and --warm-from-day's) are "
+        "loaded into the state first",
+    )
     parser.add_argument("--home", required=True, type=Path, help="SIMGuard home with registered champions")
     parser.add_argument("--work", required=True, type=Path)
     parser.add_argument(
@@ -148,8 +156,8 @@ def main() -> int:
         help="load this earlier UTC day into a new state first (simguard stream --warm-from; no decisions)",
     )
     args = parser.parse_args()
-    if args.until and not args.day:
-        parser.error("--until needs --day")
+    if (args.until or args.since) and not args.day:
+        parser.error("--until and --since need --day")
 
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -174,12 +182,12 @@ def main() -> int:
 
         from pyspark.sql import functions as F
 
-        def day_of(day: str | None, until: str | None = None):
+        def day_of(day: str | None, until: str | None = None, since: str | None = None):
             cdrs = read_cdrs(spark, args.cdrs)
             if not day:
                 return cdrs
-            start = F.lit(day).cast("timestamp")
-            end = F.lit(f"{day} {until}").cast("timestamp") if until else F.date_add(start, 1)
+            start = F.lit(f"{day} {since}" if since else day).cast("timestamp")
+            end = F.lit(f"{day} {until}").cast("timestamp") if until else F.date_add(F.lit(day).cast("timestamp"), 1)
             return cdrs.where((F.col("start_time") >= start) & (F.col("start_time") < end))
 
         from pipeline.stream import run_stream
@@ -203,7 +211,9 @@ def main() -> int:
         # decisions of the measured day are those stored from here on
         measured_from = pd.Timestamp.now(tz="UTC")
         t = time.monotonic()
-        loaded = _load_topic(spark, day_of(args.day, args.until), bootstrap=broker.bootstrap_servers, topic=topic)
+        loaded = _load_topic(
+            spark, day_of(args.day, args.until, args.since), bootstrap=broker.bootstrap_servers, topic=topic
+        )
         load_s = time.monotonic() - t
         print(f"loaded {loaded:,} CDRs into {topic} in {load_s:.1f} s", flush=True)
 
@@ -216,6 +226,13 @@ def main() -> int:
 
         warm_s = 0.0
         warm_from = args.cdrs / f"day={args.warm_from_day}" if args.warm_from_day else None
+        if args.since:
+            # the history a stream started at --since would have: the day before and the day so far
+            history = day_of(args.day, args.since)
+            if args.warm_from_day:
+                history = day_of(args.warm_from_day).unionByName(history)
+            warm_from = work / "history"
+            history.write.mode("overwrite").parquet(str(warm_from))
 
         def said(line: str) -> None:
             nonlocal warm_s
@@ -247,8 +264,8 @@ def main() -> int:
     entries = _entries(store["entries"])
     detection = (
         _detection(
-            settings, store, cdrs_dir=args.cdrs, day=args.day, until=args.until, labels=args.labels,
-            since=measured_from,
+            settings, store, cdrs_dir=args.cdrs, day=args.day, until=args.until, start=args.since,
+            labels=args.labels, since=measured_from,
         )
         if args.labels
         else None
@@ -260,6 +277,7 @@ def main() -> int:
         "warm_day": args.warm_day,
         "warm_from_day": args.warm_from_day,
         "until": args.until,
+        "since": args.since,
         "warm_load_s": round(warm_s, 1),
         "registered_businesses": extra.get("SIMGUARD_BLOCKLIST__REGISTERED_BUSINESSES"),
         "ceiling": None
@@ -324,21 +342,26 @@ def _q(q: dict) -> str:
 
 
 def _detection(
-    settings, store: dict[str, pd.DataFrame], *, cdrs_dir: Path, day: str | None, until: str | None, labels: Path,
-    since: pd.Timestamp,
+    settings, store: dict[str, pd.DataFrame], *, cdrs_dir: Path, day: str | None, until: str | None,
+    start: str | None, labels: Path, since: pd.Timestamp,
 ) -> dict:
     """Detection delay per fraud type, in event time: the voice calls and minutes a fraud SIM
     made between its first fraudulent call and its block, with the ground truth of ``simguard
     report``. A block's time is its row's scoring time (``observed_at``), at most the newest CDR
     its micro-batch had read: when a live stream that keeps up would block the SIM, processing
     latency aside (``bench_latency.py``). With ``until``, the ground truth is that of the streamed
-    window of the day."""
+    window of the day; with ``start``, fraud SIMs that began before it are excluded."""
     from pipeline.report import block_detections, day_files, detection_delays, ground_truth, precision_recall
 
     files = day_files(cdrs_dir)
     if day:
         files = [p for p in files if p.parent.name == f"day={day}"]
-    truth = ground_truth(labels, files, before=pd.Timestamp(f"{day} {until}", tz="UTC") if until else None)
+    truth = ground_truth(
+        labels,
+        files,
+        since=pd.Timestamp(f"{day} {start}", tz="UTC") if start else None,
+        before=pd.Timestamp(f"{day} {until}", tz="UTC") if until else None,
+    )
     detections = store["detections"]
     # the measured day's decisions (a block carried over from the warm-up day is counted when
     # the measured day meets the number again: ``already_blocked``)

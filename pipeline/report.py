@@ -170,9 +170,17 @@ class GroundTruth:
     records: int
 
 
-def ground_truth(labels_dir: str | Path, files: Sequence[Path], *, before: pd.Timestamp | None = None) -> GroundTruth:
+def ground_truth(
+    labels_dir: str | Path,
+    files: Sequence[Path],
+    *,
+    since: pd.Timestamp | None = None,
+    before: pd.Timestamp | None = None,
+) -> GroundTruth:
     """Who was fraudulent in the streamed CDRs ``files`` (those that start ``before``, when
-    given), from the simulator's labels."""
+    given), from the simulator's labels. With ``since`` the records before it are history a
+    stream loaded, not streamed: only numbers seen from ``since`` on are units, and a fraud SIM
+    whose first fraudulent call came before it is excluded (nothing was decided then)."""
     labels_dir = Path(labels_dir)
     for name in ("sims.parquet", "calls.parquet"):
         if not (labels_dir / name).exists():
@@ -200,6 +208,12 @@ def ground_truth(labels_dir: str | Path, files: Sequence[Path], *, before: pd.Ti
     units["role"] = np.where(units["label"] == "normal", "negative",
                              np.where(units.index.isin(first.index), "positive", "excluded"))
     units["first_fraud_at"] = first.reindex(units.index)
+    if since is not None:
+        streamed = cdrs["start_time"] >= since
+        seen = pd.Index(cdrs.loc[streamed, "a_number"].unique())
+        units = units[units.index.isin(seen.union(first.index[first >= since]))]
+        units.loc[units["first_fraud_at"] < since, "role"] = "excluded"
+        cdrs = cdrs[streamed]
     fraud_calls = active.loc[active["event_type"] == "voice", ["a_number", "start_time"]].reset_index(drop=True)
 
     spoofed = pd.read_parquet(labels_dir / "calls.parquet", columns=["record_id", "spoofed"])

@@ -81,6 +81,17 @@ def test_ground_truth_roles_come_from_labels_and_the_streamed_period(sim: Path) 
     assert truth.records == 95 and truth.start == DAY + pd.Timedelta(minutes=30)
 
 
+def test_ground_truth_of_a_window_after_loaded_history(sim: Path) -> None:
+    # 02:00 to 05:00 streamed, the day before it loaded as history: ROBO's fraud began before the
+    # window (excluded), AGENT, LATE and the spoofed calls are only in the history
+    files = day_files(sim, last_days=1)
+    truth = ground_truth(sim / "labels", files, since=DAY + pd.Timedelta(hours=2), before=DAY + pd.Timedelta(hours=5))
+    assert truth.sims["role"].to_dict() == {ROBO: "excluded", SIMBOX: "positive"}
+    assert truth.sims.loc[SIMBOX, "first_fraud_at"] == DAY + pd.Timedelta(hours=3)
+    assert truth.calls.empty
+    assert truth.records == 31 and truth.start == DAY + pd.Timedelta(hours=2)
+
+
 def test_flagged_units_precision_recall_and_delay(sim: Path) -> None:
     truth = ground_truth(sim / "labels", day_files(sim, last_days=1))
     six, twelve = DAY + pd.Timedelta(hours=6), DAY + pd.Timedelta(hours=12)

@@ -158,6 +158,8 @@ def main() -> int:
     args = parser.parse_args()
     if (args.until or args.since) and not args.day:
         parser.error("--until and --since need --day")
+    if args.since and args.warm_day:
+        parser.error("--since loads the history into a new state: use --warm-from-day, not --warm-day")
 
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)

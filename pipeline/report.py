@@ -158,8 +158,9 @@ def day_files(cdr_dir: str | Path, *, last_days: int | None = None) -> list[Path
 
 @dataclass(frozen=True)
 class GroundTruth:
-    #: per SIM number seen calling in the streamed CDRs, plus every fraud SIM of the labels:
-    #: ``role``, ``label``, ``population``, ``first_fraud_at`` (fraud SIMs active in the period)
+    #: per SIM number seen calling in the streamed CDRs, plus every fraud SIM of the labels (with
+    #: ``since``: those seen from then on): ``role``, ``label``, ``population``, ``first_fraud_at``
+    #: (fraud SIMs active in the period)
     sims: pd.DataFrame
     #: per streamed record id of a spoofed call: ``role`` = positive (other calls are negatives)
     calls: pd.DataFrame

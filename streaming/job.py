@@ -37,7 +37,7 @@ import pandas as pd
 from features.calls import CALL_KEY_COLUMNS, assemble_call_features, merge_cli_rows, merge_trunk_rows, trunk_calls
 from features.errors import ConfigError
 from features.numbering import NumberingPlan
-from features.schema import FIELD_NAMES
+from features.schema import FIELD_NAMES, spark_schema
 from features.settings import FeatureSettings
 from features.sim import ENTITY, KEY_COLUMNS, WINDOW_END, WINDOW_START, sim_features_at
 from features.sim_windows import AS_OF, scoring_points
@@ -196,6 +196,8 @@ class StreamJob:
 
     # -- the query ------------------------------------------------------------------------------
     def start(self, trigger: Trigger) -> StreamingQuery:
+        empty = self.spark.createDataFrame([], spark_schema())
+        self.state.check_layout(state_rows(empty, settings=self.features, plan=self.plan).columns)
         raw = kafka_stream(
             self.spark,
             kafka_options=self.kafka_options,

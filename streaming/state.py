@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from features.calls import cli_bucket_aggregates, trunk_bucket_aggregates
+from features.errors import ConfigError
 from features.numbering import NumberingPlan
 from features.settings import FeatureSettings
 from features.sim_rows import MINUTE, context_members, minute_rows, sim_events
@@ -99,6 +100,20 @@ class StateTable:
         if note is not None:
             writer = writer.option("userMetadata", note)
         writer.save(self.uri)
+
+    def check_layout(self, columns: list[str]) -> None:
+        """Before a query appends rows with ``columns``: a table an older version wrote lacks some
+        of them, and Delta would fail the first micro-batch with a schema mismatch."""
+        if not self.exists():
+            return
+        have = set(self.spark.read.format("delta").load(self.uri).columns)
+        missing = [c for c in columns if c not in have]
+        if missing:
+            raise ConfigError(
+                f"the stream's state at {self.uri} was written by an older version (no column "
+                f"{', '.join(missing)}): give stream.state_uri a new location and load the days before it "
+                "with --warm-from"
+            )
 
     def notes(self) -> set[str]:
         """The user metadata of the table's commits (from Delta's history)."""

@@ -62,3 +62,27 @@ def test_archive_locations_are_uris(spark, tmp_path) -> None:
     day = tmp_path / "cdrs" / "day=2025-03-01"
     spark_frame(spark, [cdr(0)]).write.parquet(str(day))
     assert read_cdrs(spark, day.as_uri()).count() == 1
+
+
+def test_a_state_an_older_version_wrote_is_refused_in_one_line(spark, settings, tmp_path) -> None:
+    from features.settings import FeatureSettings
+    from pipeline.config import DatabaseSettings, TopicSettings
+    from pipeline.stream import run_stream
+    from streaming.state import StateTable, state_rows
+
+    stream = tmp_path / "stream"
+    calls = spark_frame(spark, [cdr(i, start_time=T0 + dt.timedelta(minutes=i)) for i in range(3)])
+    # the layout before the context kept the minute each SIM was first seen
+    old = state_rows(calls, settings=FeatureSettings()).drop("seen")
+    StateTable(spark, f"{stream.as_uri()}/state").append(old, app_id="old", batch_id=0)
+    tag = uuid.uuid4().hex[:10]
+    run = settings.model_copy(update={
+        "home": tmp_path / "home",
+        "database": DatabaseSettings(url=SecretStr(f"sqlite:///{tmp_path / 'blocklist.db'}")),
+        "stream": settings.stream.model_copy(update={"state_uri": stream.as_uri(), "metrics_port": 0}),
+        "kafka": settings.kafka.model_copy(update={"topics": TopicSettings(
+            cdrs=f"old.cdrs.{tag}", dead_letter=f"old.dlq.{tag}", blocklist_prefix=f"old.blocklist.{tag}",
+        )}),
+    })
+    with pytest.raises(ConfigError, match=r"written by an older version \(no column seen\)"):
+        run_stream(spark, run, available_now=True, say=lambda line: None)

@@ -37,6 +37,7 @@ from features.sim_rows import (
     MINUTE,
     context_counts,
     context_members,
+    first_seen,
     merge_partials,
     minute_rows,
     sim_events,
@@ -282,11 +283,12 @@ def sim_features_at(
     partials: bool = True,
 ) -> DataFrame:
     """Feature rows at ``points`` (entity, as_of) from minute rows and context members. With
-    ``partials`` (the stream's state: one row per micro-batch that saw a minute) rows of the same
-    key are merged first; without, each (entity, minute) must have one row (:func:`minute_rows`
-    of all the CDRs at once)."""
+    ``partials`` (the stream's state: one row per micro-batch that saw a minute) rows and members
+    of the same key are merged first; without, each (entity, minute) and each context member must
+    have one row (:func:`minute_rows` and :func:`context_members` of all the CDRs at once)."""
     if partials:
         rows = merge_partials(rows, [ENTITY, MINUTE], max_calls=settings.max_calls)
+        members = first_seen(members)
     with_ctx = with_context(rows, context_counts(members))
     return assemble_sim_features(
         window_rows(with_ctx, points, settings=settings), settings=settings, plan=plan, evidence=evidence

@@ -228,16 +228,23 @@ def context_members(events: DataFrame, *, settings: FeatureSettings) -> DataFram
     imeis = active.where(F.col("a_imei").isNotNull()).select(
         F.lit(IMEI).alias("kind"), F.col("a_imei").alias("key"), hour.alias("hour"), ENTITY, seen
     )
-    return cells.unionByName(imeis).groupBy("kind", "key", "hour", ENTITY).agg(F.min("seen").alias("seen"))
+    return first_seen(cells.unionByName(imeis))
+
+
+def first_seen(members: DataFrame) -> DataFrame:
+    """One :func:`context_members` row per (kind, key, hour, SIM), its earliest ``seen``: the
+    stream's state holds one per micro-batch that saw the SIM there."""
+    from pyspark.sql import functions as F
+
+    return members.groupBy("kind", "key", "hour", ENTITY).agg(F.min("seen").alias("seen"))
 
 
 def context_counts(members: DataFrame) -> DataFrame:
-    """Per (kind, key, hour) from :func:`context_members` rows (several per SIM allowed, as the
-    stream's micro-batches append them): ``seen``, the sorted first sub-bucket of each distinct SIM."""
+    """Per (kind, key, hour) from :func:`context_members` rows (one per SIM): ``seen``, the
+    sorted first sub-bucket of each SIM."""
     from pyspark.sql import functions as F
 
-    firsts = members.groupBy("kind", "key", "hour", ENTITY).agg(F.min("seen").alias("seen"))
-    return firsts.groupBy("kind", "key", "hour").agg(F.array_sort(F.collect_list("seen")).alias("seen"))
+    return members.groupBy("kind", "key", "hour").agg(F.array_sort(F.collect_list("seen")).alias("seen"))
 
 
 def with_context(rows: DataFrame, counts: DataFrame) -> DataFrame:

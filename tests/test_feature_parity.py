@@ -110,13 +110,7 @@ def _assert_rows_equal_batch(spark, sink: RecordingSink, records: list[dict]) ->
     for kind, batch_id, got in sink.rows:
         seen = static.where(F.col("start_time") <= F.lit(sink.batches[batch_id]["newest_event"]).cast("timestamp"))
         if kind == "sim":
-            names = sim_feature_names(SETTINGS)
-            points = spark.createDataFrame(
-                pd.DataFrame({ENTITY: got[ENTITY], AS_OF: pd.to_datetime(got["window_end"]).astype("int64") / 1e9})
-            )
-            rows, members = sim_state(seen, settings=SETTINGS)
-            want = sim_features_at(rows, members, points, settings=SETTINGS).toPandas()
-            cols, keys = [*KEY_COLUMNS, *names], [ENTITY, "window_end"]
+            _assert_sim_rows_equal(spark, got, seen)
             sim_rows += len(got)
             # the evidence is the long window's newest calls, in time order
             for e in got["evidence"]:
@@ -125,16 +119,29 @@ def _assert_rows_equal_batch(spark, sink: RecordingSink, records: list[dict]) ->
                 assert [c["time"] for c in calls] == sorted(c["time"] for c in calls)
                 assert not calls or calls[-1]["time"] <= e["window_end"]
         else:
-            names = call_feature_names(SETTINGS)
             want = build_call_features(seen, settings=SETTINGS).toPandas()
             want = want[want["record_id"].isin(got["record_id"])]
-            cols, keys = list(want.columns), ["record_id"]
+            _assert_frames_equal(got, want, list(want.columns), ["record_id"])
             call_rows += len(got)
-        got = got[cols].sort_values(keys).reset_index(drop=True)
-        want = want[cols].sort_values(keys).reset_index(drop=True)
-        pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False)
     static.unpersist()
     return sim_rows, call_rows
+
+
+def _assert_frames_equal(got: pd.DataFrame, want: pd.DataFrame, cols: list[str], keys: list[str]) -> None:
+    got = got[cols].sort_values(keys).reset_index(drop=True)
+    want = want[cols].sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False)
+
+
+def _assert_sim_rows_equal(spark, got: pd.DataFrame, cdrs) -> None:
+    """The stream's SIM rows ``got`` equal the batch definitions' rows from ``cdrs`` at the same
+    points (entity, window end)."""
+    points = spark.createDataFrame(
+        pd.DataFrame({ENTITY: got[ENTITY], AS_OF: pd.to_datetime(got["window_end"]).astype("int64") / 1e9})
+    )
+    rows, members = sim_state(cdrs, settings=SETTINGS)
+    want = sim_features_at(rows, members, points, settings=SETTINGS).toPandas()
+    _assert_frames_equal(got, want, [*KEY_COLUMNS, *sim_feature_names(SETTINGS)], [ENTITY, "window_end"])
 
 
 def test_stream_job_rows_equal_batch_features_at_the_same_points(spark, kafka_bootstrap, new_topic, tmp_path) -> None:
@@ -186,15 +193,7 @@ def _assert_read_rows_equal_whole_day(spark, sink: RecordingSink, records: list[
             newest = pd.Timestamp(sink.batches[batch_id]["newest_event"], unit="s")
             read.append(got[pd.to_datetime(got["window_end"]) <= newest])
     got = pd.concat(read)
-    points = spark.createDataFrame(
-        pd.DataFrame({ENTITY: got[ENTITY], AS_OF: pd.to_datetime(got["window_end"]).astype("int64") / 1e9})
-    )
-    rows, members = sim_state(spark_frame(spark, records), settings=SETTINGS)
-    want = sim_features_at(rows, members, points, settings=SETTINGS).toPandas()
-    cols, keys = [*KEY_COLUMNS, *sim_feature_names(SETTINGS)], [ENTITY, "window_end"]
-    got = got[cols].sort_values(keys).reset_index(drop=True)
-    want = want[cols].sort_values(keys).reset_index(drop=True)
-    pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False)
+    _assert_sim_rows_equal(spark, got, spark_frame(spark, records))
     return len(got)
 
 

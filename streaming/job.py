@@ -245,7 +245,9 @@ class StreamJob:
             active = 0
             if horizon is not None:
                 valid = batch.where(F.col(VALID)).select(*FIELD_NAMES)
-                rows = state_rows(valid, settings=self.features, plan=self.plan).persist()
+                # one file per kind and core, not per kind and shuffle partition of each part
+                parallelism = self.spark.sparkContext.defaultParallelism
+                rows = state_rows(valid, settings=self.features, plan=self.plan).coalesce(parallelism).persist()
                 try:
                     self.state.append(rows, app_id=app_id, batch_id=batch_id)
                     stages.lap("state")

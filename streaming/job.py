@@ -16,6 +16,9 @@ One Structured Streaming query reads the CDR topic, validates every record once 
    batch id, number, scope, scoring time) and the evidence an analyst checks them against;
 5. keeps the validated records in an archive table and its own batch record in the database.
 
+The call stage (3) and the archive (5) run on a second thread beside the SIM stage, their Spark
+jobs in the micro-batch's job group; the decisions of both are stored after, in a fixed order.
+
 Distribution to the operators (Kafka topics, webhooks, expiry) runs beside the query in its own
 thread, woken after each batch that decided something: a slow webhook never delays detection.
 A micro-batch that Spark re-runs after a crash appends nothing twice and decides nothing twice,
@@ -29,6 +32,8 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -103,7 +108,8 @@ def first_decisive_rows(rows: pd.DataFrame, *, threshold: float) -> pd.DataFrame
 
 
 class _Stages:
-    """Wall seconds per stage of one micro-batch, for its batch record."""
+    """Wall seconds per stage of one micro-batch, for its batch record (stages run beside the
+    batch's thread overlap the others)."""
 
     def __init__(self) -> None:
         self.laps: dict[str, float] = {}
@@ -113,6 +119,16 @@ class _Stages:
         now = time.monotonic()
         self.laps[name] = round(now - self._last, 3)
         self._last = now
+
+    def timed(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            start = time.monotonic()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.laps[name] = round(time.monotonic() - start, 3)
+
+        return run
 
 
 #: the message of Spark 4.1's NullPointerException in ``KafkaMicroBatchStream.metrics``
@@ -156,6 +172,9 @@ class StreamJob:
         self._query_id: str | None = None
         self._started = threading.Event()
         self._loop: DistributionLoop | None = None
+        # the call stage and the archive run beside the SIM stage: its stages are small and
+        # mostly one task, so a second thread of Spark jobs uses the cores it leaves idle
+        self._beside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simguard-beside")
 
     @property
     def lookback_s(self) -> int:
@@ -218,6 +237,13 @@ class StreamJob:
         self._started.set()
         return query
 
+    def _run_beside(self, stages: _Stages, name: str, fn: Callable[..., Any], *args: Any) -> Future:
+        """``fn(*args)`` on the job's second thread, its Spark jobs in the micro-batch's job group
+        (stopping the query cancels them too)."""
+        from pyspark import inheritable_thread_target
+
+        return self._beside.submit(inheritable_thread_target(self.spark)(stages.timed(name, fn)), *args)
+
     def _batch(self, batch: DataFrame, batch_id: int) -> None:
         from pyspark.sql import functions as F
 
@@ -225,6 +251,7 @@ class StreamJob:
         app_id = f"{QUERY}@{self._query_id}"
         started, stages = time.monotonic(), _Stages()
         batch = batch.persist()
+        beside: list[Future] = []
         try:
             verdicts = batch.groupBy(VALID, "reason_code").agg(
                 F.count(F.lit(1)).alias("n"), F.max(F.col("start_time").cast("double")).alias("newest")
@@ -251,31 +278,34 @@ class StreamJob:
                 try:
                     self.state.append(rows, app_id=app_id, batch_id=batch_id)
                     stages.lap("state")
+                    # the calls read the state this batch appended to
+                    beside.append(self._run_beside(stages, "calls", self._call_candidates, valid))
+                    if self.stream.archive:
+                        beside.append(self._run_beside(stages, "archive", self._archive, batch, app_id, batch_id))
                     points = scoring_points(
                         rows.where(F.col(PART) == "sim"), settings=self.features, horizon=horizon
                     ).persist()
-                    active, sim_counts = self._score_sims(points, batch_id=batch_id, app_id=app_id)
+                    active, sims = self._sim_candidates(points)
                     points.unpersist()
+                    stages.lap("sims")
+                    calls = beside[0].result()
                 finally:
+                    wait(beside)
                     rows.unpersist()
-                stages.lap("sims")
-                call_counts = self._score_calls(valid, batch_id=batch_id, app_id=app_id)
-                stages.lap("calls")
+                # stored in a fixed order (entries are numbered in the order of the decisions)
+                sim_counts = self._decide(sims, kind="sim", batch_id=batch_id, app_id=app_id, model=self.spam)
+                call_counts = self._decide(calls, kind="call", batch_id=batch_id, app_id=app_id, model=self.spoof)
+                stages.lap("decide")
                 counts = {k: sim_counts.get(k, 0) + call_counts.get(k, 0) for k in {*sim_counts, *call_counts}}
                 if counts and self._loop is not None:
                     self._loop.wake()
-            if self.stream.archive:
-                (
-                    batch.withColumn("batch_id", F.lit(batch_id).cast("long"))
-                    .write.format("delta")
-                    .mode("append")
-                    .option("txnAppId", app_id)
-                    .option("txnVersion", str(batch_id))
-                    .save(self.archive_uri)
-                )
-                stages.lap("archive")
+            elif self.stream.archive:
+                beside.append(self._run_beside(stages, "archive", self._archive, batch, app_id, batch_id))
+            for done in beside:
+                done.result()
             self._maintain(batch_id, horizon)
         finally:
+            wait(beside)
             batch.unpersist()
         record = {
             "records_in": int(valid_n + sum(reasons.values())),
@@ -302,12 +332,25 @@ class StreamJob:
         # of the 10k world, and tasks failed to allocate memory after about nine of them.
         gc.collect()
 
-    def _score_sims(self, points: DataFrame, *, batch_id: int, app_id: str) -> tuple[int, dict[str, int]]:
+    def _archive(self, batch: DataFrame, app_id: str, batch_id: int) -> None:
+        from pyspark.sql import functions as F
+
+        (
+            batch.withColumn("batch_id", F.lit(batch_id).cast("long"))
+            .write.format("delta")
+            .mode("append")
+            .option("txnAppId", app_id)
+            .option("txnVersion", str(batch_id))
+            .save(self.archive_uri)
+        )
+
+    def _sim_candidates(self, points: DataFrame) -> tuple[int, pd.DataFrame]:
+        """(SIMs scored, the rows above the lowest score the policy acts on: one per SIM)."""
         from pyspark.sql import functions as F
 
         first = points.agg(F.min(AS_OF), F.countDistinct(ENTITY)).first()
         if first is None or first[0] is None:
-            return 0, {}
+            return 0, pd.DataFrame()
         since = float(first[0]) - self.features.window_s
         entities = points.select(ENTITY).distinct()
         # materialised where they are first needed, and later plans start from the result: with
@@ -330,16 +373,17 @@ class StreamJob:
             candidates = first_decisive_rows(candidates, threshold=float(model.threshold))
             candidates["evidence"] = sim_evidence(candidates, self.spam.model.feature_names)
             candidates = candidates.drop(columns=["recent_calls"])
-        return int(first[1]), self._decide(candidates, kind="sim", batch_id=batch_id, app_id=app_id, model=self.spam)
+        return int(first[1]), candidates
 
-    def _score_calls(self, valid: DataFrame, *, batch_id: int, app_id: str) -> dict[str, int]:
+    def _call_candidates(self, valid: DataFrame) -> pd.DataFrame:
+        """The trunk calls above the lowest score the policy acts on."""
         from pyspark.sql import functions as F
 
         calls = trunk_calls(valid).persist()
         try:
             first = calls.agg(F.min(F.col("start_time").cast("double"))).first()[0]
             if first is None:
-                return {}
+                return pd.DataFrame()
             f = self.features
             clis = calls.select("a_number").distinct()
             trunks = calls.select("in_trunk_id").distinct()
@@ -360,7 +404,7 @@ class StreamJob:
             calls.unpersist()
         if not candidates.empty:
             candidates["evidence"] = call_evidence(candidates, self.spoof.model.feature_names)
-        return self._decide(candidates, kind="call", batch_id=batch_id, app_id=app_id, model=self.spoof)
+        return candidates
 
     def _decide(
         self, candidates: pd.DataFrame, *, kind: str, batch_id: int, app_id: str, model: ChampionScorer

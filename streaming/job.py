@@ -290,8 +290,7 @@ class StreamJob:
                     stages.lap("sims")
                     calls = beside[0].result()
                 finally:
-                    wait(beside)
-                    rows.unpersist()
+                    rows.unpersist()  # the work beside reads the batch and the state, not these rows
                 # stored in a fixed order (entries are numbered in the order of the decisions)
                 sim_counts = self._decide(sims, kind="sim", batch_id=batch_id, app_id=app_id, model=self.spam)
                 call_counts = self._decide(calls, kind="call", batch_id=batch_id, app_id=app_id, model=self.spoof)

@@ -43,7 +43,7 @@ from features.sim_rows import (
     sim_events,
     with_context,
 )
-from features.sim_windows import AS_OF, sample_points, scoring_points, window_rows
+from features.sim_windows import AS_OF, hour_rows, sample_points, scoring_points, window_rows
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -272,6 +272,19 @@ def sim_state(cdrs: DataFrame, *, settings: FeatureSettings, plan: NumberingPlan
     return minute_rows(events, settings=settings), context_members(events, settings=settings)
 
 
+def _with_context(rows: DataFrame, members: DataFrame, *, settings: FeatureSettings, partials: bool) -> DataFrame:
+    if partials:
+        rows = merge_partials(rows, [ENTITY, MINUTE], max_calls=settings.max_calls)
+        members = first_seen(members)
+    return with_context(rows, context_counts(members))
+
+
+def sim_hour_rows(rows: DataFrame, members: DataFrame, *, settings: FeatureSettings) -> DataFrame:
+    """:func:`features.sim_windows.hour_rows` from the stream's partial minute rows and context
+    members: the rows of the hours they cover (with every member of those hours' cells and IMEIs)."""
+    return hour_rows(_with_context(rows, members, settings=settings, partials=True), settings=settings)
+
+
 def sim_features_at(
     rows: DataFrame,
     members: DataFrame,
@@ -281,17 +294,29 @@ def sim_features_at(
     plan: NumberingPlan | None = None,
     evidence: bool = False,
     partials: bool = True,
+    closed_hours: DataFrame | None = None,
+    closed_until: float | None = None,
 ) -> DataFrame:
     """Feature rows at ``points`` (entity, as_of) from minute rows and context members. With
     ``partials`` (the stream's state: one row per micro-batch that saw a minute) rows and members
     of the same key are merged first; without, each (entity, minute) and each context member must
-    have one row (:func:`minute_rows` and :func:`context_members` of all the CDRs at once)."""
-    if partials:
-        rows = merge_partials(rows, [ENTITY, MINUTE], max_calls=settings.max_calls)
-        members = first_seen(members)
-    with_ctx = with_context(rows, context_counts(members))
+    have one row (:func:`minute_rows` and :func:`context_members` of all the CDRs at once).
+
+    ``closed_hours``: the hour rows (:func:`sim_hour_rows`) of every hour before ``closed_until``
+    that the points' windows read (the stream's closed hours); only minute rows from
+    ``closed_until`` on are then merged into hours, and ``rows`` and ``members`` need only cover
+    the points' own hours and the hours their short windows reach back into."""
+    from pyspark.sql import functions as F
+
+    with_ctx = _with_context(rows, members, settings=settings, partials=partials)
+    hours = None
+    if closed_hours is not None:
+        if closed_until is None:
+            raise ValueError("closed_hours needs closed_until")
+        recent = hour_rows(with_ctx.where(F.col(MINUTE) >= F.lit(int(closed_until))), settings=settings)
+        hours = closed_hours.unionByName(recent.select(*closed_hours.columns))
     return assemble_sim_features(
-        window_rows(with_ctx, points, settings=settings), settings=settings, plan=plan, evidence=evidence
+        window_rows(with_ctx, points, settings=settings, hours=hours), settings=settings, plan=plan, evidence=evidence
     )
 
 

@@ -4,7 +4,9 @@ the state rows (:mod:`features.sim_rows`) and the named features.
 3. :func:`scoring_points`: the times a SIM is scored: the end of every ``score_interval_s`` in
    which it called (the stream caps them at its micro-batch's newest event);
    :func:`sample_points` keeps a bounded random sample per SIM and day for training.
-4. :func:`window_rows` merges, per point, the SIM's rows of each window.
+4. :func:`hour_rows` merges a SIM's sub-bucket rows of each clock hour, and :func:`window_rows`
+   merges, per point, the hour rows and sub-bucket rows of each window. A closed hour's rows do
+   not change, so the stream keeps them (``streaming.hours``) instead of merging them again.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ if TYPE_CHECKING:
 
 #: scoring time of a row, epoch seconds (double)
 AS_OF = "as_of"
+#: start of the clock hour of an hour row, epoch seconds
+HOUR_START = "hour_start"
 
 
 def scoring_points(rows: DataFrame, *, settings: FeatureSettings, horizon: float | None = None) -> DataFrame:
@@ -58,16 +62,38 @@ def sample_points(
     return points.withColumn("_first", first).withColumn("_sampled", sampled).where(keep).drop("_first", "_sampled")
 
 
-def window_rows(rows: DataFrame, points: DataFrame, *, settings: FeatureSettings) -> DataFrame:
-    """Per point, the long and the short window merged from (entity, sub-bucket) rows that carry
-    their context (:func:`with_context`). Long: the whole hours before the point's hour (from
-    hourly merges) and its own hour's sub-buckets before ``as_of``; short: the sub-buckets in the
-    ``short_window_s`` before ``as_of``. Columns of the short window get the prefix ``s_``."""
+def hour_of(column: Column) -> Column:
+    """The start of the clock hour of an epoch-seconds column."""
     from pyspark.sql import functions as F
 
-    hour_of = lambda c: (F.floor(c / HOUR) * HOUR).cast("long")  # noqa: E731
+    return (F.floor(column / HOUR) * HOUR).cast("long")
+
+
+def hour_rows(rows: DataFrame, *, settings: FeatureSettings) -> DataFrame:
+    """(entity, :data:`HOUR_START`) rows merged from the (entity, sub-bucket) rows that carry
+    their context (:func:`features.sim_rows.with_context`): what a window reads of a whole hour."""
+    from pyspark.sql import functions as F
+
+    rows = rows.withColumn(HOUR_START, hour_of(F.col(MINUTE)))
+    # a window reads no hour's context keys (the row's peaks already count them)
+    return merge_rows(rows, [ENTITY, HOUR_START], max_calls=settings.max_calls).drop("ctx")
+
+
+def window_rows(
+    rows: DataFrame, points: DataFrame, *, settings: FeatureSettings, hours: DataFrame | None = None
+) -> DataFrame:
+    """Per point, the long and the short window merged from (entity, sub-bucket) rows that carry
+    their context (:func:`with_context`). Long: the whole hours before the point's hour (from
+    ``hours``, :func:`hour_rows` of ``rows`` unless given) and its own hour's sub-buckets before
+    ``as_of``; short: the sub-buckets in the ``short_window_s`` before ``as_of``. Columns of the
+    short window get the prefix ``s_``. Given ``hours``, ``rows`` need only cover the points'
+    own hours and the hours their short windows reach back into."""
+    from pyspark.sql import functions as F
+
     rows = rows.withColumn("_hour", hour_of(F.col(MINUTE)))
-    hours = merge_rows(rows, [ENTITY, "_hour"], max_calls=settings.max_calls)
+    if hours is None:
+        hours = hour_rows(rows.drop("_hour"), settings=settings)
+    hours = hours.withColumnRenamed(HOUR_START, "_hour")
     pts = points.select(ENTITY, AS_OF).withColumn("_h", hour_of(F.col(AS_OF)))
     n_hours = settings.window_s // HOUR - 1
     # whole hours: each point probes its n_hours earlier hours by equality (no range join)

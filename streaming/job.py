@@ -45,10 +45,12 @@ from features.numbering import NumberingPlan
 from features.schema import FIELD_NAMES, spark_schema
 from features.settings import FeatureSettings
 from features.sim import ENTITY, KEY_COLUMNS, WINDOW_END, WINDOW_START, sim_features_at
+from features.sim_rows import HOUR
 from features.sim_windows import AS_OF, scoring_points
 from models.scoring import SCORE
 from streaming.blocklist.loop import DistributionLoop
 from streaming.evidence import call_evidence, sim_evidence, with_reasons
+from streaming.hours import ClosedHours
 from streaming.metrics import StreamMetrics
 from streaming.scoring import ChampionScorer
 from streaming.settings import StreamSettings
@@ -168,6 +170,9 @@ class StreamJob:
             )
         self.state_uri = self.state_uri.rstrip("/")
         self.state = StateTable(self.spark, f"{self.state_uri}/state")
+        self.hours = ClosedHours(
+            self.spark, f"{self.state_uri}/hours", self.state, self.features, grace_s=self.stream.hour_close_grace_s
+        )
         self._query: StreamingQuery | None = None
         self._query_id: str | None = None
         self._started = threading.Event()
@@ -254,11 +259,14 @@ class StreamJob:
         beside: list[Future] = []
         try:
             verdicts = batch.groupBy(VALID, "reason_code").agg(
-                F.count(F.lit(1)).alias("n"), F.max(F.col("start_time").cast("double")).alias("newest")
+                F.count(F.lit(1)).alias("n"),
+                F.min(F.col("start_time").cast("double")).alias("oldest"),
+                F.max(F.col("start_time").cast("double")).alias("newest"),
             ).collect()
             valid_n = sum(r["n"] for r in verdicts if r[VALID])
             reasons = {str(r["reason_code"]): int(r["n"]) for r in verdicts if not r[VALID]}
             horizon = max((r["newest"] for r in verdicts if r[VALID] and r["newest"] is not None), default=None)
+            oldest = min((r["oldest"] for r in verdicts if r[VALID] and r["oldest"] is not None), default=None)
             if reasons:
                 (
                     dead_letter_payload(batch)
@@ -269,7 +277,7 @@ class StreamJob:
                 )
             stages.lap("validate")
             counts: dict[str, int] = {}
-            active = 0
+            active = closed = reopened = 0
             if horizon is not None:
                 valid = batch.where(F.col(VALID)).select(*FIELD_NAMES)
                 # one file per kind and core, not per kind and shuffle partition of each part
@@ -277,6 +285,8 @@ class StreamJob:
                 rows = state_rows(valid, settings=self.features, plan=self.plan).coalesce(parallelism).persist()
                 try:
                     self.state.append(rows, app_id=app_id, batch_id=batch_id)
+                    # late records change hours already closed: merged again before any scoring
+                    reopened = self.hours.reopen(oldest, app_id=app_id, batch_id=batch_id)
                     stages.lap("state")
                     # the calls read the state this batch appended to
                     beside.append(self._run_beside(stages, "calls", self._call_candidates, valid))
@@ -298,6 +308,9 @@ class StreamJob:
                 counts = {k: sim_counts.get(k, 0) + call_counts.get(k, 0) for k in {*sim_counts, *call_counts}}
                 if counts and self._loop is not None:
                     self._loop.wake()
+                # after the decisions: closing an hour never delays the batch's blocks
+                closed = self.hours.close(horizon, app_id=app_id, batch_id=batch_id)
+                stages.lap("hours")
             elif self.stream.archive:
                 beside.append(self._run_beside(stages, "archive", self._archive, batch, app_id, batch_id))
             for done in beside:
@@ -313,6 +326,8 @@ class StreamJob:
             "dead_letter_reasons": reasons,
             "newest_event": horizon,
             "active_sims": active,
+            "hours_closed": closed,
+            "hours_reopened": reopened,
             "decisions": dict(sorted(counts.items())),
             "duration_s": round(time.monotonic() - started, 3),
             "stages_s": stages.laps,
@@ -350,16 +365,27 @@ class StreamJob:
         first = points.agg(F.min(AS_OF), F.countDistinct(ENTITY)).first()
         if first is None or first[0] is None:
             return 0, pd.DataFrame()
-        since = float(first[0]) - self.features.window_s
+        f = self.features
+        start = float(first[0])
+        since = start - f.window_s
         entities = points.select(ENTITY).distinct()
+        # closed hours come merged; minutes only from the hours not closed and from the points'
+        # own and previous hours (what their short windows reach)
+        until = self.hours.until(start)
+        closed = None
+        if until is not None:
+            reach = -(-f.short_window_s // HOUR)
+            closed = self.hours.read(since=since, until=until).join(entities, [ENTITY], "left_semi").localCheckpoint()
+            since = min(float(until), start // HOUR * HOUR - reach * HOUR)
         # materialised where they are first needed, and later plans start from the result: with
         # persist() instead every later step is planned over (and matched against) the whole
         # lineage, which cost the SIM stage 1.6 to 3 times as much (BENCHMARKS.md)
         rows = self.state.read("sim", since=since).join(entities, [ENTITY], "left_semi").localCheckpoint()
         keys = rows.select(F.explode("ctx").alias("c")).select("c.kind", "c.key", "c.hour").distinct()
-        members = self.state.read("ctx", since=since).join(keys, ["kind", "key", "hour"], "left_semi")
+        ctx_since = since // f.cohort_bucket_s * f.cohort_bucket_s
+        members = self.state.read("ctx", since=ctx_since).join(keys, ["kind", "key", "hour"], "left_semi")
         features = sim_features_at(
-            rows, members, points, settings=self.features, plan=self.plan, evidence=True
+            rows, members, points, settings=f, plan=self.plan, evidence=True, closed_hours=closed, closed_until=until
         ).localCheckpoint()
         model = self.spam.refresh(self.spark)
         keep = [c for c in features.columns if c != "recent_calls"]
@@ -434,6 +460,7 @@ class StreamJob:
         if not every or horizon is None or batch_id == 0 or batch_id % every != 0 or not self.state.exists():
             return
         self.state.maintain(keep_after=horizon - self.stream.state_keep_s, vacuum_hours=1.0)
+        self.hours.maintain(keep_after=horizon - self.stream.state_keep_s, vacuum_hours=1.0)
 
     # -- running ----------------------------------------------------------------------------------
     def run(self, *, available_now: bool, timeout_s: float | None = None) -> dict[str, Any]:

@@ -100,15 +100,23 @@ def _job(spark, kafka_bootstrap, new_topic, tmp_path, records: list[dict], *, ba
     return job, sink
 
 
-def _assert_rows_equal_batch(spark, sink: RecordingSink, records: list[dict]) -> tuple[int, int]:
+def _assert_rows_equal_batch(
+    spark, sink: RecordingSink, records: list[dict], *, in_arrival_order: bool = False
+) -> tuple[int, int]:
     """Every row the stream decided equals the batch definitions' row at the same point, from the
-    CDRs up to its micro-batch's newest event; returns (SIM rows, call rows) compared."""
+    CDRs up to its micro-batch's newest event (``in_arrival_order``: from the CDRs the stream had
+    read by the end of its micro-batch, ``records`` in topic order); returns (SIM rows, call rows)
+    compared."""
     from pyspark.sql import functions as F
 
     static = spark_frame(spark, records).persist()
+    read_through = np.cumsum([sink.batches[b]["records_in"] for b in sorted(sink.batches)])
     sim_rows, call_rows = 0, 0
     for kind, batch_id, got in sink.rows:
-        seen = static.where(F.col("start_time") <= F.lit(sink.batches[batch_id]["newest_event"]).cast("timestamp"))
+        if in_arrival_order:
+            seen = spark_frame(spark, records[: int(read_through[sorted(sink.batches).index(batch_id)])])
+        else:
+            seen = static.where(F.col("start_time") <= F.lit(sink.batches[batch_id]["newest_event"]).cast("timestamp"))
         if kind == "sim":
             _assert_sim_rows_equal(spark, got, seen)
             sim_rows += len(got)
@@ -157,6 +165,28 @@ def test_stream_job_rows_equal_batch_features_at_the_same_points(spark, kafka_bo
     partial = [g for k, _, g in sink.rows if k == "sim" and (pd.to_datetime(g["window_end"]).dt.second != 0).any()]
     assert partial
     assert _assert_read_rows_equal_whole_day(spark, sink, records) > 30
+
+
+def test_closed_hours_and_late_records_give_the_batch_rows(spark, kafka_bootstrap, new_topic, tmp_path) -> None:
+    """Hours close as the stream moves on (their rows merged once and kept); every fifth record
+    of the SIM box and of the people arrives three hours late, after its hour closed. Every row
+    still equals the batch definitions' over the records read by then: the hours a late record
+    changes (its own, and others' context in its cell and IMEI) were merged again before scoring."""
+    records = mixed_traffic()
+    late = [r for i, r in enumerate(records) if i % 5 == 0 and r["in_trunk_type"] == "subscriber"]
+    order = [r for r in records if r not in late]
+    for r in late:
+        due = r["start_time"] + dt.timedelta(hours=3)
+        at = next((i for i, o in enumerate(order) if o["start_time"] >= due), len(order))
+        order.insert(at, r)
+    job, sink = _job(spark, kafka_bootstrap, new_topic, tmp_path, order, batch=120)
+    job.run(available_now=True, timeout_s=900)
+    batches = [sink.batches[b] for b in sorted(sink.batches)]
+    assert sum(b["valid"] for b in batches) == len(records)
+    assert sum(b["hours_closed"] for b in batches) >= 30
+    assert sum(b["hours_reopened"] for b in batches) > 0
+    sim_rows, call_rows = _assert_rows_equal_batch(spark, sink, order, in_arrival_order=True)
+    assert sim_rows > 30 and call_rows == 80
 
 
 def test_a_row_is_not_changed_by_sims_that_come_later_in_its_hour(

@@ -52,9 +52,10 @@ from streaming.blocklist.loop import DistributionLoop
 from streaming.evidence import call_evidence, sim_evidence, with_reasons
 from streaming.hours import ClosedHours
 from streaming.metrics import StreamMetrics
-from streaming.scoring import ChampionScorer
+from streaming.scoring import ChampionScorer, first_decisive_rows
 from streaming.settings import StreamSettings
 from streaming.source import kafka_stream
+from streaming.stages import Stages
 from streaming.state import PART, StateTable, state_rows
 from streaming.validate import VALID, dead_letter_payload, validate_stream
 
@@ -96,41 +97,6 @@ class DecisionSink(Protocol):
 class Publisher(Protocol):
     def distribute(self) -> Any:
         """Publish and deliver what was decided; never raises for a channel that is down."""
-
-
-def first_decisive_rows(rows: pd.DataFrame, *, threshold: float) -> pd.DataFrame:
-    """One row per SIM of a micro-batch's scored rows: the earliest that scores above the model
-    version's threshold (when the evidence first sufficed), else the best-scoring one. A SIM
-    that called all day gives one decision per micro-batch, not one per minute."""
-    rows = rows.sort_values([ENTITY, WINDOW_END], kind="stable")
-    above = rows[rows[SCORE] > threshold].groupby(ENTITY, sort=False).head(1)
-    rest = rows[~rows[ENTITY].isin(above[ENTITY])]
-    best = rest.sort_values([ENTITY, SCORE, WINDOW_END], ascending=[True, False, True], kind="stable")
-    return pd.concat([above, best.groupby(ENTITY, sort=False).head(1)]).reset_index(drop=True)
-
-
-class _Stages:
-    """Wall seconds per stage of one micro-batch, for its batch record (stages run beside the
-    batch's thread overlap the others)."""
-
-    def __init__(self) -> None:
-        self.laps: dict[str, float] = {}
-        self._last = time.monotonic()
-
-    def lap(self, name: str) -> None:
-        now = time.monotonic()
-        self.laps[name] = round(now - self._last, 3)
-        self._last = now
-
-    def timed(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def run(*args: Any, **kwargs: Any) -> Any:
-            start = time.monotonic()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.laps[name] = round(time.monotonic() - start, 3)
-
-        return run
 
 
 #: the message of Spark 4.1's NullPointerException in ``KafkaMicroBatchStream.metrics``
@@ -242,7 +208,7 @@ class StreamJob:
         self._started.set()
         return query
 
-    def _run_beside(self, stages: _Stages, name: str, fn: Callable[..., Any], *args: Any) -> Future:
+    def _run_beside(self, stages: Stages, name: str, fn: Callable[..., Any], *args: Any) -> Future:
         """``fn(*args)`` on the job's second thread, its Spark jobs in the micro-batch's job group
         (stopping the query cancels them too)."""
         from pyspark import inheritable_thread_target
@@ -254,7 +220,7 @@ class StreamJob:
 
         self._started.wait()
         app_id = f"{QUERY}@{self._query_id}"
-        started, stages = time.monotonic(), _Stages()
+        started, stages = time.monotonic(), Stages()
         batch = batch.persist()
         beside: list[Future] = []
         try:

@@ -8,8 +8,8 @@ import json
 import pytest
 from test_stream_dead_letter import recording_job
 
-from streaming.job import _Stages
 from streaming.settings import StreamSettings
+from streaming.stages import Stages
 
 pytestmark = [pytest.mark.spark]
 
@@ -27,7 +27,7 @@ def test_work_beside_the_sim_stage_runs_in_the_micro_batchs_job_group(spark, tmp
         def group() -> str | None:
             return spark.sparkContext.getLocalProperty("spark.jobGroup.id")
 
-        stages = _Stages()
+        stages = Stages()
         beside = job._run_beside(stages, "probe", group).result()
         seen.append((group(), beside, ",".join(stages.laps)))
 

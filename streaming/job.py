@@ -10,11 +10,13 @@ One Structured Streaming query reads the CDR topic, validates every record once 
    once per (query id, batch id);
 3. scores every SIM that called in the batch as of the end of each scoring interval it called
    in, capped at the batch's newest event (``features.sim``: trailing 24 h and 1 h windows and
-   the cross-SIM context as of that time, read from the state table), and every voice call that
+   the cross-SIM context as of that time, read from the state table and, for the hours that
+   have ended, from their rows merged once, ``streaming.hours``), and every voice call that
    arrived on a trunk (``features.calls``);
 4. turns scores into decisions (policy, blocklist store) with deterministic keys (query id,
    batch id, number, scope, scoring time) and the evidence an analyst checks them against;
-5. keeps the validated records in an archive table and its own batch record in the database.
+5. keeps the validated records in an archive table and its own batch record in the database,
+   and closes the hours that have ended (after the decisions are stored).
 
 The call stage (3) and the archive (5) run on a second thread beside the SIM stage, their Spark
 jobs in the micro-batch's job group; the decisions of both are stored after, in a fixed order.

@@ -69,6 +69,11 @@ def hour_of(column: Column) -> Column:
     return (F.floor(column / HOUR) * HOUR).cast("long")
 
 
+def short_reach_hours(settings: FeatureSettings) -> int:
+    """How many hours before its own the short window of a point reaches into."""
+    return -(-settings.short_window_s // HOUR)
+
+
 def hour_rows(rows: DataFrame, *, settings: FeatureSettings) -> DataFrame:
     """(entity, :data:`HOUR_START`) rows merged from the (entity, sub-bucket) rows that carry
     their context (:func:`features.sim_rows.with_context`): what a window reads of a whole hour."""
@@ -90,10 +95,10 @@ def window_rows(
     own hours and the hours their short windows reach back into."""
     from pyspark.sql import functions as F
 
-    rows = rows.withColumn("_hour", hour_of(F.col(MINUTE)))
     if hours is None:
-        hours = hour_rows(rows.drop("_hour"), settings=settings)
+        hours = hour_rows(rows, settings=settings)
     hours = hours.withColumnRenamed(HOUR_START, "_hour")
+    rows = rows.withColumn("_hour", hour_of(F.col(MINUTE)))
     pts = points.select(ENTITY, AS_OF).withColumn("_h", hour_of(F.col(AS_OF)))
     n_hours = settings.window_s // HOUR - 1
     # whole hours: each point probes its n_hours earlier hours by equality (no range join)
@@ -103,7 +108,7 @@ def window_rows(
     # Spark underestimates exploded rows and would broadcast them: join by sorting instead
     whole = back.hint("merge").join(hours, [ENTITY, "_hour"])
     # sub-buckets of the point's own hour (and, for the short window, the hours it reaches back)
-    reach = -(-settings.short_window_s // HOUR)
+    reach = short_reach_hours(settings)
     near_keys = pts.select(ENTITY, AS_OF, F.explode(F.sequence(F.lit(0), F.lit(reach))).alias("_k"), "_h").select(
         ENTITY, AS_OF, "_h", (F.col("_h") - F.col("_k") * HOUR).alias("_hour")
     )

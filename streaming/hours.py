@@ -28,7 +28,7 @@ from features.settings import FeatureSettings
 from features.sim import sim_hour_rows
 from features.sim_rows import ENTITY, HOUR, MINUTE
 from features.sim_windows import HOUR_START
-from streaming.state import StateTable
+from streaming.state import StateTable, delta_exists, maintain_delta
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -54,9 +54,7 @@ class ClosedHours:
     _loaded: bool = field(default=False, init=False)
 
     def exists(self) -> bool:
-        from delta.tables import DeltaTable
-
-        return DeltaTable.isDeltaTable(self.spark, self.uri)
+        return delta_exists(self.spark, self.uri)
 
     def closed(self) -> tuple[int, int] | None:
         """(first, last) start of the closed hours."""
@@ -139,13 +137,10 @@ class ClosedHours:
 
     def maintain(self, *, keep_after: float, vacuum_hours: float) -> None:
         """Delete hours before ``keep_after`` (epoch s), compact, vacuum."""
-        from delta.tables import DeltaTable
         from pyspark.sql import functions as F
 
         if not self.exists():
             return
-        table = DeltaTable.forPath(self.spark, self.uri)
-        table.delete(F.col(HOUR_START) < F.lit(_hour(keep_after)))
-        table.optimize().executeCompaction()
-        table.vacuum(vacuum_hours)
+        older = F.col(HOUR_START) < F.lit(_hour(keep_after))
+        maintain_delta(self.spark, self.uri, older=older, vacuum_hours=vacuum_hours)
         self._loaded = False

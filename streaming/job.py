@@ -48,7 +48,7 @@ from features.schema import FIELD_NAMES, spark_schema
 from features.settings import FeatureSettings
 from features.sim import ENTITY, KEY_COLUMNS, WINDOW_END, WINDOW_START, sim_features_at
 from features.sim_rows import HOUR
-from features.sim_windows import AS_OF, scoring_points
+from features.sim_windows import AS_OF, scoring_points, short_reach_hours
 from models.scoring import SCORE
 from streaming.blocklist.loop import DistributionLoop
 from streaming.evidence import call_evidence, sim_evidence, with_reasons
@@ -342,9 +342,8 @@ class StreamJob:
         until = self.hours.until(start)
         closed = None
         if until is not None:
-            reach = -(-f.short_window_s // HOUR)
             closed = self.hours.read(since=since, until=until).join(entities, [ENTITY], "left_semi").localCheckpoint()
-            since = min(float(until), start // HOUR * HOUR - reach * HOUR)
+            since = min(float(until), start // HOUR * HOUR - short_reach_hours(f) * HOUR)
         # materialised where they are first needed, and later plans start from the result: with
         # persist() instead every later step is planned over (and matched against) the whole
         # lineage, which cost the SIM stage 1.6 to 3 times as much (BENCHMARKS.md)

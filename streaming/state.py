@@ -33,7 +33,7 @@ from features.settings import FeatureSettings
 from features.sim_rows import MINUTE, context_members, minute_rows, sim_events
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 log = logging.getLogger("simguard.stream")
 
@@ -75,6 +75,23 @@ COLUMNS = {
 }
 
 
+def delta_exists(spark: SparkSession, uri: str) -> bool:
+    from delta.tables import DeltaTable
+
+    return DeltaTable.isDeltaTable(spark, uri)
+
+
+def maintain_delta(spark: SparkSession, uri: str, *, older: Column, vacuum_hours: float) -> None:
+    """Delete the rows ``older`` selects, compact small files, vacuum files no version newer
+    than ``vacuum_hours`` references: through Delta, on any Hadoop file system."""
+    from delta.tables import DeltaTable
+
+    table = DeltaTable.forPath(spark, uri)
+    table.delete(older)
+    table.optimize().executeCompaction()
+    table.vacuum(vacuum_hours)
+
+
 @dataclass
 class StateTable:
     """The state table at ``uri`` (a Delta table, created by the first append)."""
@@ -83,9 +100,7 @@ class StateTable:
     uri: str
 
     def exists(self) -> bool:
-        from delta.tables import DeltaTable
-
-        return DeltaTable.isDeltaTable(self.spark, self.uri)
+        return delta_exists(self.spark, self.uri)
 
     def append(self, rows: DataFrame, *, app_id: str, batch_id: int, note: str | None = None) -> None:
         """Append one micro-batch's rows, once per (``app_id``, ``batch_id``); ``note`` is kept as
@@ -143,11 +158,7 @@ class StateTable:
     def maintain(self, *, keep_after: float, vacuum_hours: float) -> None:
         """Delete rows older than ``keep_after`` (epoch s), compact small files, vacuum files no
         version newer than ``vacuum_hours`` references."""
-        from delta.tables import DeltaTable
         from pyspark.sql import functions as F
 
-        table = DeltaTable.forPath(self.spark, self.uri)
-        table.delete(F.col(AT) < F.lit(int(keep_after)))
-        table.optimize().executeCompaction()
-        table.vacuum(vacuum_hours)
+        maintain_delta(self.spark, self.uri, older=F.col(AT) < F.lit(int(keep_after)), vacuum_hours=vacuum_hours)
         log.info("state table %s: rows before %s deleted, compacted, vacuumed", self.uri, int(keep_after))

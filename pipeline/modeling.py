@@ -147,6 +147,26 @@ def allowlisted_numbers(settings: Settings, labels: Path, numbers) -> set[str]:
 
 
 
+def label_rows(
+    settings: Settings,
+    labels: Path,
+    sim: pd.DataFrame,
+    calls: pd.DataFrame,
+    *,
+    sim_labels: pd.DataFrame,
+    call_labels: pd.DataFrame,
+) -> dict[str, pd.DataFrame]:
+    """Both tasks' feature rows with their labels; SIM rows also say whether the policy's
+    allowlist covers the number (``labels``: the folder beside which the registered-business list
+    may lie)."""
+    specs = {t: task_spec(t, settings.models, settings.features) for t in TASKS}
+    allowed = allowlisted_numbers(settings, labels, sim[ENTITY].unique())
+    return {
+        SPAM_SIM: specs[SPAM_SIM].label(sim, sim_labels).assign(**{ALLOWLISTED: lambda f: f[UNIT].isin(allowed)}),
+        SPOOF_CALL: specs[SPOOF_CALL].label(calls, call_labels),
+    }
+
+
 @dataclass(frozen=True)
 class TaskData:
     spec: TaskSpec
@@ -182,11 +202,7 @@ def prepare(
     label_files = [Path(labels) / SIM_LABELS_FILE, Path(labels) / CALL_LABELS_FILE]
     fingerprint = data_fingerprint([sim, calls], [*label_files, *([Path(extra_labels)] if extra_labels else [])])
     specs = {t: task_spec(t, settings.models, settings.features) for t in TASKS}
-    allowed = allowlisted_numbers(settings, labels, sim[ENTITY].unique())
-    labelled = {
-        SPAM_SIM: specs[SPAM_SIM].label(sim, sim_labels).assign(**{ALLOWLISTED: lambda f: f[UNIT].isin(allowed)}),
-        SPOOF_CALL: specs[SPOOF_CALL].label(calls, call_labels),
-    }
+    labelled = label_rows(settings, labels, sim, calls, sim_labels=sim_labels, call_labels=call_labels)
     boundaries = boundaries_for(labelled[SPAM_SIM], settings.models)
     tasks = {t: TaskData(specs[t], split_frame(labelled[t], boundaries)) for t in TASKS}
     if extra is not None:

@@ -228,6 +228,12 @@ def run_stream(
                 say(f"warm start: {w['records']} CDRs from {w['first']} to {w['last']} loaded into the state")
             else:
                 say(f"warm start: {warmed['warm_from']} was loaded into this state before; not again")
+        elif not job.state.exists():
+            say(
+                f"cold start: the state at {job.state.uri} is empty; until a day of records has been read, SIMs are "
+                "scored without the day before and ordinary SIMs' first calls can look like a SIM box's: load the "
+                "day before with --warm-from"
+            )
         if stopper is not None:
             stopper.attach(job)
             if stopper.requested.is_set():

@@ -12,7 +12,9 @@ from models.reasons import Reason
 from streaming.blocklist.decision import Decision
 from streaming.evidence import with_reasons
 
-NOW = dt.datetime(2026, 11, 2, 7, 0, tzinfo=dt.UTC)
+#: an hour before this run's clock hour: the console judges blocks in force by the wall clock, so
+#: sample blocks must be newer than their TTL (a fixed date ran out 30 days after it)
+NOW = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=1)
 #: the block threshold the sample decisions crossed
 BLOCK_ABOVE = 0.9
 

@@ -6,7 +6,11 @@ builds the test day's feature rows from the test day's CDRs alone (the batch def
 scoring point) and scores them with ``evaluate``'s own code (``models.tasks.evaluate_model``: the
 registered champion at its stored threshold, the rules tuned on the usual validation day), beside
 the usual warm evaluation of the same day. A cold ``bench_stream.py`` run (no ``--warm-day``) on
-the same day is then compared with the cold column.
+the same day is then compared with the cold rows.
+
+A third evaluation tries a second operating point for such rows: the champion with the threshold
+that gives the target FPR on the validation day's rows computed the same way (that day's CDRs
+alone), on the same cold test rows.
 
     .venv/bin/python bench/bench_cold.py --cdrs /tmp/b10/sim/cdrs --labels /tmp/b10/sim/labels \\
         --home /tmp/b10/home --work /tmp/bench_cold
@@ -43,7 +47,7 @@ def main() -> int:
     from models.dataset import read_labels
     from models.registry import load_champion
     from models.split import Split, scored_at
-    from models.tasks import evaluate_model
+    from models.tasks import evaluate_model, tune_threshold
     from pipeline.config import load_settings
     from pipeline.featurize import build_features, read_cdrs
     from pipeline.modeling import label_rows, prepare, read_feature_tables
@@ -56,41 +60,58 @@ def main() -> int:
     b = warm.boundaries
     print(f"warm rows (evaluate's): {time.monotonic() - t:.1f} s; test day {b.test_start} to {b.test_end}", flush=True)
 
-    t = time.monotonic()
-    day = (F.col("start_time") >= F.lit(b.test_start.isoformat()).cast("timestamp")) & (
-        F.col("start_time") < F.lit(b.test_end.isoformat()).cast("timestamp")
-    )
-    read_cdrs(spark, args.cdrs).where(day).write.mode("overwrite").parquet(str(work / "cdrs"))
-    tables = build_features(spark, work / "cdrs", features=settings.features, out_dir=work / "features")
-    sim, calls = read_feature_tables(tables)
     sim_labels, call_labels = read_labels(args.labels)
-    cold = label_rows(settings, args.labels, sim, calls, sim_labels=sim_labels, call_labels=call_labels)
-    print(f"cold rows (the test day alone): {time.monotonic() - t:.1f} s", flush=True)
+
+    def day_alone(start, end, name: str) -> dict:
+        """Both tasks' labelled rows from the CDRs in [start, end) alone: what a stream started at
+        ``start`` with an empty state computes."""
+        t = time.monotonic()
+        day = (F.col("start_time") >= F.lit(start.isoformat()).cast("timestamp")) & (
+            F.col("start_time") < F.lit(end.isoformat()).cast("timestamp")
+        )
+        folder = work / name
+        read_cdrs(spark, args.cdrs).where(day).write.mode("overwrite").parquet(str(folder / "cdrs"))
+        tables = build_features(spark, folder / "cdrs", features=settings.features, out_dir=folder / "features")
+        sim, calls = read_feature_tables(tables)
+        rows = label_rows(settings, args.labels, sim, calls, sim_labels=sim_labels, call_labels=call_labels)
+        print(f"cold rows of the {name} day alone: {time.monotonic() - t:.1f} s", flush=True)
+        return {task: in_range(frame, start, end) for task, frame in rows.items()}
+
+    def in_range(frame, start, end):
+        at = scored_at(frame)
+        return frame[(at >= start) & (at < end)].reset_index(drop=True)
+
+    cold = day_alone(b.test_start, b.test_end, "test")
+    cold_validation = day_alone(b.validation_start, b.test_start, "validation")
 
     result: dict = {"command": " ".join(sys.argv), "boundaries": b.as_dict(), "tasks": {}}
-    print("\n| model | rows | test rows | precision | recall | FPR | rules recall | rules FPR |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("\n| model | rows | threshold | test rows | precision | recall | FPR | rules recall | rules FPR |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for task, data in warm.tasks.items():
         model = load_champion(
             data.spec.registered_name, settings.mlflow_tracking_uri, alias=settings.models.champion_alias,
             registry_uri=settings.mlflow.registry_uri,
         )
-        at = scored_at(cold[task])
-        test = cold[task][(at >= b.test_start) & (at < b.test_end)].reset_index(drop=True)
+        test = cold[task]
+        cold_split = Split(train=data.split.train, validation=data.split.validation, test=test)
+        # a second operating point: the threshold for the target FPR on the validation day's cold rows
+        cold_threshold = tune_threshold(data.spec, model, cold_validation[task])
         runs = {
-            "warm": data.split,
-            "cold": Split(train=data.split.train, validation=data.split.validation, test=test),
+            "warm": (model, data.split),
+            "cold": (model, cold_split),
+            "cold, threshold from cold validation": (model.with_threshold(cold_threshold), cold_split),
         }
-        result["tasks"][task] = {"version": model.version}
-        for name, split in runs.items():
+        result["tasks"][task] = {"version": model.version, "cold_threshold": cold_threshold}
+        for name, (scorer, split) in runs.items():
             report = evaluate_model(
-                data.spec, model, split, settings=settings.models, features=settings.features, boundaries=b
+                data.spec, scorer, split, settings=settings.models, features=settings.features, boundaries=b
             ).report
             m, rules = report["test"], report["baseline"]["test"]
             result["tasks"][task][name] = {"test_rows": len(split.test), "test": m, "rules": rules}
             print(
-                f"| {task} v{model.version} | {name} | {len(split.test):,} | {m['precision']:.3f} | "
-                f"{m['recall_at_fpr']:.3f} | {m['fpr']:.5f} | {rules['recall_at_fpr']:.3f} | {rules['fpr']:.5f} |"
+                f"| {task} v{model.version} | {name} | {scorer.threshold:.4g} | {len(split.test):,} | "
+                f"{m['precision']:.3f} | {m['recall_at_fpr']:.3f} | {m['fpr']:.5f} | {rules['recall_at_fpr']:.3f} | "
+                f"{rules['fpr']:.5f} |"
             )
     spark.stop()
     (work / "bench_cold.json").write_text(json.dumps(result, indent=2, default=str, sort_keys=True))

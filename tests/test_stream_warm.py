@@ -15,22 +15,28 @@ from features.errors import ConfigError
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 
 
-def test_warm_start_loads_once_and_says_so(spark, settings, tmp_path) -> None:
+def _run_settings(settings, tmp_path, name: str, state_uri: str):
+    """The test settings with their own home, blocklist database, state and fresh topics."""
     from pipeline.config import DatabaseSettings, TopicSettings
+
+    tag = uuid.uuid4().hex[:10]
+    return settings.model_copy(update={
+        "home": tmp_path / "home",
+        "database": DatabaseSettings(url=SecretStr(f"sqlite:///{tmp_path / 'blocklist.db'}")),
+        "stream": settings.stream.model_copy(update={"state_uri": state_uri, "metrics_port": 0}),
+        "kafka": settings.kafka.model_copy(update={"topics": TopicSettings(
+            cdrs=f"{name}.cdrs.{tag}", dead_letter=f"{name}.dlq.{tag}", blocklist_prefix=f"{name}.blocklist.{tag}",
+        )}),
+    })
+
+
+def test_warm_start_loads_once_and_says_so(spark, settings, tmp_path) -> None:
     from pipeline.stream import run_stream
 
     archive = tmp_path / "archive" / "day=2025-03-01"
     calls = [cdr(i, start_time=T0 + dt.timedelta(minutes=i)) for i in range(3)]
     spark_frame(spark, calls).write.parquet(str(archive))
-    tag = uuid.uuid4().hex[:10]
-    run = settings.model_copy(update={
-        "home": tmp_path / "home",
-        "database": DatabaseSettings(url=SecretStr(f"sqlite:///{tmp_path / 'blocklist.db'}")),
-        "stream": settings.stream.model_copy(update={"state_uri": (tmp_path / "stream").as_uri(), "metrics_port": 0}),
-        "kafka": settings.kafka.model_copy(update={"topics": TopicSettings(
-            cdrs=f"warm.cdrs.{tag}", dead_letter=f"warm.dlq.{tag}", blocklist_prefix=f"warm.blocklist.{tag}",
-        )}),
-    })
+    run = _run_settings(settings, tmp_path, "warm", (tmp_path / "stream").as_uri())
     said: list[str] = []
     run_stream(spark, run, available_now=True, warm_from=archive, say=said.append)
     loaded = [line for line in said if line.startswith("warm start")]
@@ -54,19 +60,10 @@ def test_warm_start_loads_once_and_says_so(spark, settings, tmp_path) -> None:
 def test_a_cold_start_says_so_in_one_line(spark, settings, tmp_path) -> None:
     """No --warm-from and an empty state: the first day scores SIMs without the day before (a cold
     stream's SIM precision on the 10k test day was 0.079 against 0.810 warm, BENCHMARKS.md)."""
-    from pipeline.config import DatabaseSettings, TopicSettings
     from pipeline.stream import run_stream
 
-    tag = uuid.uuid4().hex[:10]
     state = (tmp_path / "stream").as_uri()
-    run = settings.model_copy(update={
-        "home": tmp_path / "home",
-        "database": DatabaseSettings(url=SecretStr(f"sqlite:///{tmp_path / 'blocklist.db'}")),
-        "stream": settings.stream.model_copy(update={"state_uri": state, "metrics_port": 0}),
-        "kafka": settings.kafka.model_copy(update={"topics": TopicSettings(
-            cdrs=f"cold.cdrs.{tag}", dead_letter=f"cold.dlq.{tag}", blocklist_prefix=f"cold.blocklist.{tag}",
-        )}),
-    })
+    run = _run_settings(settings, tmp_path, "cold", state)
     said: list[str] = []
     run_stream(spark, run, available_now=True, say=said.append)
     cold = [line for line in said if line.startswith("cold start")]
@@ -90,7 +87,6 @@ def test_archive_locations_are_uris(spark, tmp_path) -> None:
 
 def test_a_state_an_older_version_wrote_is_refused_in_one_line(spark, settings, tmp_path) -> None:
     from features.settings import FeatureSettings
-    from pipeline.config import DatabaseSettings, TopicSettings
     from pipeline.stream import run_stream
     from streaming.state import StateTable, state_rows
 
@@ -99,14 +95,6 @@ def test_a_state_an_older_version_wrote_is_refused_in_one_line(spark, settings, 
     # the layout before the context kept the minute each SIM was first seen
     old = state_rows(calls, settings=FeatureSettings()).drop("seen")
     StateTable(spark, f"{stream.as_uri()}/state").append(old, app_id="old", batch_id=0)
-    tag = uuid.uuid4().hex[:10]
-    run = settings.model_copy(update={
-        "home": tmp_path / "home",
-        "database": DatabaseSettings(url=SecretStr(f"sqlite:///{tmp_path / 'blocklist.db'}")),
-        "stream": settings.stream.model_copy(update={"state_uri": stream.as_uri(), "metrics_port": 0}),
-        "kafka": settings.kafka.model_copy(update={"topics": TopicSettings(
-            cdrs=f"old.cdrs.{tag}", dead_letter=f"old.dlq.{tag}", blocklist_prefix=f"old.blocklist.{tag}",
-        )}),
-    })
+    run = _run_settings(settings, tmp_path, "old", stream.as_uri())
     with pytest.raises(ConfigError, match=r"written by an older version \(no column seen\)"):
         run_stream(spark, run, available_now=True, say=lambda line: None)

@@ -8,9 +8,9 @@ registered champion at its stored threshold, the rules tuned on the usual valida
 the usual warm evaluation of the same day. A cold ``bench_stream.py`` run (no ``--warm-day``) on
 the same day is then compared with the cold rows.
 
-A third evaluation tries a second operating point for such rows: the champion with the threshold
-that gives the target FPR on the validation day's rows computed the same way (that day's CDRs
-alone), on the same cold test rows.
+The cold rows are scored twice: at the version's threshold and at its cold threshold (chosen in
+training for the target FPR on the validation day's rows computed from that day's CDRs alone),
+which the stream applies to rows whose window reaches before the state's first record.
 
     .venv/bin/python bench/bench_cold.py --cdrs /tmp/b10/sim/cdrs --labels /tmp/b10/sim/labels \\
         --home /tmp/b10/home --work /tmp/bench_cold
@@ -42,15 +42,12 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     os.environ["SIMGUARD_HOME"] = str(args.home.resolve())
 
-    from pyspark.sql import functions as F
-
     from models.dataset import read_labels
     from models.registry import load_champion
-    from models.split import Split, scored_at
-    from models.tasks import evaluate_model, tune_threshold
+    from models.split import Split
+    from models.tasks import evaluate_model
     from pipeline.config import load_settings
-    from pipeline.featurize import build_features, read_cdrs
-    from pipeline.modeling import label_rows, prepare, read_feature_tables
+    from pipeline.modeling import prepare, rows_alone
     from pipeline.spark import build_spark
 
     settings = load_settings()
@@ -61,28 +58,11 @@ def main() -> int:
     print(f"warm rows (evaluate's): {time.monotonic() - t:.1f} s; test day {b.test_start} to {b.test_end}", flush=True)
 
     sim_labels, call_labels = read_labels(args.labels)
-
-    def day_alone(start, end, name: str) -> dict:
-        """Both tasks' labelled rows from the CDRs in [start, end) alone: what a stream started at
-        ``start`` with an empty state computes."""
-        t = time.monotonic()
-        day = (F.col("start_time") >= F.lit(start.isoformat()).cast("timestamp")) & (
-            F.col("start_time") < F.lit(end.isoformat()).cast("timestamp")
-        )
-        folder = work / name
-        read_cdrs(spark, args.cdrs).where(day).write.mode("overwrite").parquet(str(folder / "cdrs"))
-        tables = build_features(spark, folder / "cdrs", features=settings.features, out_dir=folder / "features")
-        sim, calls = read_feature_tables(tables)
-        rows = label_rows(settings, args.labels, sim, calls, sim_labels=sim_labels, call_labels=call_labels)
-        print(f"cold rows of the {name} day alone: {time.monotonic() - t:.1f} s", flush=True)
-        return {task: in_range(frame, start, end) for task, frame in rows.items()}
-
-    def in_range(frame, start, end):
-        at = scored_at(frame)
-        return frame[(at >= start) & (at < end)].reset_index(drop=True)
-
-    cold = day_alone(b.test_start, b.test_end, "test")
-    cold_validation = day_alone(b.validation_start, b.test_start, "validation")
+    t = time.monotonic()
+    # the test day's rows from its CDRs alone: what a stream started on an empty state computes
+    cold = rows_alone(spark, settings, args.cdrs, args.labels, (b.test_start, b.test_end),
+                      sim_labels=sim_labels, call_labels=call_labels)
+    print(f"cold rows of the test day alone: {time.monotonic() - t:.1f} s", flush=True)
 
     result: dict = {"command": " ".join(sys.argv), "boundaries": b.as_dict(), "tasks": {}}
     print("\n| model | rows | threshold | test rows | precision | recall | FPR | rules recall | rules FPR |")
@@ -92,16 +72,14 @@ def main() -> int:
             data.spec.registered_name, settings.mlflow_tracking_uri, alias=settings.models.champion_alias,
             registry_uri=settings.mlflow.registry_uri,
         )
-        test = cold[task]
-        cold_split = Split(train=data.split.train, validation=data.split.validation, test=test)
-        # a second operating point: the threshold for the target FPR on the validation day's cold rows
-        cold_threshold = tune_threshold(data.spec, model, cold_validation[task])
+        cold_split = Split(train=data.split.train, validation=data.split.validation, test=cold[task])
         runs = {
             "warm": (model, data.split),
-            "cold": (model, cold_split),
-            "cold, threshold from cold validation": (model.with_threshold(cold_threshold), cold_split),
+            "cold, at the warm threshold": (model, cold_split),
+            # what the stream applies to rows whose window reaches before its first record
+            "cold, at the cold threshold": (model.with_threshold(model.cold_threshold), cold_split),
         }
-        result["tasks"][task] = {"version": model.version, "cold_threshold": cold_threshold}
+        result["tasks"][task] = {"version": model.version, "cold_threshold": model.card.cold_threshold}
         for name, (scorer, split) in runs.items():
             report = evaluate_model(
                 data.spec, scorer, split, settings=settings.models, features=settings.features, boundaries=b

@@ -95,6 +95,7 @@ def build_dossier(
     features: Mapping[str, str],
     threshold: float,
     policy: Mapping[str, Any],
+    cold_threshold: float | None = None,
     allowlist_sources: Sequence[str],
     champion_history: Sequence[Mapping[str, Any]] = (),
     provenance: Mapping[str, Any] | None = None,
@@ -121,11 +122,22 @@ def build_dossier(
                     "n_positive": test.get("n_positive"), "n_negative": test.get("n_negative")},
         "targets": targets(report),
         "settings_in_force": {"threshold": float(threshold), "target_fpr": float(report["target_fpr"]),
-                              "policy": dict(policy), "allowlist_sources": list(allowlist_sources)},
+                              "policy": dict(policy), "allowlist_sources": list(allowlist_sources),
+                              **_cold(cold_threshold, report)},
         "known_limitations": list(LIMITATIONS),
         "champion_history": [dict(h) for h in champion_history],
         "provenance": dict(provenance or {}),
     }
+
+
+def _cold(cold_threshold: float | None, report: Mapping[str, Any]) -> dict[str, Any]:
+    """The threshold for rows a stream scores before it has a day of records, with what it
+    gave on the validation days computed from their own records alone."""
+    if cold_threshold is None:
+        return {}
+    cold = report.get("cold_validation") or {}
+    return {"cold_threshold": float(cold_threshold),
+            "cold_validation": {k: _num(cold.get(k)) for k in ("recall_at_fpr", "fpr", "precision")}}
 
 
 def _fmt(value: Any, pct: bool = False) -> str:
@@ -159,6 +171,12 @@ def to_markdown(d: Mapping[str, Any]) -> str:
     s = d["settings_in_force"]
     lines += ["", "## Settings in force", "", f"- model threshold: {s['threshold']:.6f}",
               f"- target FPR: {s['target_fpr']:.3%}", f"- allowlist sources: {', '.join(s['allowlist_sources'])}"]
+    if "cold_threshold" in s:
+        c = s["cold_validation"]
+        lines.append(f"- cold threshold (rows whose window reaches before a stream's first record): "
+                     f"{s['cold_threshold']:.6f}; on the validation days computed from their own records alone: "
+                     f"recall {_fmt(c['recall_at_fpr'], True)}, FPR {_fmt(c['fpr'], True)}, "
+                     f"precision {_fmt(c['precision'], True)}")
     lines += [f"- policy `{k}`: {v}" for k, v in s["policy"].items()]
     lines += ["", "## Known limitations", ""] + [f"- {x}" for x in d["known_limitations"]]
     lines += ["", "## Champion history", ""]

@@ -200,6 +200,7 @@ def log_version(
             )
             version = int(info.registered_model_version)
         for key, value in {**tags, "task": model.card.task, "threshold": repr(model.threshold),
+                           "cold_threshold": repr(model.card.cold_threshold),
                            "target_fpr": repr(model.card.target_fpr), "run_id": run.info.run_id}.items():
             client.set_model_version_tag(registered_name, str(version), key, str(value))
         if promote:

@@ -56,6 +56,10 @@ class ModelCard:
     feature_settings: dict[str, Any] = field(default_factory=dict)
     #: 0/1 features that flag a row by themselves (score 1.0): rules that hold by definition
     certain_features: tuple[str, ...] = ()
+    #: the threshold for rows whose window reaches before the scorer's first record (a stream
+    #: started without the day before): chosen for ``target_fpr`` on the validation day's rows
+    #: computed from that day's records alone; ``None``: the same as ``threshold``
+    cold_threshold: float | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, indent=2)
@@ -114,8 +118,20 @@ class ScoringModel:
     def threshold(self) -> float:
         return self.card.threshold
 
+    @property
+    def cold_threshold(self) -> float:
+        """The threshold for rows whose window reaches before the first record (see the card)."""
+        cold = self.card.cold_threshold
+        return self.card.threshold if cold is None else cold
+
     def with_threshold(self, threshold: float) -> ScoringModel:
-        card = ModelCard(**{**asdict(self.card), "threshold": float(threshold)})
+        return self._with_card(threshold=float(threshold))
+
+    def with_cold_threshold(self, threshold: float) -> ScoringModel:
+        return self._with_card(cold_threshold=float(threshold))
+
+    def _with_card(self, **changes: Any) -> ScoringModel:
+        card = ModelCard(**{**asdict(self.card), **changes})
         return ScoringModel(
             self.booster, card, name=self.name, version=self.version, run_id=self.run_id, quantiles=self.quantiles
         )
@@ -125,10 +141,7 @@ class ScoringModel:
         unknown = [n for n in names if n not in self.feature_names]
         if unknown:
             raise ValueError(f"certain features {unknown} are not features of this model")
-        card = ModelCard(**{**asdict(self.card), "certain_features": tuple(names)})
-        return ScoringModel(
-            self.booster, card, name=self.name, version=self.version, run_id=self.run_id, quantiles=self.quantiles
-        )
+        return self._with_card(certain_features=tuple(names))
 
     def certain(self, frame: pd.DataFrame) -> np.ndarray:
         """Rows with one of the card's ``certain_features`` set (all False when it has none)."""

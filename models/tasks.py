@@ -167,8 +167,11 @@ def fit_task(
     settings: ModelSettings,
     features: FeatureSettings,
     seed: int,
+    cold_validation: pd.DataFrame | None = None,
 ) -> ScoringModel:
-    """Train a version on ``split.train`` (early stopping on validation) and set its threshold."""
+    """Train a version on ``split.train`` (early stopping on validation) and set its threshold;
+    with ``cold_validation`` (the validation days' rows computed from their records alone) also
+    the threshold for rows whose window reaches before a stream's first record."""
     model = train_booster(
         split.train,
         split.validation,
@@ -183,6 +186,8 @@ def fit_task(
     )
     model = model.with_certain_features(certain_features(spec, split))
     model = model.with_threshold(tune_threshold(spec, model, split.validation))
+    if cold_validation is not None:
+        model = model.with_cold_threshold(tune_threshold(spec, model, cold_validation))
     # validation holds every point the stream scores on its days: the population a value is placed in
     return model.with_quantiles(split.validation)
 
@@ -205,14 +210,19 @@ def evaluate_model(
     settings: ModelSettings,
     features: FeatureSettings,
     boundaries: Boundaries,
+    cold_validation: pd.DataFrame | None = None,
 ) -> Evaluation:
-    """The model at its stored threshold and the baseline tuned on this validation, on test."""
+    """The model at its stored threshold and the baseline tuned on this validation, on test;
+    with ``cold_validation``, also those rows at the model's cold threshold."""
     ks = settings.precision_at_k
     metrics = {}
-    for name, frame in (("validation", split.validation), ("test", split.test)):
+    runs = [("validation", split.validation, model.threshold), ("test", split.test, model.threshold)]
+    if cold_validation is not None:
+        runs.append(("cold_validation", cold_validation, getattr(model, "cold_threshold", model.threshold)))
+    for name, frame, threshold in runs:
         _, units = _units(spec, frame, model)
         metrics[name] = evaluate_units(
-            units, threshold=model.threshold, target_fpr=spec.target_fpr, classes=spec.classes, ks=ks
+            units, threshold=threshold, target_fpr=spec.target_fpr, classes=spec.classes, ks=ks
         )
     test_rows, model_units = _units(spec, split.test, model)
     _, raw_units = _units(spec, split.test, model, allowlist=False)
@@ -249,6 +259,8 @@ def evaluate_model(
             "test_rows": len(split.test),
         },
         "validation": metrics["validation"],
+        # the validation days computed from their own records alone, at the cold threshold
+        **({"cold_validation": metrics["cold_validation"]} if cold_validation is not None else {}),
         "test": test,
         # the same model and threshold with the policy's allowlist switched off: what the model
         # alone would flag among registered businesses and short codes

@@ -93,6 +93,7 @@ def record_registration(
                               source=source, label_sources=label_sources, boundaries=report.get("split", {})),
             features=feature_lines(spec.feature_names, settings),
             threshold=model.threshold,
+            cold_threshold=model.card.cold_threshold,
             policy=settings.policy.model_dump(mode="json"),
             allowlist_sources=ALLOWLIST_SOURCES,
             champion_history=champion_history(engine, logged.name),

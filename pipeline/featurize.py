@@ -6,6 +6,7 @@ applies the same definitions (``features.sim``, ``features.calls``) as the strea
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,14 +64,20 @@ def build_features(
     out_dir: str | Path,
     plan: NumberingPlan | None = None,
     full_days: int | None = None,
+    between: tuple[dt.datetime, dt.datetime] | None = None,
 ) -> FeatureTables:
     """Write ``<out>/sim_features`` and ``<out>/call_features`` (Parquet) and return their paths.
     ``full_days``: the last days (validation and test) keep every SIM scoring point; the days
-    before keep a sample (``features.train_points_per_day``). ``None``: every point everywhere."""
+    before keep a sample (``features.train_points_per_day``). ``None``: every point everywhere.
+    ``between`` (start, end): the CDRs that start in ``[start, end)`` alone, the rows a stream
+    started at ``start`` with an empty state computes."""
     from pyspark.sql import functions as F
 
     out = Path(out_dir)
     cdrs = read_cdrs(spark, cdr_dir)
+    if between is not None:
+        start, end = (F.lit(t.isoformat()).cast("timestamp") for t in between)
+        cdrs = cdrs.where((F.col("start_time") >= start) & (F.col("start_time") < end))
     tables = FeatureTables(sim=out / SIM_TABLE, calls=out / CALL_TABLE)
     sample_before = None
     if full_days is not None:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,7 @@ from models.registry import (
     should_promote,
 )
 from models.scoring import FLAGGED, FRAUD_TYPE, SCORE, ScoringModel
-from models.split import Boundaries, Split
+from models.split import Boundaries, Split, scored_at
 from models.tasks import (
     SPAM_SIM,
     SPOOF_CALL,
@@ -87,25 +87,38 @@ def features_key(cdr_dir: Path, settings: Settings) -> str:
 
 
 def cached_features(
-    spark: SparkSession, settings: Settings, cdr_dir: Path, *, progress: Progress = _quiet
+    spark: SparkSession,
+    settings: Settings,
+    cdr_dir: Path,
+    *,
+    between: tuple[pd.Timestamp, pd.Timestamp] | None = None,
+    progress: Progress = _quiet,
 ) -> FeatureTables:
-    """Feature tables for ``cdr_dir``, built with Spark unless this exact build is cached."""
+    """Feature tables for ``cdr_dir``, built with Spark unless this exact build is cached;
+    ``between`` (start, end): from the CDRs in ``[start, end)`` alone, every scoring point."""
     out = settings.home_abs / "features" / features_key(Path(cdr_dir), settings)
+    if between is not None:
+        out = out / f"alone-{between[0]:%Y%m%dT%H%M}-{between[1]:%Y%m%dT%H%M}"
     tables = FeatureTables(sim=out / SIM_TABLE, calls=out / CALL_TABLE)
     if (out / _COMPLETE).exists():
         progress(f"features: cached {out}")
         return tables
-    progress("features: building per-SIM windows and per-call rows with Spark")
+    if between is None:
+        progress("features: building per-SIM windows and per-call rows with Spark")
+    else:
+        progress(f"features: building the rows of {between[0]} to {between[1]} from their CDRs alone")
     if out.exists():
         shutil.rmtree(out)
+    # thresholds are chosen on validation and checked on test: both must hold every point the
+    # stream scores, or a SIM would get fewer chances to score high there than live
+    split = settings.models.split
     tables = build_features(
         spark,
         cdr_dir,
         features=settings.features,
         out_dir=out,
-        # thresholds are chosen on validation and checked on test: both must hold every point
-        # the stream scores, or a SIM would get fewer chances to score high there than live
-        full_days=settings.models.split.validation_days + settings.models.split.test_days,
+        full_days=None if between is not None else split.validation_days + split.test_days,
+        between=None if between is None else (between[0].to_pydatetime(), between[1].to_pydatetime()),
     )
     (out / _COMPLETE).write_text(json.dumps({"cdrs": str(Path(cdr_dir).resolve())}))
     return tables
@@ -167,12 +180,40 @@ def label_rows(
     }
 
 
+def rows_alone(
+    spark: SparkSession,
+    settings: Settings,
+    cdrs: Path,
+    labels: Path,
+    between: tuple[pd.Timestamp, pd.Timestamp],
+    *,
+    sim_labels: pd.DataFrame,
+    call_labels: pd.DataFrame,
+    progress: Progress = _quiet,
+) -> dict[str, pd.DataFrame]:
+    """Both tasks' labelled rows scored in ``between`` (start, end), computed from the CDRs in it
+    alone: a SIM's first calls have no day before, as in a stream started on an empty state."""
+    tables = cached_features(spark, settings, cdrs, between=between, progress=progress)
+    sim, calls = read_feature_tables(tables)
+    rows = label_rows(settings, labels, sim, calls, sim_labels=sim_labels, call_labels=call_labels)
+    start, end = between
+
+    def scored_in(frame: pd.DataFrame) -> pd.DataFrame:
+        at = scored_at(frame)
+        return frame[(at >= start) & (at < end)].reset_index(drop=True)
+
+    return {task: scored_in(frame) for task, frame in rows.items()}
+
+
 @dataclass(frozen=True)
 class TaskData:
     spec: TaskSpec
     split: Split
     #: analysts' labels moved into ``split.train`` (``--extra-labels``)
     extra: ExtraLabelCounts = field(default_factory=ExtraLabelCounts)
+    #: the validation days' rows computed from their own CDRs alone (spam SIMs): what a stream
+    #: started without the day before scores, where the cold threshold is chosen
+    cold_validation: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -205,6 +246,10 @@ def prepare(
     labelled = label_rows(settings, labels, sim, calls, sim_labels=sim_labels, call_labels=call_labels)
     boundaries = boundaries_for(labelled[SPAM_SIM], settings.models)
     tasks = {t: TaskData(specs[t], split_frame(labelled[t], boundaries)) for t in TASKS}
+    # the validation days from their own CDRs alone: where the spam-SIM cold threshold is chosen
+    cold = rows_alone(spark, settings, cdrs, labels, (boundaries.validation_start, boundaries.test_start),
+                      sim_labels=sim_labels, call_labels=call_labels, progress=progress)
+    tasks[SPAM_SIM] = replace(tasks[SPAM_SIM], cold_validation=cold[SPAM_SIM])
     if extra is not None:
         for t, td in tasks.items():
             split, counts = add_extra_labels(
@@ -212,7 +257,7 @@ def prepare(
             )
             progress(f"{t}: {counts.used} analysts' labels in training ({counts.relabelled} relabelled, "
                      f"{counts.moved} moved from validation/test, {counts.added} added from stored features)")
-            tasks[t] = TaskData(td.spec, split, counts)
+            tasks[t] = replace(td, split=split, extra=counts)
     return Prepared(tasks=tasks, boundaries=boundaries, fingerprint=fingerprint, features_dir=tables.sim.parent)
 
 
@@ -272,10 +317,14 @@ def train(
     for task, td in data.tasks.items():
         spec, split, extra = td.spec, td.split, td.extra
         progress(f"{task}: training on {len(split.train):,} rows (validation {len(split.validation):,})")
-        model = fit_task(spec, split, settings=settings.models, features=settings.features, seed=seed)
+        model = fit_task(
+            spec, split, settings=settings.models, features=settings.features, seed=seed,
+            cold_validation=td.cold_validation,
+        )
         progress(f"{task}: evaluating on {len(split.test):,} test rows")
         evaluation = evaluate_model(
-            spec, model, split, settings=settings.models, features=settings.features, boundaries=data.boundaries
+            spec, model, split, settings=settings.models, features=settings.features, boundaries=data.boundaries,
+            cold_validation=td.cold_validation,
         )
         new_key = validation_key(spec, model, split.validation)
         progress(f"{task}: comparing with the champion on this validation split")
@@ -300,6 +349,7 @@ def train(
             "num_threads": settings.models.num_threads,
             "best_iteration": model.card.best_iteration,
             "threshold": model.threshold,
+            "cold_threshold": model.card.cold_threshold if model.card.cold_threshold is not None else "none",
             "target_fpr": spec.target_fpr,
             "n_features": len(spec.feature_names),
             # rules that flag a row outright in this version (models.scoring)
@@ -312,6 +362,7 @@ def train(
         }
         metrics = {
             **flatten(report["validation"], "validation."),
+            **flatten(report.get("cold_validation", {}), "cold_validation."),
             **flatten(report["test"], "test."),
             **flatten(report["test_without_allowlist"], "test_without_allowlist."),
             **flatten(report["baseline"], "baseline."),

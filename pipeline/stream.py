@@ -231,8 +231,8 @@ def run_stream(
         elif not job.state.exists():
             say(
                 f"cold start: the state at {job.state.uri} is empty; until a day of records has been read, SIMs are "
-                "scored without the day before and ordinary SIMs' first calls can look like a SIM box's: load the "
-                "day before with --warm-from"
+                "scored without the day before and judged at the model's stricter cold threshold (some fraud SIMs "
+                "wait for more evidence): load the day before with --warm-from"
             )
         if stopper is not None:
             stopper.attach(job)

@@ -54,6 +54,7 @@ from streaming.blocklist.loop import DistributionLoop
 from streaming.evidence import call_evidence, sim_evidence, with_reasons
 from streaming.hours import ClosedHours
 from streaming.metrics import StreamMetrics
+from streaming.policy import MODEL_THRESHOLD
 from streaming.scoring import ChampionScorer, first_decisive_rows
 from streaming.settings import StreamSettings
 from streaming.source import kafka_stream
@@ -141,6 +142,8 @@ class StreamJob:
         self.hours = ClosedHours(
             self.spark, f"{self.state_uri}/hours", self.state, self.features, grace_s=self.stream.hour_close_grace_s
         )
+        #: epoch s of the minute of the state's first record (read once, at the first SIM stage)
+        self._first_record: float | None = None
         self._query: StreamingQuery | None = None
         self._query_id: str | None = None
         self._started = threading.Event()
@@ -356,13 +359,21 @@ class StreamJob:
         ).localCheckpoint()
         model = self.spam.refresh(self.spark)
         keep = [c for c in features.columns if c != "recent_calls"]
-        low = self.sink.min_score("sim", model_threshold=model.threshold)
-        flagged = self.spam.score(features, keep=keep).where(F.col(SCORE) > low)
+        low = self.sink.min_score("sim", model_threshold=min(model.threshold, model.cold_threshold))
+        # a window that reaches before the state's first record lacks part of its history: such
+        # rows are judged at the version's cold threshold (chosen on rows computed the same way)
+        if self._first_record is None:
+            self._first_record = self.state.first_record()
+        first_record = self._first_record
+        cold = F.lit(True) if first_record is None else F.col(WINDOW_START) < F.lit(first_record).cast("timestamp")
+        threshold = F.when(cold, F.lit(model.cold_threshold)).otherwise(F.lit(model.threshold))
+        scored = self.spam.score(features, keep=keep).withColumn(MODEL_THRESHOLD, threshold)
+        flagged = scored.where(F.col(SCORE) > low)
         # the recent calls travel with the few flagged rows only, not through the model
         calls = features.select(ENTITY, WINDOW_END, "recent_calls")
         candidates = flagged.join(calls, [ENTITY, WINDOW_END], "left").toPandas()
         if not candidates.empty:
-            candidates = first_decisive_rows(candidates, threshold=float(model.threshold))
+            candidates = first_decisive_rows(candidates)
             candidates["evidence"] = sim_evidence(candidates, self.spam.model.feature_names)
             candidates = candidates.drop(columns=["recent_calls"])
         return int(first[1]), candidates
@@ -418,8 +429,9 @@ class StreamJob:
         candidates["model_name"] = model.name
         candidates["model_version"] = int(model.model.version or 0)
         # the operating point the version was validated at: the block threshold where the
-        # policy's block_above is null (streaming.policy)
-        candidates["model_threshold"] = float(model.model.threshold)
+        # policy's block_above is null (streaming.policy); SIM rows carry their own (cold or not)
+        if MODEL_THRESHOLD not in candidates.columns:
+            candidates[MODEL_THRESHOLD] = float(model.model.threshold)
         return self.sink.apply(candidates, kind=kind, query=app_id, batch_id=batch_id)
 
     def _maintain(self, batch_id: int, horizon: float | None) -> None:

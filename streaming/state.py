@@ -40,6 +40,8 @@ log = logging.getLogger("simguard.stream")
 PART = "part"
 AT = "at"
 KINDS = ("sim", "ctx", "cli", "trunk")
+#: the table property that keeps the minute of the state's first record (epoch s)
+FIRST_RECORD = "simguard.firstRecord"
 
 
 def state_rows(cdrs: DataFrame, *, settings: FeatureSettings, plan: NumberingPlan | None = None) -> DataFrame:
@@ -115,6 +117,26 @@ class StateTable:
         if note is not None:
             writer = writer.option("userMetadata", note)
         writer.save(self.uri)
+
+    def first_record(self) -> float | None:
+        """Epoch seconds of the minute of the state's first record: windows that start before it
+        lack part of their history. Kept in the table's properties (:data:`FIRST_RECORD`) the first
+        time it is asked for (the oldest minute the table then holds), so that a late record older
+        than it does not move it; ``None`` while the table holds no SIM rows."""
+        from delta.tables import DeltaTable
+        from pyspark.sql import functions as F
+
+        if not self.exists():
+            return None
+        properties = DeltaTable.forPath(self.spark, self.uri).detail().first()["properties"] or {}
+        if FIRST_RECORD in properties:
+            return float(properties[FIRST_RECORD])
+        table = self.spark.read.format("delta").load(self.uri)
+        oldest = table.where(F.col(PART) == "sim").agg(F.min(AT)).first()[0]
+        if oldest is None:
+            return None
+        self.spark.sql(f"ALTER TABLE delta.`{self.uri}` SET TBLPROPERTIES ('{FIRST_RECORD}' = '{int(oldest)}')")
+        return float(oldest)
 
     def check_layout(self, columns: list[str]) -> None:
         """Before a query appends rows with ``columns``: a table an older version wrote lacks some

@@ -68,7 +68,8 @@ def fixed_policy():
 
 
 class _Model:
-    version, threshold = 1, 0.5
+    #: rows whose window starts before the state's first record are judged at ``cold_threshold``
+    version, threshold, cold_threshold = 1, 0.5, 0.9
     quantiles = None  # no population: the reasons carry no percentile
 
     def __init__(self, names: list[str]) -> None:

@@ -165,9 +165,10 @@ def _malformed(sample: dict[str, Any]) -> list[tuple[str, bytes]]:
 
 @pytest.fixture(scope="session")
 def simulation(tmp_path_factory: pytest.TempPathFactory, spark: Any, base_settings: Any) -> dict[str, Any]:
-    """The session's simulation (``SUBSCRIBERS`` x ``DAYS``, seed ``SEED``) and its feature tables,
-    built with the default feature settings as ``simguard train`` builds them."""
-    from pipeline.modeling import cached_features
+    """The session's simulation (``SUBSCRIBERS`` x ``DAYS``, seed ``SEED``) and its feature tables
+    (with the validation day's rows from its own CDRs alone), built with the default feature
+    settings as ``simguard train`` builds them."""
+    from pipeline.modeling import prepare
     from pipeline.simulate import simulate
 
     t0 = time.monotonic()
@@ -175,7 +176,7 @@ def simulation(tmp_path_factory: pytest.TempPathFactory, spark: Any, base_settin
     simulate(sim, subscribers=SUBSCRIBERS, days=DAYS, seed=SEED)
     simulated = time.monotonic() - t0
     cache = tmp_path_factory.mktemp("features-cache")
-    cached_features(spark, base_settings.model_copy(update={"home": cache}), sim / "cdrs")
+    prepare(spark, base_settings.model_copy(update={"home": cache}), cdrs=sim / "cdrs", labels=sim / "labels")
     return {"sim": sim, "features": cache / "features",
             "timings": {"simulate": simulated, "features": time.monotonic() - t0 - simulated}}
 

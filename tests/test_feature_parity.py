@@ -110,6 +110,7 @@ def _assert_rows_equal_batch(
     from pyspark.sql import functions as F
 
     static = spark_frame(spark, records).persist()
+    first_minute = pd.Timestamp(min(r["start_time"] for r in records)).tz_convert(None).floor("min")
     read_through = np.cumsum([sink.batches[b]["records_in"] for b in sorted(sink.batches)])
     sim_rows, call_rows = 0, 0
     for kind, batch_id, got in sink.rows:
@@ -120,6 +121,9 @@ def _assert_rows_equal_batch(
         if kind == "sim":
             _assert_sim_rows_equal(spark, got, seen)
             sim_rows += len(got)
+            # a window reaching before the state's first record is judged at the cold threshold
+            cold = pd.to_datetime(got["window_start"]) < first_minute
+            assert (got["model_threshold"].to_numpy() == np.where(cold, 0.9, 0.5)).all()
             # the evidence is the long window's newest calls, in time order
             for e in got["evidence"]:
                 calls = e["recent_calls"]
@@ -161,6 +165,9 @@ def test_stream_job_rows_equal_batch_features_at_the_same_points(spark, kafka_bo
     assert sum(b["valid"] for b in sink.batches.values()) == len(records)
     sim_rows, call_rows = _assert_rows_equal_batch(spark, sink, records)
     assert sim_rows > 30 and call_rows == 80
+    # 36 hours from an empty state: the first day's rows are cold, the rest are not
+    thresholds = pd.concat([g for k, _, g in sink.rows if k == "sim"])["model_threshold"]
+    assert set(thresholds) == {0.5, 0.9}
     # rows scored mid-interval (at a micro-batch's newest event) were compared too
     partial = [g for k, _, g in sink.rows if k == "sim" and (pd.to_datetime(g["window_end"]).dt.second != 0).any()]
     assert partial
@@ -204,6 +211,9 @@ def test_a_row_is_not_changed_by_sims_that_come_later_in_its_hour(
                 cell_id="BOX", duration_s=40.0,
             ))
     job, sink = _job(spark, kafka_bootstrap, new_topic, tmp_path, records, batch=3)
+    # every row here is cold; one threshold keeps the stand-in's picks (the rows compared) spread
+    # over each micro-batch rather than on its best-scoring points
+    job.spam.model.cold_threshold = job.spam.model.threshold
     job.run(available_now=True, timeout_s=900)
     assert len(sink.batches) == 4
     # one row per SIM and micro-batch reaches the sink (its first decisive one)

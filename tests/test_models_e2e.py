@@ -164,6 +164,47 @@ def test_better_version_takes_over_and_identical_retrain_does_not(trained: Train
     assert v2.booster.model_to_string() == v3.booster.model_to_string()
 
 
+def test_a_version_has_a_cold_threshold_chosen_on_the_validation_day_alone(
+    trained: Trained, spark: Any, base_settings: Any
+) -> None:
+    """A stream started on an empty state scores its first day without the day before; those rows
+    are judged at a second threshold, chosen for the same target FPR on the validation day's rows
+    computed from that day's CDRs alone, and the dossier says so."""
+    from models.registry import load_version
+    from models.split import Split
+    from models.tasks import SPAM_SIM, evaluate_model, tune_threshold
+    from pipeline.modeling import prepare
+    from streaming.blocklist.db import make_engine
+    from streaming.blocklist.dossiers import load_dossiers
+
+    world = trained.world
+    version = load_version("simguard-spam-sim", world.mlflow_uri, version=2)
+    settings = base_settings.model_copy(update={"home": world.home})
+    prepared = prepare(spark, settings, cdrs=world.cdrs, labels=world.labels)
+    data = prepared.tasks[SPAM_SIM]
+    cold = data.cold_validation
+    assert cold is not None and len(cold) > 0
+    # the validation day's rows only
+    at, day = cold["window_end"], data.split.validation["window_end"]
+    assert at.min() >= day.min() and at.max() <= day.max()
+    assert version.card.cold_threshold == tune_threshold(data.spec, version, cold)
+    assert version.card.cold_threshold > version.threshold
+
+    def fpr(threshold: float) -> float:
+        split = Split(train=data.split.train, validation=data.split.validation, test=cold)
+        return evaluate_model(data.spec, version.with_threshold(threshold), split, settings=settings.models,
+                              features=settings.features, boundaries=prepared.boundaries).report["test"]["fpr"]
+
+    # the reason for it: at the warm threshold, cold rows flag more ordinary SIMs than the target
+    assert fpr(version.threshold) > data.spec.target_fpr >= fpr(version.cold_threshold)
+    engine = make_engine(f"sqlite:///{world.home.resolve() / 'simguard.db'}")
+    try:
+        dossier = load_dossiers(engine)[("simguard-spam-sim", 2)]
+    finally:
+        engine.dispose()
+    assert dossier["settings_in_force"]["cold_threshold"] == version.card.cold_threshold
+
+
 def test_evaluate_is_reproducible_and_beats_the_weak_version(trained: Trained) -> None:
     world = trained.world
     first, second = evaluate_json(world), evaluate_json(world)

@@ -98,3 +98,29 @@ def test_a_state_an_older_version_wrote_is_refused_in_one_line(spark, settings, 
     run = _run_settings(settings, tmp_path, "old", stream.as_uri())
     with pytest.raises(ConfigError, match=r"written by an older version \(no column seen\)"):
         run_stream(spark, run, available_now=True, say=lambda line: None)
+
+
+def test_the_first_record_is_kept_and_a_late_record_does_not_move_it(spark, tmp_path) -> None:
+    """Rows whose window starts before the state's first record are judged at the cold threshold:
+    that minute is fixed once asked for, even when a late record older than it arrives."""
+    from features.settings import FeatureSettings
+    from streaming.state import FIRST_RECORD, StateTable
+
+    state = StateTable(spark, f"{(tmp_path / 'stream').as_uri()}/state")
+    assert state.first_record() is None
+    start = T0 + dt.timedelta(hours=5, seconds=42)
+
+    def rows(at: dt.datetime):
+        from streaming.state import state_rows
+
+        return state_rows(spark_frame(spark, [cdr(0, start_time=at)]), settings=FeatureSettings())
+
+    state.append(rows(start), app_id="q", batch_id=0)
+    minute = (T0 + dt.timedelta(hours=5)).timestamp()
+    assert state.first_record() == minute
+    state.append(rows(T0 + dt.timedelta(hours=1)), app_id="q", batch_id=1)
+    assert state.first_record() == minute
+    assert StateTable(spark, state.uri).first_record() == minute  # a restarted job reads it back
+    from delta.tables import DeltaTable
+
+    assert DeltaTable.forPath(spark, state.uri).detail().first()["properties"][FIRST_RECORD] == str(int(minute))

@@ -296,6 +296,10 @@ def summary_line(report: dict[str, Any], *, version: int | str | None) -> dict[s
         "version": version,
         "target_fpr": report["target_fpr"],
         "threshold": test["threshold"],
+        # rows whose window reaches before a stream's first record (spam SIMs): the threshold and
+        # what it gave on the validation days computed from their own records alone
+        "cold_threshold": (report.get("cold_validation") or {}).get("threshold"),
+        "cold_validation_fpr": (report.get("cold_validation") or {}).get("fpr"),
         "recall_at_fpr": test["recall_at_fpr"],
         "fpr": test["fpr"],
         "precision": test["precision"],

@@ -489,7 +489,7 @@ def evaluate(
                 model,
                 evaluate_model(
                     td.spec, model, td.split, settings=settings.models, features=settings.features,
-                    boundaries=data.boundaries,
+                    boundaries=data.boundaries, cold_validation=td.cold_validation,
                 ),
             )
         )

@@ -203,6 +203,11 @@ def test_a_version_has_a_cold_threshold_chosen_on_the_validation_day_alone(
     finally:
         engine.dispose()
     assert dossier["settings_in_force"]["cold_threshold"] == version.card.cold_threshold
+    # evaluate reports it beside the threshold (version 2 is the champion)
+    line = evaluate_json(world)
+    assert line["spam-sim"]["cold_threshold"] == version.card.cold_threshold
+    assert line["spam-sim"]["cold_validation_fpr"] <= data.spec.target_fpr
+    assert line["spoof-call"]["cold_threshold"] is None
 
 
 def test_evaluate_is_reproducible_and_beats_the_weak_version(trained: Trained) -> None:

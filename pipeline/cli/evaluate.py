@@ -90,6 +90,9 @@ def evaluate(
             row(f"FPR population {k}", v, base["fpr_by_population"].get(k, float("nan")))
         table.add_row("positives / negatives", f"{test['n_positive']:,} / {test['n_negative']:,}", "", "")
         table.add_row("Brier (rows)", fmt(evaluation.report["calibration"]["brier"]), "", "")
+        if line["cold_threshold"] is not None:
+            table.add_row("cold threshold (FPR on the validation day alone)",
+                          f"{line['cold_threshold']:.4g} ({fmt(line['cold_validation_fpr'], pct=True)})", "", "")
         out.print(table)
         labels_ = test["confusion"]["labels"]
         conf = Table(title=f"{model.name} confusion at threshold {test['threshold']:.4g} (rows: true)")

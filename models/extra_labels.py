@@ -117,6 +117,14 @@ def _built_rows(labels: pd.DataFrame, feature_names: tuple[str, ...], dtypes: pd
     return out
 
 
+def without_labelled(frame: pd.DataFrame, extra: pd.DataFrame, *, task: str, classes: tuple[str, ...]) -> pd.DataFrame:
+    """``frame`` without the rows the analysts labelled: those train, they choose no threshold."""
+    labels = task_labels(extra, task=task, classes=classes)
+    if labels.empty:
+        return frame
+    return frame[~_keys(frame, task).isin(set(_keys(labels, task))).to_numpy()].reset_index(drop=True)
+
+
 def add_extra_labels(
     split: Split, extra: pd.DataFrame, *, task: str, classes: tuple[str, ...], feature_names: tuple[str, ...]
 ) -> tuple[Split, ExtraLabelCounts]:

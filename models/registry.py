@@ -199,8 +199,8 @@ def log_version(
                 registered_model_name=registered_name,
             )
             version = int(info.registered_model_version)
-        for key, value in {**tags, "task": model.card.task, "threshold": repr(model.threshold),
-                           "cold_threshold": repr(model.card.cold_threshold),
+        cold = {} if model.card.cold_threshold is None else {"cold_threshold": repr(model.card.cold_threshold)}
+        for key, value in {**tags, "task": model.card.task, "threshold": repr(model.threshold), **cold,
                            "target_fpr": repr(model.card.target_fpr), "run_id": run.info.run_id}.items():
             client.set_model_version_tag(registered_name, str(version), key, str(value))
         if promote:

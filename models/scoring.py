@@ -58,7 +58,7 @@ class ModelCard:
     certain_features: tuple[str, ...] = ()
     #: the threshold for rows whose window reaches before the scorer's first record (a stream
     #: started without the day before): chosen for ``target_fpr`` on the validation day's rows
-    #: computed from that day's records alone; ``None``: the same as ``threshold``
+    #: computed from that day's records alone (a start at midnight); ``None``: ``threshold``
     cold_threshold: float | None = None
 
     def to_json(self) -> str:

@@ -213,12 +213,14 @@ def evaluate_model(
     cold_validation: pd.DataFrame | None = None,
 ) -> Evaluation:
     """The model at its stored threshold and the baseline tuned on this validation, on test;
-    with ``cold_validation``, also those rows at the model's cold threshold."""
+    with ``cold_validation``, also those rows at the model's cold threshold (if its card has one)."""
     ks = settings.precision_at_k
     metrics = {}
     runs = [("validation", split.validation, model.threshold), ("test", split.test, model.threshold)]
-    if cold_validation is not None:
-        runs.append(("cold_validation", cold_validation, getattr(model, "cold_threshold", model.threshold)))
+    # a version trained before the cold threshold existed has none (its card says None)
+    cold_threshold = getattr(getattr(model, "card", None), "cold_threshold", None)
+    if cold_validation is not None and cold_threshold is not None:
+        runs.append(("cold_validation", cold_validation, cold_threshold))
     for name, frame, threshold in runs:
         _, units = _units(spec, frame, model)
         metrics[name] = evaluate_units(
@@ -260,7 +262,7 @@ def evaluate_model(
         },
         "validation": metrics["validation"],
         # the validation days computed from their own records alone, at the cold threshold
-        **({"cold_validation": metrics["cold_validation"]} if cold_validation is not None else {}),
+        **({"cold_validation": metrics["cold_validation"]} if "cold_validation" in metrics else {}),
         "test": test,
         # the same model and threshold with the policy's allowlist switched off: what the model
         # alone would flag among registered businesses and short codes

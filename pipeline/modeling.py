@@ -21,10 +21,10 @@ import pandas as pd
 from features.errors import SchemaError
 from features.numbering import DEFAULT_PLAN_PATH
 from features.sim import ENTITY, WINDOW_END, WINDOW_START
-from models.dataset import ALLOWLISTED, CALL_LABELS_FILE, SIM_LABELS_FILE, UNIT, read_labels
+from models.dataset import ALLOWLISTED, CALL_LABELS_FILE, ROW_START, SIM_LABELS_FILE, UNIT, read_labels
 from models.errors import ModelError
 from models.evaluate import flatten
-from models.extra_labels import ExtraLabelCounts, add_extra_labels, read_extra_labels
+from models.extra_labels import ExtraLabelCounts, add_extra_labels, read_extra_labels, without_labelled
 from models.reasons import reason_text
 from models.registry import (
     champion_version,
@@ -52,7 +52,7 @@ from models.tasks import (
     validation_key,
 )
 from pipeline.dossiers import data_source, record_registration
-from pipeline.featurize import CALL_TABLE, SIM_TABLE, FeatureTables, build_features
+from pipeline.featurize import CALL_TABLE, SIM_TABLE, FeatureTables, build_features, read_cdrs
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -246,10 +246,13 @@ def prepare(
     labelled = label_rows(settings, labels, sim, calls, sim_labels=sim_labels, call_labels=call_labels)
     boundaries = boundaries_for(labelled[SPAM_SIM], settings.models)
     tasks = {t: TaskData(specs[t], split_frame(labelled[t], boundaries)) for t in TASKS}
-    # the validation days from their own CDRs alone: where the spam-SIM cold threshold is chosen
-    cold = rows_alone(spark, settings, cdrs, labels, (boundaries.validation_start, boundaries.test_start),
-                      sim_labels=sim_labels, call_labels=call_labels, progress=progress)
-    tasks[SPAM_SIM] = replace(tasks[SPAM_SIM], cold_validation=cold[SPAM_SIM])
+    # the validation days from their own CDRs alone: where the spam-SIM cold threshold is chosen,
+    # on the rows a stream started at their first record judges cold (windows reaching before it)
+    start = boundaries.validation_start
+    cold = rows_alone(spark, settings, cdrs, labels, (start, boundaries.test_start),
+                      sim_labels=sim_labels, call_labels=call_labels, progress=progress)[SPAM_SIM]
+    cold = cold[pd.to_datetime(cold[ROW_START], utc=True) < start].reset_index(drop=True)
+    tasks[SPAM_SIM] = replace(tasks[SPAM_SIM], cold_validation=cold)
     if extra is not None:
         for t, td in tasks.items():
             split, counts = add_extra_labels(
@@ -258,6 +261,9 @@ def prepare(
             progress(f"{t}: {counts.used} analysts' labels in training ({counts.relabelled} relabelled, "
                      f"{counts.moved} moved from validation/test, {counts.added} added from stored features)")
             tasks[t] = replace(td, split=split, extra=counts)
+            if td.cold_validation is not None:
+                tasks[t] = replace(tasks[t], cold_validation=without_labelled(
+                    td.cold_validation, extra, task=t, classes=td.spec.classes))
     return Prepared(tasks=tasks, boundaries=boundaries, fingerprint=fingerprint, features_dir=tables.sim.parent)
 
 
@@ -511,9 +517,16 @@ def _with_reasons(model: ScoringModel, rows: pd.DataFrame, settings: Settings) -
     return [reason_text(r) for r in reasons]
 
 
-def score_sims(model: ScoringModel, sim: pd.DataFrame, settings: Settings) -> pd.DataFrame:
-    """One row per flagged SIM: its highest-scoring window, fraud type and reasons."""
+def score_sims(
+    model: ScoringModel, sim: pd.DataFrame, settings: Settings, *, first_record: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """One row per flagged SIM: its highest-scoring window, fraud type and reasons. Rows whose
+    window starts before ``first_record`` (the minute of the CDRs' first record) lack part of
+    their history and are flagged above the model's cold threshold, as the stream does."""
     scored = pd.concat([sim, model.score(sim)], axis=1)
+    if first_record is not None:
+        cold = pd.to_datetime(scored[WINDOW_START], utc=True) < first_record
+        scored[FLAGGED] = scored[SCORE] > cold.map({True: model.cold_threshold, False: model.threshold})
     flagged = scored[scored[FLAGGED]]
     top = flagged.sort_values([ENTITY, SCORE], ascending=[True, False], kind="stable").drop_duplicates(ENTITY)
     return pd.DataFrame(
@@ -573,8 +586,15 @@ def score(
     progress("scoring: loading features")
     sim, calls = read_feature_tables(tables)
     progress(f"scoring: {len(sim):,} SIM windows and {len(calls):,} trunk calls")
+    from pyspark.sql import functions as F
+
+    first = read_cdrs(spark, cdrs).agg(F.min(F.col("start_time").cast("double"))).first()[0]
+    first_record = None if first is None else pd.Timestamp(first, unit="s", tz="UTC").floor("min")
     result = pd.concat(
-        [score_sims(models[SPAM_SIM], sim, settings), score_calls(models[SPOOF_CALL], calls, settings)],
+        [
+            score_sims(models[SPAM_SIM], sim, settings, first_record=first_record),
+            score_calls(models[SPOOF_CALL], calls, settings),
+        ],
         ignore_index=True,
     )
     result = result.sort_values(["kind", "score", "id"], ascending=[False, False, True], kind="stable")

@@ -184,6 +184,17 @@ class GracefulStop:
             self._thread.join()
 
 
+def _cold_effect(settings: Settings) -> str:
+    """What an empty state means for the first day's SIM decisions under this policy."""
+    from streaming.policy import SIM_FRAUD_TYPES
+
+    before = "until a day of records has been read, SIMs are scored without the day before"
+    if all(settings.policy.for_type(t).block_above is not None for t in SIM_FRAUD_TYPES):
+        return (f"{before} against the policy's fixed block_above, and ordinary SIMs' first calls can look like a "
+                "SIM box's")
+    return f"{before} and judged at the model's stricter cold threshold (some fraud SIMs wait for more evidence)"
+
+
 def run_stream(
     spark: SparkSession,
     settings: Settings,
@@ -229,11 +240,8 @@ def run_stream(
             else:
                 say(f"warm start: {warmed['warm_from']} was loaded into this state before; not again")
         elif not job.state.exists():
-            say(
-                f"cold start: the state at {job.state.uri} is empty; until a day of records has been read, SIMs are "
-                "scored without the day before and judged at the model's stricter cold threshold (some fraud SIMs "
-                "wait for more evidence): load the day before with --warm-from"
-            )
+            say(f"cold start: the state at {job.state.uri} is empty; {_cold_effect(settings)}: load the day before "
+                "with --warm-from")
         if stopper is not None:
             stopper.attach(job)
             if stopper.requested.is_set():

@@ -54,7 +54,7 @@ from streaming.blocklist.loop import DistributionLoop
 from streaming.evidence import call_evidence, sim_evidence, with_reasons
 from streaming.hours import ClosedHours
 from streaming.metrics import StreamMetrics
-from streaming.policy import MODEL_THRESHOLD
+from streaming.policy import COLD, MODEL_THRESHOLD
 from streaming.scoring import ChampionScorer, first_decisive_rows
 from streaming.settings import StreamSettings
 from streaming.source import kafka_stream
@@ -142,7 +142,7 @@ class StreamJob:
         self.hours = ClosedHours(
             self.spark, f"{self.state_uri}/hours", self.state, self.features, grace_s=self.stream.hour_close_grace_s
         )
-        #: epoch s of the minute of the state's first record (read once, at the first SIM stage)
+        #: epoch s of the minute of the state's first record (read at the first SIM stage that finds one)
         self._first_record: float | None = None
         self._query: StreamingQuery | None = None
         self._query_id: str | None = None
@@ -363,11 +363,11 @@ class StreamJob:
         # a window that reaches before the state's first record lacks part of its history: such
         # rows are judged at the version's cold threshold (chosen on rows computed the same way)
         if self._first_record is None:
-            self._first_record = self.state.first_record()
+            self._first_record = self.state.first_record(reach_s=f.window_s)
         first_record = self._first_record
         cold = F.lit(True) if first_record is None else F.col(WINDOW_START) < F.lit(first_record).cast("timestamp")
         threshold = F.when(cold, F.lit(model.cold_threshold)).otherwise(F.lit(model.threshold))
-        scored = self.spam.score(features, keep=keep).withColumn(MODEL_THRESHOLD, threshold)
+        scored = self.spam.score(features, keep=keep).withColumn(COLD, cold).withColumn(MODEL_THRESHOLD, threshold)
         flagged = scored.where(F.col(SCORE) > low)
         # the recent calls travel with the few flagged rows only, not through the model
         calls = features.select(ENTITY, WINDOW_END, "recent_calls")

@@ -10,9 +10,12 @@ Per fraud type (``spam_robocall``, ``simbox``, ``wangiri`` from the spam-SIM mod
 ``block_above: null`` (the default) means "the threshold the scoring model version was validated
 at" (``ScoringModel.threshold``, chosen on validation for the target FPR and stored with the
 version): the rows then carry it in a ``model_threshold`` column, and the blocks are exactly the
-rows ``simguard evaluate`` counts as flagged for that version. A ``review_above`` at or above the
-effective block threshold leaves the review band empty (every row above the block threshold
-blocks, the rest is allowed).
+rows ``simguard evaluate`` counts as flagged for that version. A SIM row whose window reaches
+before the stream's first record (``cold`` true) carries the version's cold threshold instead
+(``ScoringModel.cold_threshold``, chosen the same way on rows computed without the day before).
+A fixed ``block_above`` replaces both. A ``review_above`` at or above the effective block
+threshold leaves the review band empty (every row above the block threshold blocks, the rest is
+allowed).
 
 A per-SIM row is the SIM as of its ``window_end`` (its scoring time): the stream's rows and the
 training rows are the same kind at any micro-batch size, so one threshold serves both.
@@ -89,8 +92,11 @@ def _e164() -> re.Pattern[str]:
 
 SIM_COLUMNS = ("number", "operator", "fraud_type", "score", "reasons", "model_name", "model_version", "window_end")
 CALL_COLUMNS = ("cli", "in_trunk_type", "in_trunk_id", "operator", "score", "reasons", "model_version", "start_time")
-#: the scoring model version's validated threshold, needed where ``block_above`` is null
+#: the scoring model version's validated threshold for the row, needed where ``block_above`` is null
 MODEL_THRESHOLD = "model_threshold"
+#: optional: true where the row's window reaches before the stream's first record (its
+#: ``model_threshold`` is then the version's cold threshold)
+COLD = "cold"
 
 
 # -- scored rows -> decisions ----------------------------------------------------------------
@@ -180,11 +186,15 @@ def _decide_row(
     rule: FraudTypePolicy,
     model: str,
     allowlist: Allowlist,
+    cold: bool = False,
 ) -> tuple[Action, str]:
     why_allowed = allowlist.why_allowed(number)
     if why_allowed is not None:
         return "allow", why_allowed
     if score > block_above:
+        if rule.block_above is None and cold:
+            return "block", (f"score {score:.4f} > cold threshold {block_above:.6g} ({model}; the window reaches "
+                             "before the stream's first record)")
         if rule.block_above is None:
             return "block", f"score {score:.4f} > model threshold {block_above:.6g} ({model})"
         return "block", f"score {score:.4f} > block_above {block_above:g}"
@@ -253,6 +263,7 @@ def _decide(
             block_above=float(block[i]),
             rule=rule,
             model=_model_text(target.model_name, _text(row["model_version"])),
+            cold=not _missing(row.get(COLD)) and bool(row.get(COLD)),
             allowlist=allowlist,
         )
         if e164_only and action != "allow" and not _e164().fullmatch(target.number):
@@ -390,6 +401,7 @@ def count_actions(decisions: Iterable[Decision]) -> dict[tuple[str, str], int]:
 
 __all__ = [
     "CALL_COLUMNS",
+    "COLD",
     "FRAUD_TYPES",
     "MAX_KEY_LEN",
     "MAX_NUMBER_LEN",

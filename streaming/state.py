@@ -118,25 +118,30 @@ class StateTable:
             writer = writer.option("userMetadata", note)
         writer.save(self.uri)
 
-    def first_record(self) -> float | None:
+    def first_record(self, *, reach_s: float) -> float | None:
         """Epoch seconds of the minute of the state's first record: windows that start before it
-        lack part of their history. Kept in the table's properties (:data:`FIRST_RECORD`) the first
-        time it is asked for (the oldest minute the table then holds), so that a late record older
-        than it does not move it; ``None`` while the table holds no SIM rows."""
+        lack part of their history. Fixed in the table's properties (:data:`FIRST_RECORD`) the
+        first time it is asked for, so that a late record older than it does not move it then;
+        records more than ``reach_s`` (a window) older than the newest do not count, so that a
+        straggler in the first micro-batch does not either. ``None`` while there are no SIM rows."""
         from delta.tables import DeltaTable
         from pyspark.sql import functions as F
 
         if not self.exists():
             return None
-        properties = DeltaTable.forPath(self.spark, self.uri).detail().first()["properties"] or {}
+        detail = DeltaTable.forPath(self.spark, self.uri).detail().first()
+        properties = detail["properties"] or {}
         if FIRST_RECORD in properties:
             return float(properties[FIRST_RECORD])
-        table = self.spark.read.format("delta").load(self.uri)
-        oldest = table.where(F.col(PART) == "sim").agg(F.min(AT)).first()[0]
-        if oldest is None:
+        sims = self.spark.read.format("delta").load(self.uri).where(F.col(PART) == "sim")
+        newest = sims.agg(F.max(AT)).first()[0]
+        if newest is None:
             return None
-        self.spark.sql(f"ALTER TABLE delta.`{self.uri}` SET TBLPROPERTIES ('{FIRST_RECORD}' = '{int(oldest)}')")
-        return float(oldest)
+        first = int(sims.where(F.col(AT) >= F.lit(int(newest - reach_s))).agg(F.min(AT)).first()[0])
+        location = str(detail["location"]).replace("`", "``")
+        self.spark.sql(f"ALTER TABLE delta.`{location}` SET TBLPROPERTIES ('{FIRST_RECORD}' = '{first}')")
+        log.info("state table %s: its first record's minute is %s", self.uri, first)
+        return float(first)
 
     def check_layout(self, columns: list[str]) -> None:
         """Before a query appends rows with ``columns``: a table an older version wrote lacks some

@@ -26,7 +26,7 @@ from models.evaluate import (
 )
 from models.reasons import sentence_templates
 from models.registry import should_promote
-from models.scoring import FLAGGED, FRAUD_TYPE, SCORE, ModelCard
+from models.scoring import FLAGGED, FRAUD_TYPE, SCORE, ModelCard, ScoringModel
 from models.settings import BoosterSettings, ModelSettings, SpamRuleSettings
 from models.tasks import SPAM_SIM, SPOOF_CALL, boundaries_for, evaluate_model, fit_task, split_frame, task_spec
 
@@ -187,6 +187,10 @@ def test_rules_that_hold_by_definition_flag_a_call_outright_in_every_scorer() ->
     raw = json.loads(model.card.to_json())
     del raw["certain_features"]
     assert ModelCard.from_json(json.dumps(raw)).certain_features == ()
+    # ... and without a cold threshold: every row is judged at its one threshold
+    del raw["cold_threshold"]
+    old = ModelCard.from_json(json.dumps(raw))
+    assert old.cold_threshold is None and ScoringModel(model.booster, old).cold_threshold == old.threshold
 
 
 def test_a_certain_rule_the_labels_contradict_is_left_to_the_model() -> None:

@@ -210,3 +210,25 @@ def test_policy_settings_validate() -> None:
         PolicySettings.model_validate({"spam_robocall": {"block_above": 0.9, "review_above": 0.5, "ttl_hours": 0}})
     with pytest.raises(ValidationError, match="Extra inputs"):
         PolicySettings.model_validate({"spam": {"block_above": 0.9, "review_above": 0.5, "ttl_hours": 1}})
+
+
+def test_a_cold_row_is_judged_at_its_own_threshold_and_says_so() -> None:
+    """With ``block_above: null`` each row carries its version's threshold: a row whose window
+    reaches before the stream's first record carries the cold one, falls in the review band below
+    it, and a block above it names it."""
+    policy = PolicySettings()
+    frame = sims(
+        [
+            ("+84961000001", "spam_robocall", 0.80),  # warm: above the model threshold
+            ("+84961000002", "spam_robocall", 0.80),  # cold: between review_above and the cold threshold
+            ("+84961000003", "spam_robocall", 0.995),  # cold: above the cold threshold
+        ],
+        model_threshold=[0.0133, 0.99, 0.99],
+        cold=[False, True, True],
+    )
+    got = by_number(decide_sims(frame, policy=policy, allowlist=NOBODY, batch_key="sim:1"))
+    assert {n: d.action for n, d in got.items()} == {
+        "+84961000001": "block", "+84961000002": "review", "+84961000003": "block",
+    }
+    assert "> model threshold 0.0133" in got["+84961000001"].why
+    assert "> cold threshold 0.99" in got["+84961000003"].why

@@ -62,7 +62,8 @@ class FraudTypePolicy(_Section):
     """Thresholds on the model score (0..1) and how long a block lasts."""
 
     #: ``None``: the threshold the scoring model version was validated at (its operating point
-    #: for the target FPR, the one ``simguard evaluate`` reports)
+    #: for the target FPR, the one ``simguard evaluate`` reports; its cold threshold for SIM rows
+    #: whose window reaches before the stream's first record); a number replaces both
     block_above: float | None = Field(default=None, ge=0, le=1)
     review_above: float = Field(ge=0, le=1)
     #: a block lapses after this long unless the number is flagged again after it lapsed; the TTL
@@ -91,8 +92,9 @@ class PolicySettings(_Section):
     their SIMs are usually reclaimed, so 90 days; Wangiri CLIs are foreign premium-rate numbers
     with little collateral but campaigns rotate CLIs within days, so 7 days; a spoofed CLI belongs
     to a victim, so its trunk rule lasts one day and is renewed only while spoofing goes on.
-    Blocks happen above the champion version's validated threshold (``block_above: null``), so
-    the blocklist runs at the operating point the model was chosen and evaluated at.
+    Blocks happen above the champion version's validated threshold (``block_above: null``; its
+    cold threshold for rows a stream scores before it holds a day of records), so the blocklist
+    runs at the operating point the model was chosen and evaluated at.
     """
 
     spam_robocall: FraudTypePolicy = FraudTypePolicy(review_above=0.7, ttl_hours=720)

@@ -1,9 +1,10 @@
 """Batch composition for the models: Spark feature job -> pandas -> ``models`` -> MLflow.
 
-``train``, ``evaluate`` and ``score`` are what the CLI commands call. Feature tables are built
-once per input and feature settings and cached under ``<home>/features/<key>`` (the key hashes
-the CDR files' names, sizes and modification times, the feature settings and the numbering plan),
-so ``simguard evaluate`` after ``simguard train`` on the same CDRs reads the same tables.
+``train`` and ``evaluate`` are what the CLI commands call (``score``: ``pipeline.batch_score``).
+Feature tables are built once per input and feature settings and cached under
+``<home>/features/<key>`` (the key hashes the CDR files' names, sizes and modification times,
+the feature settings and the numbering plan), so ``simguard evaluate`` after ``simguard train``
+on the same CDRs reads the same tables.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from models.dataset import ALLOWLISTED, CALL_LABELS_FILE, ROW_START, SIM_LABELS_
 from models.errors import ModelError
 from models.evaluate import flatten
 from models.extra_labels import ExtraLabelCounts, add_extra_labels, read_extra_labels, without_labelled
-from models.reasons import reason_text
 from models.registry import (
     champion_version,
     code_version,
@@ -35,7 +35,7 @@ from models.registry import (
     log_version,
     should_promote,
 )
-from models.scoring import FLAGGED, FRAUD_TYPE, SCORE, ScoringModel
+from models.scoring import ScoringModel
 from models.split import Boundaries, Split, scored_at
 from models.tasks import (
     SPAM_SIM,
@@ -52,7 +52,7 @@ from models.tasks import (
     validation_key,
 )
 from pipeline.dossiers import data_source, record_registration
-from pipeline.featurize import CALL_TABLE, SIM_TABLE, FeatureTables, build_features, read_cdrs
+from pipeline.featurize import CALL_TABLE, SIM_TABLE, FeatureTables, build_features
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -63,7 +63,7 @@ Progress = Callable[[str], None]
 _COMPLETE = "_SIMGUARD_COMPLETE"
 
 
-def _quiet(_: str) -> None:
+def quiet(_: str) -> None:
     return None
 
 
@@ -92,7 +92,7 @@ def cached_features(
     cdr_dir: Path,
     *,
     between: tuple[pd.Timestamp, pd.Timestamp] | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> FeatureTables:
     """Feature tables for ``cdr_dir``, built with Spark unless this exact build is cached;
     ``between`` (start, end): from the CDRs in ``[start, end)`` alone, every scoring point."""
@@ -189,7 +189,7 @@ def rows_alone(
     *,
     sim_labels: pd.DataFrame,
     call_labels: pd.DataFrame,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> dict[str, pd.DataFrame]:
     """Both tasks' labelled rows scored in ``between`` (start, end), computed from the CDRs in it
     alone: a SIM's first calls have no day before, as in a stream started on an empty state."""
@@ -231,7 +231,7 @@ def prepare(
     cdrs: Path,
     labels: Path,
     extra_labels: Path | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> Prepared:
     """Features, labels and the time split for both tasks; with ``extra_labels`` (the table
     ``simguard labels export`` writes) the analysts' labels join the training rows."""
@@ -311,7 +311,7 @@ def train(
     labels: Path,
     extra_labels: Path | None = None,
     seed: int | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> list[TrainOutcome]:
     """Train, evaluate, log and register both models; move ``champion`` on improvement only."""
     from models.plots import evaluation_figures
@@ -460,7 +460,7 @@ def _compatible(model: ScoringModel, spec: TaskSpec, settings: Settings) -> bool
     )
 
 
-def _check_compatible(model: ScoringModel, spec: TaskSpec, settings: Settings) -> None:
+def check_compatible(model: ScoringModel, spec: TaskSpec, settings: Settings) -> None:
     if not _compatible(model, spec, settings):
         raise ModelError(
             f"{model.name} version {model.version} was trained on other features than the current "
@@ -475,7 +475,7 @@ def evaluate(
     cdrs: Path,
     labels: Path,
     model_version: str = "champion",
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> list[tuple[ScoringModel, Evaluation]]:
     """A registered version of each model beside the rules baseline, on the test split."""
     models = {}
@@ -484,7 +484,7 @@ def evaluate(
         progress(f"{task}: loading {model_version} from the registry")
         spec = task_spec(task, settings.models, settings.features)
         models[task] = _resolve(spec, settings, model_version)
-        _check_compatible(models[task], spec, settings)
+        check_compatible(models[task], spec, settings)
     data = prepare(spark, settings, cdrs=cdrs, labels=labels, progress=progress)
     out = []
     for task, td in data.tasks.items():
@@ -500,108 +500,3 @@ def evaluate(
             )
         )
     return out
-
-
-# -- score ---------------------------------------------------------------------------------------
-
-SCORE_COLUMNS = (
-    "kind", "id", "number", "window_start", "window_end", "score", "fraud_type", "reasons",
-    "model", "model_version",
-)
-
-
-def _with_reasons(model: ScoringModel, rows: pd.DataFrame, settings: Settings) -> list[str]:
-    if rows.empty:
-        return []
-    reasons = model.reasons(rows, top_k=settings.models.reasons_top_k, feature_settings=settings.features)
-    return [reason_text(r) for r in reasons]
-
-
-def score_sims(
-    model: ScoringModel, sim: pd.DataFrame, settings: Settings, *, first_record: pd.Timestamp | None = None
-) -> pd.DataFrame:
-    """One row per flagged SIM: its highest-scoring window, fraud type and reasons. Rows whose
-    window starts before ``first_record`` (the minute of the CDRs' first record) lack part of
-    their history and are flagged above the model's cold threshold, as the stream does."""
-    scored = pd.concat([sim, model.score(sim)], axis=1)
-    if first_record is not None:
-        cold = pd.to_datetime(scored[WINDOW_START], utc=True) < first_record
-        scored[FLAGGED] = scored[SCORE] > cold.map({True: model.cold_threshold, False: model.threshold})
-    flagged = scored[scored[FLAGGED]]
-    top = flagged.sort_values([ENTITY, SCORE], ascending=[True, False], kind="stable").drop_duplicates(ENTITY)
-    return pd.DataFrame(
-        {
-            "kind": "sim",
-            "id": top[ENTITY].astype(str).to_numpy(),
-            "number": top[ENTITY].astype(str).to_numpy(),
-            "window_start": pd.to_datetime(top[WINDOW_START], utc=True).to_numpy(),
-            "window_end": pd.to_datetime(top[WINDOW_END], utc=True).to_numpy(),
-            "score": top[SCORE].to_numpy(),
-            "fraud_type": top[FRAUD_TYPE].astype(str).to_numpy(),
-            "reasons": _with_reasons(model, top, settings),
-            "model": model.name or SPAM_SIM,
-            "model_version": model.version if model.version is not None else -1,
-        }
-    )
-
-
-def score_calls(model: ScoringModel, calls: pd.DataFrame, settings: Settings) -> pd.DataFrame:
-    """One row per flagged trunk call."""
-    scored = pd.concat([calls, model.score(calls)], axis=1)
-    top = scored[scored[FLAGGED]]
-    start = pd.to_datetime(top["start_time"], utc=True).to_numpy()
-    return pd.DataFrame(
-        {
-            "kind": "call",
-            "id": top["record_id"].astype(str).to_numpy(),
-            "number": top["a_number"].astype(str).to_numpy(),
-            "window_start": start,
-            "window_end": start,
-            "score": top[SCORE].to_numpy(),
-            "fraud_type": top[FRAUD_TYPE].astype(str).to_numpy(),
-            "reasons": _with_reasons(model, top, settings),
-            "model": model.name or SPOOF_CALL,
-            "model_version": model.version if model.version is not None else -1,
-        }
-    )
-
-
-def score(
-    spark: SparkSession, settings: Settings, *, cdrs: Path, out: Path, progress: Progress = _quiet
-) -> pd.DataFrame:
-    """Batch scoring / backfill with both champions; writes Parquet or CSV by ``out``'s suffix."""
-    suffix = Path(out).suffix.lower()
-    if suffix not in (".parquet", ".csv"):
-        raise ModelError(f"--out must end in .parquet or .csv, not {Path(out).name!r}")
-    uri, registry = settings.mlflow_tracking_uri, settings.mlflow.registry_uri
-    alias = settings.models.champion_alias
-    models = {
-        t: load_champion(task_spec(t, settings.models, settings.features).registered_name, uri,
-                         alias=alias, registry_uri=registry)
-        for t in TASKS
-    }
-    for t, m in models.items():
-        _check_compatible(m, task_spec(t, settings.models, settings.features), settings)
-    tables = cached_features(spark, settings, cdrs, progress=progress)
-    progress("scoring: loading features")
-    sim, calls = read_feature_tables(tables)
-    progress(f"scoring: {len(sim):,} SIM windows and {len(calls):,} trunk calls")
-    from pyspark.sql import functions as F
-
-    first = read_cdrs(spark, cdrs).agg(F.min(F.col("start_time").cast("double"))).first()[0]
-    first_record = None if first is None else pd.Timestamp(first, unit="s", tz="UTC").floor("min")
-    result = pd.concat(
-        [
-            score_sims(models[SPAM_SIM], sim, settings, first_record=first_record),
-            score_calls(models[SPOOF_CALL], calls, settings),
-        ],
-        ignore_index=True,
-    )
-    result = result.sort_values(["kind", "score", "id"], ascending=[False, False, True], kind="stable")
-    result = result.reset_index(drop=True)[list(SCORE_COLUMNS)]
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".parquet":
-        result.to_parquet(out, index=False)
-    else:
-        result.to_csv(out, index=False)
-    return result

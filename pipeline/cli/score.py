@@ -20,7 +20,7 @@ def score(
     from rich.console import Console
 
     from models.registry import registry_errors
-    from pipeline.modeling import score as run_score
+    from pipeline.batch_score import score as run_score
     from pipeline.spark import build_spark
 
     settings = settings_from(ctx)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from features.sim import WINDOW_START
 from models.matrix import feature_matrix
 from models.quantiles import FeatureQuantiles
 from models.reasons import Reason, explain
@@ -34,11 +35,17 @@ from models.reasons import Reason, explain
 if TYPE_CHECKING:
     import lightgbm as lgb
 
-__all__ = ["FLAGGED", "FRAUD_TYPE", "SCORE", "ModelCard", "ScoringModel", "feature_matrix"]
+__all__ = ["FLAGGED", "FRAUD_TYPE", "SCORE", "ModelCard", "ScoringModel", "feature_matrix", "reaches_before"]
 
 SCORE = "score"
 FRAUD_TYPE = "fraud_type"
 FLAGGED = "flagged"
+
+
+def reaches_before(frame: pd.DataFrame, first_record: pd.Timestamp) -> np.ndarray:
+    """SIM windows that start before ``first_record``: computed without part of their history
+    (a stream's first day on an empty state), judged at the cold threshold."""
+    return (pd.to_datetime(frame[WINDOW_START], utc=True) < first_record).to_numpy()
 
 
 @dataclass(frozen=True)
@@ -123,6 +130,11 @@ class ScoringModel:
         """The threshold for rows whose window reaches before the first record (see the card)."""
         cold = self.card.cold_threshold
         return self.card.threshold if cold is None else cold
+
+    def thresholds(self, frame: pd.DataFrame, *, first_record: pd.Timestamp) -> np.ndarray:
+        """Per row of ``frame`` (SIM windows): the cold threshold where its window starts before
+        ``first_record`` (the minute of the scorer's first record), else the threshold."""
+        return np.where(reaches_before(frame, first_record), self.cold_threshold, self.threshold)
 
     def with_threshold(self, threshold: float) -> ScoringModel:
         return self._with_card(threshold=float(threshold))

@@ -46,8 +46,7 @@ def score_sims(
     their history and are flagged above the model's cold threshold, as the stream does."""
     scored = pd.concat([sim, model.score(sim)], axis=1)
     if first_record is not None:
-        cold = pd.to_datetime(scored[WINDOW_START], utc=True) < first_record
-        scored[FLAGGED] = scored[SCORE] > cold.map({True: model.cold_threshold, False: model.threshold})
+        scored[FLAGGED] = scored[SCORE].to_numpy() > model.thresholds(scored, first_record=first_record)
     flagged = scored[scored[FLAGGED]]
     top = flagged.sort_values([ENTITY, SCORE], ascending=[True, False], kind="stable").drop_duplicates(ENTITY)
     return pd.DataFrame(

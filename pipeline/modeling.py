@@ -22,7 +22,7 @@ import pandas as pd
 from features.errors import SchemaError
 from features.numbering import DEFAULT_PLAN_PATH
 from features.sim import ENTITY, WINDOW_END, WINDOW_START
-from models.dataset import ALLOWLISTED, CALL_LABELS_FILE, ROW_START, SIM_LABELS_FILE, UNIT, read_labels
+from models.dataset import ALLOWLISTED, CALL_LABELS_FILE, SIM_LABELS_FILE, UNIT, read_labels
 from models.errors import ModelError
 from models.evaluate import flatten
 from models.extra_labels import ExtraLabelCounts, add_extra_labels, read_extra_labels, without_labelled
@@ -35,7 +35,7 @@ from models.registry import (
     log_version,
     should_promote,
 )
-from models.scoring import ScoringModel
+from models.scoring import ScoringModel, reaches_before
 from models.split import Boundaries, Split, scored_at
 from models.tasks import (
     SPAM_SIM,
@@ -251,7 +251,7 @@ def prepare(
     start = boundaries.validation_start
     cold = rows_alone(spark, settings, cdrs, labels, (start, boundaries.test_start),
                       sim_labels=sim_labels, call_labels=call_labels, progress=progress)[SPAM_SIM]
-    cold = cold[pd.to_datetime(cold[ROW_START], utc=True) < start].reset_index(drop=True)
+    cold = cold[reaches_before(cold, start)].reset_index(drop=True)
     tasks[SPAM_SIM] = replace(tasks[SPAM_SIM], cold_validation=cold)
     if extra is not None:
         for t, td in tasks.items():

@@ -35,11 +35,26 @@ from models.reasons import Reason, explain
 if TYPE_CHECKING:
     import lightgbm as lgb
 
-__all__ = ["FLAGGED", "FRAUD_TYPE", "SCORE", "ModelCard", "ScoringModel", "feature_matrix", "reaches_before"]
+__all__ = [
+    "FLAGGED", "FRAUD_TYPE", "SCORE", "ModelCard", "ScoringModel", "feature_matrix", "history_start", "reaches_before",
+]
 
 SCORE = "score"
 FRAUD_TYPE = "fraud_type"
 FLAGGED = "flagged"
+
+
+def history_start(buckets: np.ndarray, *, reach_s: float) -> float | None:
+    """Epoch s of a scorer's first record, from the sub-buckets (epoch s) its records fall in:
+    the first after the last gap longer than ``reach_s`` (a window) between them. What lies
+    before such a gap is a straggler no later window reaches, so a stray old record does not make
+    the day after it look warm, while a warm start or a long backlog counts from its own
+    beginning. ``None`` without records."""
+    b = np.unique(np.asarray(buckets, dtype=np.float64))
+    if b.size == 0:
+        return None
+    gaps = np.flatnonzero(np.diff(b) > reach_s)
+    return float(b[gaps[-1] + 1] if gaps.size else b[0])
 
 
 def reaches_before(frame: pd.DataFrame, first_record: pd.Timestamp) -> np.ndarray:
@@ -130,6 +145,11 @@ class ScoringModel:
         """The threshold for rows whose window reaches before the first record (see the card)."""
         cold = self.card.cold_threshold
         return self.card.threshold if cold is None else cold
+
+    @property
+    def has_cold_threshold(self) -> bool:
+        """False for a version trained before cold thresholds: one threshold for all its rows."""
+        return self.card.cold_threshold is not None
 
     def thresholds(self, frame: pd.DataFrame, *, first_record: pd.Timestamp) -> np.ndarray:
         """Per row of ``frame`` (SIM windows): the cold threshold where its window starts before

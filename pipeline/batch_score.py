@@ -9,13 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from features.sim import ENTITY, WINDOW_END, WINDOW_START
 from models.errors import ModelError
 from models.reasons import reason_text
 from models.registry import load_champion
-from models.scoring import FLAGGED, FRAUD_TYPE, SCORE, ScoringModel
+from models.scoring import FLAGGED, FRAUD_TYPE, SCORE, ScoringModel, history_start
 from models.tasks import SPAM_SIM, SPOOF_CALL, TASKS, task_spec
 from pipeline.featurize import read_cdrs
 from pipeline.modeling import Progress, cached_features, check_compatible, quiet, read_feature_tables
@@ -108,8 +109,12 @@ def score(
     progress(f"scoring: {len(sim):,} SIM windows and {len(calls):,} trunk calls")
     from pyspark.sql import functions as F
 
-    first = read_cdrs(spark, cdrs).agg(F.min(F.col("start_time").cast("double"))).first()[0]
-    first_record = None if first is None else pd.Timestamp(first, unit="s", tz="UTC").floor("min")
+    # the minute of the first record as a stream that read these CDRs would keep it
+    sub = settings.features.sub_bucket_s
+    minute = (F.floor(F.col("start_time").cast("double") / sub) * sub).alias("minute")
+    minutes = [r[0] for r in read_cdrs(spark, cdrs).select(minute).distinct().collect()]
+    first = history_start(np.array(minutes, dtype=np.float64), reach_s=settings.features.window_s)
+    first_record = None if first is None else pd.Timestamp(first, unit="s", tz="UTC")
     result = pd.concat(
         [
             score_sims(models[SPAM_SIM], sim, settings, first_record=first_record),

@@ -192,7 +192,8 @@ def _cold_effect(settings: Settings) -> str:
     if all(settings.policy.for_type(t).block_above is not None for t in SIM_FRAUD_TYPES):
         return (f"{before} against the policy's fixed block_above, and ordinary SIMs' first calls can look like a "
                 "SIM box's")
-    return f"{before} and judged at the model's stricter cold threshold (some fraud SIMs wait for more evidence)"
+    return (f"{before} and judged at the model version's stricter cold threshold where its card has one (some "
+            "fraud SIMs wait for more evidence)")
 
 
 def run_stream(

@@ -39,6 +39,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 import pandas as pd
 
 from features.calls import CALL_KEY_COLUMNS, assemble_call_features, merge_cli_rows, merge_trunk_rows, trunk_calls
@@ -89,6 +90,9 @@ class DecisionSink(Protocol):
 
     def min_score(self, kind: str, *, model_threshold: float | None = None) -> float:
         """Scores at or below this can only be allowed: they need not leave the executors."""
+
+    def block_thresholds(self, rows: pd.DataFrame) -> np.ndarray:
+        """Per scored row: the score above which the policy blocks it."""
 
     def apply(self, candidates: pd.DataFrame, *, kind: str, query: str, batch_id: int) -> dict[str, int]:
         """Decide and store; returns counts (e.g. ``block:simbox``) for the batch's metrics."""
@@ -365,7 +369,12 @@ class StreamJob:
         if self._first_record is None:
             self._first_record = self.state.first_record(reach_s=f.window_s)
         first_record = self._first_record
-        cold = F.lit(True) if first_record is None else F.col(WINDOW_START) < F.lit(first_record).cast("timestamp")
+        if not model.has_cold_threshold:
+            cold = F.lit(False)
+        elif first_record is None:
+            cold = F.lit(True)
+        else:
+            cold = F.col(WINDOW_START) < F.lit(first_record).cast("timestamp")
         threshold = F.when(cold, F.lit(model.cold_threshold)).otherwise(F.lit(model.threshold))
         scored = self.spam.score(features, keep=keep).withColumn(COLD, cold).withColumn(MODEL_THRESHOLD, threshold)
         flagged = scored.where(F.col(SCORE) > low)
@@ -373,7 +382,7 @@ class StreamJob:
         calls = features.select(ENTITY, WINDOW_END, "recent_calls")
         candidates = flagged.join(calls, [ENTITY, WINDOW_END], "left").toPandas()
         if not candidates.empty:
-            candidates = first_decisive_rows(candidates)
+            candidates = first_decisive_rows(candidates, self.sink.block_thresholds(candidates))
             candidates["evidence"] = sim_evidence(candidates, self.spam.model.feature_names)
             candidates = candidates.drop(columns=["recent_calls"])
         return int(first[1]), candidates

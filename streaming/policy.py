@@ -155,6 +155,11 @@ def _review_thresholds(fraud_types: pd.Series, policy: PolicySettings) -> np.nda
     return fraud_types.map({t: policy.for_type(t).review_above for t in FRAUD_TYPES}).to_numpy(dtype=float)
 
 
+def block_thresholds(scored: pd.DataFrame, *, policy: PolicySettings) -> np.ndarray:
+    """Per scored row (with ``fraud_type``): the score above which it blocks."""
+    return _block_thresholds(scored, scored["fraud_type"], policy)
+
+
 def _block_thresholds(scored: pd.DataFrame, fraud_types: pd.Series, policy: PolicySettings) -> np.ndarray:
     """Per row: the fraud type's ``block_above``, or where that is null the row's
     ``model_threshold`` (the scoring version's validated threshold)."""

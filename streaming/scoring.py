@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from features.sim import ENTITY, WINDOW_END
 from models.registry import load_champion
 from models.scoring import FRAUD_TYPE, SCORE, ModelCard, ScoringModel
-from streaming.policy import MODEL_THRESHOLD
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -87,12 +87,15 @@ class ChampionScorer:
         return frame.select(*columns).mapInPandas(run, schema=schema)
 
 
-def first_decisive_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per SIM of a micro-batch's scored rows: the earliest that scores above its
-    ``model_threshold`` (when the evidence first sufficed), else the best-scoring one. A SIM
-    that called all day gives one decision per micro-batch, not one per minute."""
-    rows = rows.sort_values([ENTITY, WINDOW_END], kind="stable")
-    above = rows[rows[SCORE] > rows[MODEL_THRESHOLD]].groupby(ENTITY, sort=False).head(1)
+def first_decisive_rows(rows: pd.DataFrame, block: np.ndarray) -> pd.DataFrame:
+    """One row per SIM of a micro-batch's scored rows: the earliest that scores above its block
+    threshold (``block``, per row: the policy's ``block_above`` or the row's model threshold),
+    when the evidence first sufficed; else the best-scoring one. A SIM that called all day gives
+    one decision per micro-batch, not one per minute."""
+    decisive = rows[SCORE].to_numpy(dtype=float) > np.asarray(block, dtype=float)
+    rows = rows.assign(_decisive=decisive).sort_values([ENTITY, WINDOW_END], kind="stable")
+    above = rows[rows["_decisive"]].groupby(ENTITY, sort=False).head(1)
     rest = rows[~rows[ENTITY].isin(above[ENTITY])]
     best = rest.sort_values([ENTITY, SCORE, WINDOW_END], ascending=[True, False, True], kind="stable")
-    return pd.concat([above, best.groupby(ENTITY, sort=False).head(1)]).reset_index(drop=True)
+    out = pd.concat([above, best.groupby(ENTITY, sort=False).head(1)])
+    return out.drop(columns="_decisive").reset_index(drop=True)

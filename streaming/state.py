@@ -26,11 +26,14 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from features.calls import cli_bucket_aggregates, trunk_bucket_aggregates
 from features.errors import ConfigError
 from features.numbering import NumberingPlan
 from features.settings import FeatureSettings
 from features.sim_rows import MINUTE, context_members, minute_rows, sim_events
+from models.scoring import history_start
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -120,10 +123,12 @@ class StateTable:
 
     def first_record(self, *, reach_s: float) -> float | None:
         """Epoch seconds of the minute of the state's first record: windows that start before it
-        lack part of their history. Fixed in the table's properties (:data:`FIRST_RECORD`) the
-        first time it is asked for, so that a late record older than it does not move it then;
-        records more than ``reach_s`` (a window) older than the newest do not count, so that a
-        straggler in the first micro-batch does not either. ``None`` while there are no SIM rows."""
+        lack part of their history. The first minute after the last gap longer than ``reach_s``
+        (a window) between the SIM rows' minutes (``models.scoring.history_start``): a straggler
+        in the first micro-batch does not count, a warm start or a long first backlog counts from
+        its beginning. Fixed in the table's properties (:data:`FIRST_RECORD`) the first time it is
+        asked for, so that a late record older than it does not move it then. ``None`` while
+        there are no SIM rows."""
         from delta.tables import DeltaTable
         from pyspark.sql import functions as F
 
@@ -132,16 +137,23 @@ class StateTable:
         detail = DeltaTable.forPath(self.spark, self.uri).detail().first()
         properties = detail["properties"] or {}
         if FIRST_RECORD in properties:
-            return float(properties[FIRST_RECORD])
+            try:
+                return float(properties[FIRST_RECORD])
+            except ValueError:
+                raise ConfigError(
+                    f"the stream's state at {self.uri} has table property {FIRST_RECORD}="
+                    f"{properties[FIRST_RECORD]!r}, not epoch seconds: set it to the minute of the state's first "
+                    "record, or unset it to have it found again"
+                ) from None
         sims = self.spark.read.format("delta").load(self.uri).where(F.col(PART) == "sim")
-        newest = sims.agg(F.max(AT)).first()[0]
-        if newest is None:
+        minutes = [r[0] for r in sims.select(AT).distinct().collect()]
+        first = history_start(np.array(minutes, dtype=np.float64), reach_s=reach_s)
+        if first is None:
             return None
-        first = int(sims.where(F.col(AT) >= F.lit(int(newest - reach_s))).agg(F.min(AT)).first()[0])
         location = str(detail["location"]).replace("`", "``")
-        self.spark.sql(f"ALTER TABLE delta.`{location}` SET TBLPROPERTIES ('{FIRST_RECORD}' = '{first}')")
-        log.info("state table %s: its first record's minute is %s", self.uri, first)
-        return float(first)
+        self.spark.sql(f"ALTER TABLE delta.`{location}` SET TBLPROPERTIES ('{FIRST_RECORD}' = '{int(first)}')")
+        log.info("state table %s: its first record's minute is %s", self.uri, int(first))
+        return first
 
     def check_layout(self, columns: list[str]) -> None:
         """Before a query appends rows with ``columns``: a table an older version wrote lacks some

@@ -69,7 +69,7 @@ def fixed_policy():
 
 class _Model:
     #: rows whose window starts before the state's first record are judged at ``cold_threshold``
-    version, threshold, cold_threshold = 1, 0.5, 0.9
+    version, threshold, cold_threshold, has_cold_threshold = 1, 0.5, 0.9, True
     quantiles = None  # no population: the reasons carry no percentile
 
     def __init__(self, names: list[str]) -> None:
@@ -105,6 +105,9 @@ class RecordingSink:
 
     def min_score(self, kind, *, model_threshold=None):
         return self.floor
+
+    def block_thresholds(self, rows):
+        return rows["model_threshold"].to_numpy(dtype=float)
 
     def apply(self, candidates, *, kind, query, batch_id):
         self.rows.append((kind, batch_id, candidates.copy()))

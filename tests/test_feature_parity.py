@@ -211,11 +211,14 @@ def test_a_row_is_not_changed_by_sims_that_come_later_in_its_hour(
                 cell_id="BOX", duration_s=40.0,
             ))
     job, sink = _job(spark, kafka_bootstrap, new_topic, tmp_path, records, batch=3)
-    # every row here is cold; one threshold keeps the stand-in's picks (the rows compared) spread
-    # over each micro-batch rather than on its best-scoring points
-    job.spam.model.cold_threshold = job.spam.model.threshold
+    # every row here would be cold; a version trained before cold thresholds has one threshold
+    # for all rows and marks none cold, which keeps the stand-in's picks (the rows compared)
+    # spread over each micro-batch rather than on its best-scoring points
+    job.spam.model.has_cold_threshold = False
     job.run(available_now=True, timeout_s=900)
     assert len(sink.batches) == 4
+    sims = pd.concat([g for k, _, g in sink.rows if k == "sim"])
+    assert set(sims["model_threshold"]) == {0.5} and not sims["cold"].any()
     # one row per SIM and micro-batch reaches the sink (its first decisive one)
     assert _assert_read_rows_equal_whole_day(spark, sink, records) >= 3
     cohort = pd.concat([g for k, _, g in sink.rows if k == "sim"]).set_index([ENTITY, "window_end"])

@@ -16,6 +16,7 @@ from streaming.policy import (
     FraudTypePolicy,
     PolicySettings,
     StaticAllowlist,
+    block_thresholds,
     decide_calls,
     decide_sims,
     trunk_scope,
@@ -232,3 +233,12 @@ def test_a_cold_row_is_judged_at_its_own_threshold_and_says_so() -> None:
     }
     assert "> model threshold 0.0133" in got["+84961000001"].why
     assert "> cold threshold 0.99" in got["+84961000003"].why
+
+
+def test_block_thresholds_are_the_fixed_block_above_or_the_rows_own() -> None:
+    """What the stream picks each SIM's decisive row by: a fixed ``block_above`` wins over the
+    row's model threshold, cold or warm; where it is null, the row's own threshold."""
+    frame = sims([("+84961000001", "spam_robocall", 0.9), ("+84961000002", "simbox", 0.9)],
+                 model_threshold=[0.0133, 0.99])
+    assert block_thresholds(frame, policy=POLICY).tolist() == [0.95, 0.97]
+    assert block_thresholds(frame, policy=PolicySettings()).tolist() == [0.0133, 0.99]

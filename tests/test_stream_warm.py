@@ -133,3 +133,31 @@ def test_the_first_record_is_kept_and_a_late_record_does_not_move_it(spark, tmp_
     assert state.first_record(reach_s=day) == minute
     assert StateTable(spark, state.uri).first_record(reach_s=day) == minute  # a restarted job reads it back
     assert DeltaTable.forPath(spark, state.uri).detail().first()["properties"][FIRST_RECORD] == str(int(minute))
+
+
+def test_a_warm_start_counts_from_its_own_first_record(spark, tmp_path) -> None:
+    """The day before loaded, then a first micro-batch of three hours: the history starts at the
+    loaded day's first minute, not a window before the batch's newest record (which would judge
+    the batch's first hours cold although their windows are whole). A property that is not a
+    number is a one-line error naming it."""
+    from delta.tables import DeltaTable
+
+    from features.settings import FeatureSettings
+    from streaming.state import FIRST_RECORD, StateTable, state_rows
+
+    state = StateTable(spark, f"{(tmp_path / 'stream').as_uri()}/state")
+
+    def rows(*times: dt.datetime):
+        records = [cdr(i, start_time=at) for i, at in enumerate(times)]
+        return state_rows(spark_frame(spark, records), settings=FeatureSettings())
+
+    day_before = T0 - dt.timedelta(days=1)
+    state.append(rows(day_before + dt.timedelta(seconds=30), day_before + dt.timedelta(hours=12),
+                      day_before + dt.timedelta(hours=23, minutes=50)), app_id="warm", batch_id=0)
+    state.append(rows(T0 + dt.timedelta(hours=1), T0 + dt.timedelta(hours=3)), app_id="q", batch_id=0)
+    assert state.first_record(reach_s=86400.0) == day_before.timestamp()
+
+    location = DeltaTable.forPath(spark, state.uri).detail().first()["location"]
+    spark.sql(f"ALTER TABLE delta.`{location}` SET TBLPROPERTIES ('{FIRST_RECORD}' = 'yesterday')")
+    with pytest.raises(ConfigError, match=f"{FIRST_RECORD}='yesterday', not epoch seconds"):
+        StateTable(spark, state.uri).first_record(reach_s=86400.0)

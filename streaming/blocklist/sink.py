@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 import pandas as pd
 
 from features.errors import SimGuardError
@@ -34,6 +35,7 @@ from streaming.policy import (
     MODEL_THRESHOLD,
     SIM_FRAUD_TYPES,
     PolicySettings,
+    block_thresholds,
     count_actions,
     decide_calls,
     decide_sims,
@@ -204,6 +206,10 @@ class BlocklistSink:
         if kind == "call":
             return self.policy.spoofed_call.lowest(model_threshold)
         raise ValueError(f"unknown kind {kind!r}: 'sim' or 'call'")
+
+    def block_thresholds(self, rows: pd.DataFrame) -> np.ndarray:
+        """Per scored row: the score above which the policy blocks it."""
+        return block_thresholds(rows, policy=self.policy)
 
     def apply(self, candidates: pd.DataFrame, *, kind: str, query: str, batch_id: int) -> dict[str, int]:
         """Decide and store one micro-batch's candidates; returns ``{"block:simbox": n, ...}``.

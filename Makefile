@@ -55,7 +55,7 @@ live: setup
 
 # the whole suite: the session starts (and stops) its own Kafka broker and PostgreSQL server
 test: setup
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=15
 
 # the development loop: without the slow tests and those that need the Kafka broker
 test-fast: setup

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from features.sim import WINDOW_START
+from features.sim import WINDOW_END, WINDOW_START
 from models.matrix import feature_matrix
 from models.quantiles import FeatureQuantiles
 from models.reasons import Reason, explain
@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     import lightgbm as lgb
 
 __all__ = [
-    "FLAGGED", "FRAUD_TYPE", "SCORE", "ModelCard", "ScoringModel", "feature_matrix", "history_start", "reaches_before",
+    "FLAGGED", "FRAUD_TYPE", "SCORE", "ModelCard", "ScoringModel", "feature_matrix", "history_start", "history_starts",
+    "reaches_before",
 ]
 
 SCORE = "score"
@@ -44,23 +45,40 @@ FRAUD_TYPE = "fraud_type"
 FLAGGED = "flagged"
 
 
-def history_start(buckets: np.ndarray, *, reach_s: float) -> float | None:
-    """Epoch s of a scorer's first record, from the sub-buckets (epoch s) its records fall in:
-    the first after the last gap longer than ``reach_s`` (a window) between them. What lies
-    before such a gap is a straggler no later window reaches, so a stray old record does not make
-    the day after it look warm, while a warm start or a long backlog counts from its own
-    beginning. ``None`` without records."""
+def history_starts(buckets: np.ndarray, *, reach_s: float) -> np.ndarray:
+    """Epoch s where each run of a scorer's records begins, from the sub-buckets (epoch s) they
+    fall in: the first, and each one after a gap of a window (``reach_s``) or more, which no
+    window spans. Sorted; empty without records."""
     b = np.unique(np.asarray(buckets, dtype=np.float64))
+    b = b[~np.isnan(b)]
     if b.size == 0:
-        return None
-    gaps = np.flatnonzero(np.diff(b) > reach_s)
-    return float(b[gaps[-1] + 1] if gaps.size else b[0])
+        return b
+    return b[np.concatenate([[0], np.flatnonzero(np.diff(b) >= reach_s) + 1])]
 
 
-def reaches_before(frame: pd.DataFrame, first_record: pd.Timestamp) -> np.ndarray:
-    """SIM windows that start before ``first_record``: computed without part of their history
-    (a stream's first day on an empty state), judged at the cold threshold."""
-    return (pd.to_datetime(frame[WINDOW_START], utc=True) < first_record).to_numpy()
+def history_start(buckets: np.ndarray, *, reach_s: float) -> float | None:
+    """Epoch s of the first record of a stream's state: where its last run begins
+    (:func:`history_starts`). What lies before is a straggler no later window reaches, so a stray
+    old record does not make the day after it look warm, while a warm start or a long backlog
+    counts from its own beginning. ``None`` without records."""
+    starts = history_starts(buckets, reach_s=reach_s)
+    return float(starts[-1]) if starts.size else None
+
+
+def reaches_before(frame: pd.DataFrame, first_record: pd.Timestamp | pd.DatetimeIndex) -> np.ndarray:
+    """SIM windows that start before the first record of their history: computed without part of
+    it (a stream's first day on an empty state), judged at the cold threshold. ``first_record``:
+    one minute, or the starts of several runs of records (:func:`history_starts`), where each row
+    counts from the last start at or before its window's end."""
+    starts = pd.DatetimeIndex([first_record] if isinstance(first_record, pd.Timestamp) else first_record)
+    start = pd.to_datetime(frame[WINDOW_START], utc=True)
+    if len(starts) == 1:
+        return (start < starts[0]).to_numpy()
+    starts = starts.tz_convert("UTC").sort_values()
+    end = pd.to_datetime(frame[WINDOW_END], utc=True)
+    at = np.searchsorted(starts.asi8, end.to_numpy(dtype="datetime64[ns]").astype(np.int64), side="right") - 1
+    own = starts.asi8[np.maximum(at, 0)]
+    return (at < 0) | (start.to_numpy(dtype="datetime64[ns]").astype(np.int64) < own)
 
 
 @dataclass(frozen=True)
@@ -151,9 +169,9 @@ class ScoringModel:
         """False for a version trained before cold thresholds: one threshold for all its rows."""
         return self.card.cold_threshold is not None
 
-    def thresholds(self, frame: pd.DataFrame, *, first_record: pd.Timestamp) -> np.ndarray:
+    def thresholds(self, frame: pd.DataFrame, *, first_record: pd.Timestamp | pd.DatetimeIndex) -> np.ndarray:
         """Per row of ``frame`` (SIM windows): the cold threshold where its window starts before
-        ``first_record`` (the minute of the scorer's first record), else the threshold."""
+        the first record of its history (:func:`reaches_before`), else the threshold."""
         return np.where(reaches_before(frame, first_record), self.cold_threshold, self.threshold)
 
     def with_threshold(self, threshold: float) -> ScoringModel:

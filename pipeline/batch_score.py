@@ -16,7 +16,7 @@ from features.sim import ENTITY, WINDOW_END, WINDOW_START
 from models.errors import ModelError
 from models.reasons import reason_text
 from models.registry import load_champion
-from models.scoring import FLAGGED, FRAUD_TYPE, SCORE, ScoringModel, history_start
+from models.scoring import FLAGGED, FRAUD_TYPE, SCORE, ScoringModel, history_starts
 from models.tasks import SPAM_SIM, SPOOF_CALL, TASKS, task_spec
 from pipeline.featurize import read_cdrs
 from pipeline.modeling import Progress, cached_features, check_compatible, quiet, read_feature_tables
@@ -40,11 +40,16 @@ def _with_reasons(model: ScoringModel, rows: pd.DataFrame, settings: Settings) -
 
 
 def score_sims(
-    model: ScoringModel, sim: pd.DataFrame, settings: Settings, *, first_record: pd.Timestamp | None = None
+    model: ScoringModel,
+    sim: pd.DataFrame,
+    settings: Settings,
+    *,
+    first_record: pd.Timestamp | pd.DatetimeIndex | None = None,
 ) -> pd.DataFrame:
     """One row per flagged SIM: its highest-scoring window, fraud type and reasons. Rows whose
-    window starts before ``first_record`` (the minute of the CDRs' first record) lack part of
-    their history and are flagged above the model's cold threshold, as the stream does."""
+    window starts before the first record of their history (``first_record``: the minute, or
+    where each run of the CDRs begins) lack part of it and are flagged above the model's cold
+    threshold, as the stream does."""
     scored = pd.concat([sim, model.score(sim)], axis=1)
     if first_record is not None:
         scored[FLAGGED] = scored[SCORE].to_numpy() > model.thresholds(scored, first_record=first_record)
@@ -109,12 +114,13 @@ def score(
     progress(f"scoring: {len(sim):,} SIM windows and {len(calls):,} trunk calls")
     from pyspark.sql import functions as F
 
-    # the minute of the first record as a stream that read these CDRs would keep it
+    # where each run of records begins (a gap of a window or more starts a new one), at the
+    # minutes a stream that read these CDRs keeps
     sub = settings.features.sub_bucket_s
     minute = (F.floor(F.col("start_time").cast("double") / sub) * sub).alias("minute")
     minutes = [r[0] for r in read_cdrs(spark, cdrs).select(minute).distinct().collect()]
-    first = history_start(np.array(minutes, dtype=np.float64), reach_s=settings.features.window_s)
-    first_record = None if first is None else pd.Timestamp(first, unit="s", tz="UTC")
+    starts = history_starts(np.array(minutes, dtype=np.float64), reach_s=settings.features.window_s)
+    first_record = pd.DatetimeIndex(pd.to_datetime(starts, unit="s", utc=True)) if starts.size else None
     result = pd.concat(
         [
             score_sims(models[SPAM_SIM], sim, settings, first_record=first_record),

@@ -72,8 +72,6 @@ def reaches_before(frame: pd.DataFrame, first_record: pd.Timestamp | pd.Datetime
     counts from the last start at or before its window's end."""
     starts = pd.DatetimeIndex([first_record] if isinstance(first_record, pd.Timestamp) else first_record)
     start = pd.to_datetime(frame[WINDOW_START], utc=True)
-    if len(starts) == 1:
-        return (start < starts[0]).to_numpy()
     starts = starts.tz_convert("UTC").sort_values()
     end = pd.to_datetime(frame[WINDOW_END], utc=True)
     at = np.searchsorted(starts.asi8, end.to_numpy(dtype="datetime64[ns]").astype(np.int64), side="right") - 1

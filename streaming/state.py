@@ -123,8 +123,8 @@ class StateTable:
 
     def first_record(self, *, reach_s: float) -> float | None:
         """Epoch seconds of the minute of the state's first record: windows that start before it
-        lack part of their history. The first minute after the last gap longer than ``reach_s``
-        (a window) between the SIM rows' minutes (``models.scoring.history_start``): a straggler
+        lack part of their history. The first minute after the last gap of ``reach_s`` (a window)
+        or more between the SIM rows' minutes (``models.scoring.history_start``): a straggler
         in the first micro-batch does not count, a warm start or a long first backlog counts from
         its beginning. Fixed in the table's properties (:data:`FIRST_RECORD`) the first time it is
         asked for, so that a late record older than it does not move it then. ``None`` while

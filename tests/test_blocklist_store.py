@@ -121,6 +121,29 @@ def test_processes_starting_together_migrate_once(db_url: str, tmp_path: Path) -
         engine.dispose()
 
 
+def test_a_new_sqlite_file_opens_while_another_connection_writes(tmp_path: Path) -> None:
+    """A connection to a new database file waits for another's write lock instead of failing at
+    once: the file is made in WAL mode, so no opener has to switch it (SQLite refuses that switch
+    at once while another connection holds the lock: the flaky failure of the test above)."""
+    import sqlite3
+
+    from streaming.blocklist.db import DB_FILE_MODE, make_engine
+
+    path = tmp_path / "state" / "blocklist.db"
+    engine = make_engine(f"sqlite:///{path}")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process's writer, before anyone switched the file
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        holder.rollback()
+        holder.close()
+        engine.dispose()
+    assert path.stat().st_mode & 0o777 == DB_FILE_MODE
+    assert sorted(p.name for p in path.parent.iterdir()) == ["blocklist.db"]
+
+
 def test_block_is_a_version_with_state_and_outbox_rows(store: BlocklistStore) -> None:
     result = store.apply_decisions(decide(store, [("+84961000001", "spam_robocall", 0.99)], batch="sim:1"), now=NOW)
     [entry] = result.entries

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sqlite3
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +58,32 @@ def _private_file(path: Path) -> None:
     """Create the SQLite file (and its folder) as ``0600`` before SQLite does with the umask's
     mode, and take group and other bits off a file we own that has them."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DB_FILE_MODE))
-    except FileExistsError:
-        pass
+    if not path.exists():
+        _new_wal_file(path)
     try:
         if path.stat().st_mode & 0o077:
             os.chmod(path, DB_FILE_MODE)
     except PermissionError:
         pass  # someone else's file: its owner decides
+
+
+def _new_wal_file(path: Path) -> None:
+    """Put a new, empty database file at ``path``, already in WAL mode, in one step. Processes
+    opening a new file together would each switch it into WAL, and that switch upgrades a read
+    lock, which SQLite refuses at once ("database is locked") instead of waiting for it."""
+    new = path.with_name(f".{path.name}.{uuid.uuid4().hex}.new")
+    os.close(os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DB_FILE_MODE))
+    try:
+        conn = sqlite3.connect(new)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        finally:
+            conn.close()
+        os.link(new, path)  # fails if another process put its file there first
+    except FileExistsError:
+        pass
+    finally:
+        new.unlink(missing_ok=True)
 
 
 def writer(engine: Engine) -> Engine:

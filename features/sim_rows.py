@@ -164,7 +164,7 @@ def minute_rows(events: DataFrame, *, settings: FeatureSettings) -> DataFrame:
     )
 
 
-def _newest(calls: Column, n: int) -> Column:
+def newest_calls(calls: Column, n: int) -> Column:
     """The last ``n`` elements of a time-ordered array."""
     from pyspark.sql import functions as F
 
@@ -190,7 +190,7 @@ def merge_rows(rows: DataFrame, keys: list[str | Column], *, max_calls: int) -> 
         *[F.sum(c).cast("long").alias(c) for c in BUCKET_COUNTS],
         # structs sort by their first field, the call's time: every merged row keeps its calls in
         # time order, so windows put them in order by sorting whole rows, not calls
-        _newest(F.array_sort(F.flatten(F.collect_list("calls"))), max_calls).alias("calls"),
+        newest_calls(F.array_sort(F.flatten(F.collect_list("calls"))), max_calls).alias("calls"),
         union("callers"),
         union("cells"),
         union("imeis"),

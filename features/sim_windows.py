@@ -5,7 +5,8 @@ the state rows (:mod:`features.sim_rows`) and the named features.
    which it called (the stream caps them at its micro-batch's newest event);
    :func:`sample_points` keeps a bounded random sample per SIM and day for training.
 4. :func:`hour_rows` merges a SIM's sub-bucket rows of each clock hour, and :func:`window_rows`
-   merges, per point, the hour rows and sub-bucket rows of each window. A closed hour's rows do
+   merges, per point, the hour rows and sub-bucket rows of each window (the whole hours once per
+   SIM and hour, shared by that hour's points). A closed hour's rows do
    not change, so the stream keeps them (``streaming.hours``) instead of merging them again.
 """
 
@@ -15,7 +16,7 @@ import math
 from typing import TYPE_CHECKING
 
 from features.settings import FeatureSettings
-from features.sim_rows import BUCKET_COUNTS, ENTITY, HOUR, MINUTE, merge_rows
+from features.sim_rows import BUCKET_COUNTS, ENTITY, HOUR, MINUTE, merge_rows, newest_calls
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -101,12 +102,28 @@ def window_rows(
     rows = rows.withColumn("_hour", hour_of(F.col(MINUTE)))
     pts = points.select(ENTITY, AS_OF).withColumn("_h", hour_of(F.col(AS_OF)))
     n_hours = settings.window_s // HOUR - 1
-    # whole hours: each point probes its n_hours earlier hours by equality (no range join)
-    back = pts.select(ENTITY, AS_OF, F.explode(F.sequence(F.lit(1), F.lit(n_hours))).alias("_k"), "_h").select(
-        ENTITY, AS_OF, (F.col("_h") - F.col("_k") * HOUR).alias("_hour")
+    newest = settings.max_calls
+    # whole hours, merged once per (entity, hour of the points): every point of that hour reads
+    # the same ones. Each probes its n_hours earlier hours by equality (no range join).
+    point_hours = pts.select(ENTITY, "_h").distinct()
+    back = point_hours.select(ENTITY, "_h", F.explode(F.sequence(F.lit(1), F.lit(n_hours))).alias("_k")).select(
+        ENTITY, "_h", (F.col("_h") - F.col("_k") * HOUR).alias("_hour")
     )
     # Spark underestimates exploded rows and would broadcast them: join by sorting instead
-    whole = back.hint("merge").join(hours, [ENTITY, "_hour"])
+    whole_hours = back.hint("merge").join(hours, [ENTITY, "_hour"])
+    in_order = F.array_sort(F.collect_list(F.struct(F.col("_hour"), F.col("calls"))))
+    before = whole_hours.groupBy(ENTITY, "_h").agg(
+        *[F.sum(c).cast("long").alias(c) for c in BUCKET_COUNTS],
+        newest_calls(F.flatten(F.transform(in_order, lambda r: r["calls"])), newest).alias("calls"),
+        *[F.array_distinct(F.flatten(F.collect_list(c))).alias(c) for c in ("callers", "cells", "imeis")],
+        F.max("cohort_peak").alias("cohort_peak"),
+        F.max("imei_peak").alias("imei_peak"),
+        F.min("first").alias("first"),
+        # calls per clock hour: the busiest one and how many had calls (every call counted)
+        F.max("n_out").alias("_peak_whole"),
+        F.count(F.when(F.col("n_out") > 0, 1)).alias("_active_whole"),
+    )
+    whole = pts.join(before, [ENTITY, "_h"])
     # sub-buckets of the point's own hour (and, for the short window, the hours it reaches back)
     reach = short_reach_hours(settings)
     near_keys = pts.select(ENTITY, AS_OF, F.explode(F.sequence(F.lit(0), F.lit(reach))).alias("_k"), "_h").select(
@@ -115,28 +132,30 @@ def window_rows(
     near = near_keys.hint("merge").join(rows, [ENTITY, "_hour"]).where(F.col(MINUTE) < F.col(AS_OF))
     # one aggregation for both windows: every part says which window(s) it belongs to
     cols = [*BUCKET_COUNTS, "calls", "callers", "cells", "imeis", "cohort_peak", "imei_peak", "first"]
+    # the whole hours' part sorts before the minutes of the point's own hour
     whole_parts = whole.select(
-        ENTITY, AS_OF, *cols, F.col("_hour").alias("_key"),
+        ENTITY, AS_OF, *cols, "_peak_whole", "_active_whole", (F.col("_h") - 1).alias("_key"),
         F.lit(True).alias("_whole"), F.lit(True).alias("_long"), F.lit(False).alias("_short"),
     )
     near_parts = near.withColumn("first", F.col(MINUTE)).select(
         ENTITY,
         AS_OF,
         *cols,
+        F.lit(None).cast("long").alias("_peak_whole"),
+        F.lit(None).cast("long").alias("_active_whole"),
         F.col(MINUTE).alias("_key"),
         F.lit(False).alias("_whole"),
         (F.col("_hour") == F.col("_h")).alias("_long"),
         (F.col(MINUTE) >= F.col(AS_OF) - settings.short_window_s).alias("_short"),
     )
     parts = whole_parts.unionByName(near_parts)
-    newest = settings.max_calls
 
     def calls(on: Column) -> Column:
         # whole rows in time order (hours before minutes), each already sorted: the newest calls
         # are the tail, found without sorting the calls themselves
         rows_in_order = F.array_sort(F.collect_list(F.when(on, F.struct(F.col("_key"), F.col("calls")))))
         listed = F.flatten(F.transform(rows_in_order, lambda r: r["calls"]))
-        return F.slice(listed, F.greatest(F.size(listed) - newest + 1, F.lit(1)), newest)
+        return newest_calls(listed, newest)
 
     def merged(flag: str, p: str) -> list[Column]:
         on = F.col(flag)
@@ -160,8 +179,7 @@ def window_rows(
         F.max(F.when(long, F.col("cohort_peak"))).alias("cohort_peak"),
         F.max(F.when(long, F.col("imei_peak"))).alias("imei_peak"),
         F.min(F.when(long, F.col("first"))).alias("first"),
-        # calls per clock hour: the busiest one and how many had calls (every call counted)
-        F.max(F.when(whole_hour, F.col("n_out"))).alias("_peak_whole"),
-        F.count(F.when(whole_hour & (F.col("n_out") > 0), 1)).alias("_active_whole"),
+        F.max("_peak_whole").alias("_peak_whole"),
+        F.coalesce(F.sum("_active_whole"), F.lit(0)).cast("long").alias("_active_whole"),
         F.sum(F.when(this_hour, F.col("n_out"))).alias("_this_hour_out"),
     )

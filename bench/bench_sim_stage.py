@@ -3,7 +3,7 @@
 Builds the minute rows and context members of ``--day`` (and, with ``--warm``, the day before)
 from canonical CDRs, the scoring points of the day, then runs each step of
 ``features.sim.sim_features_at`` on its own, materialised with a local checkpoint, and prints
-wall seconds, rows out and the CPU seconds of the Spark JVM per step.
+wall seconds, rows out and the CPU seconds of Spark's processes (the JVM and its Python workers) per step.
 
     .venv/bin/python bench/bench_sim_stage.py --cdrs /tmp/sim10/cdrs --day 2025-03-05
 """
@@ -12,39 +12,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def _jvm_cpu_s(spark) -> float:
-    pid = spark.sparkContext._gateway.proc.pid
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for p in [pid, *_children(pid)]:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-        except OSError:
-            pass
-    return total
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            kids = (task / "children").read_text().split()
-        except OSError:
-            continue
-        for k in kids:
-            out.append(int(k))
-            out.extend(_children(int(k)))
-    return out
+sys.path.insert(0, str(ROOT / "bench"))
+from cpu_use import process_cpu  # noqa: E402
 
 
 def main() -> int:
@@ -78,11 +53,11 @@ def main() -> int:
     results = []
 
     def step(name: str, frame):
-        cpu, t = _jvm_cpu_s(spark), time.monotonic()
+        cpu, t = process_cpu()["spark"], time.monotonic()
         out = frame.localCheckpoint()
         n = out.count()
-        results.append((name, time.monotonic() - t, _jvm_cpu_s(spark) - cpu, n))
-        print(f"{name}: {results[-1][1]:.1f} s wall, {results[-1][2]:.1f} s JVM CPU, {n:,} rows", flush=True)
+        results.append((name, time.monotonic() - t, process_cpu()["spark"] - cpu, n))
+        print(f"{name}: {results[-1][1]:.1f} s wall, {results[-1][2]:.1f} s Spark CPU, {n:,} rows", flush=True)
         return out
 
     rows, members = sim_state(cdrs, settings=fs, plan=plan)
@@ -97,7 +72,7 @@ def main() -> int:
         named.write.mode("overwrite").parquet(args.save)
     total_wall = sum(r[1] for r in results)
     total_cpu = sum(r[2] for r in results)
-    print("\n| step | wall s | JVM CPU s | rows out |\n| --- | ---: | ---: | ---: |")
+    print("\n| step | wall s | Spark CPU s | rows out |\n| --- | ---: | ---: | ---: |")
     for name, wall, cpu, n in results:
         print(f"| {name} | {wall:.1f} | {cpu:.1f} | {n:,} |")
     print(f"| all | {total_wall:.1f} | {total_cpu:.1f} | |")

@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from cpu_use import process_cpu  # noqa: E402
 from stream_runs import bench_environment, start_broker, use_fresh_topics  # noqa: E402
 
 
@@ -78,35 +79,6 @@ def _busy_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -
     if before is None or after is None or after[1] == before[1]:
         return None
     return round((after[0] - before[0]) / (after[1] - before[1]), 3)
-
-
-def _process_cpu() -> dict[str, float]:
-    """CPU seconds used so far, by kind of process: Spark (the JVM and its Python workers), the
-    Kafka broker, this driver's Python process and the rest of the machine (Linux /proc). A
-    child's time counts towards its parent once reaped, so Python workers that exited during the
-    job reach the JVM's total through their daemon: the two are one figure."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out = {"spark": 0.0, "kafka_broker": 0.0, "driver": 0.0, "other": 0.0}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            stat = (proc / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        used = sum(int(x) for x in fields[11:15]) / tick  # utime, stime, cutime, cstime
-        if int(proc.name) == os.getpid():
-            kind = "driver"
-        elif "kafka.Kafka" in cmd:
-            kind = "kafka_broker"
-        elif "pyspark.daemon" in cmd or "pyspark.worker" in cmd or ("java" in cmd and "SparkSubmit" in cmd):
-            kind = "spark"
-        else:
-            kind = "other"
-        out[kind] += used
-    return out
 
 
 def _ceiling(spark, *, bootstrap: str, topic: str, checkpoint: Path) -> tuple[int, float]:
@@ -242,13 +214,13 @@ def main() -> int:
                 warm_s = time.monotonic() - t
             print(line, flush=True)
 
-        t, cpu, by_process = time.monotonic(), _cpu_times(), _process_cpu()
+        t, cpu, by_process = time.monotonic(), _cpu_times(), process_cpu()
         summary = run_stream(spark, settings, available_now=True, warm_from=warm_from, say=said)
         # the warm start's load is not the stream's work
         job_s = time.monotonic() - t - warm_s
         # how much of the machine the job kept busy (both cores: 1.0), and by which processes
         busy = _busy_share(cpu, _cpu_times())
-        cpu_s = {k: round(v - by_process.get(k, 0.0), 1) for k, v in _process_cpu().items()}
+        cpu_s = {k: round(v - by_process.get(k, 0.0), 1) for k, v in process_cpu().items()}
         print("CPU seconds during the job, by process:", json.dumps(cpu_s), flush=True)
         records = summary["records_in"] - warm_records
         print(f"job: {records:,} records in {job_s:.1f} s, CPU busy {busy} of {os.cpu_count()} cores", flush=True)

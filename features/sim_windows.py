@@ -85,6 +85,17 @@ def hour_rows(rows: DataFrame, *, settings: FeatureSettings) -> DataFrame:
     return merge_rows(rows, [ENTITY, HOUR_START], max_calls=settings.max_calls).drop("ctx")
 
 
+def _newest_by_rows(key: str, newest: int, on: Column | None = None) -> Column:
+    """Aggregate: the newest ``newest`` calls of the rows (where ``on``) merged in the order of
+    ``key``. Rows never overlap in time and each keeps its calls in time order, so the rows are
+    sorted, not the calls themselves."""
+    from pyspark.sql import functions as F
+
+    row = F.struct(F.col(key), F.col("calls"))
+    in_order = F.array_sort(F.collect_list(row if on is None else F.when(on, row)))
+    return newest_calls(F.flatten(F.transform(in_order, lambda r: r["calls"])), newest)
+
+
 def window_rows(
     rows: DataFrame, points: DataFrame, *, settings: FeatureSettings, hours: DataFrame | None = None
 ) -> DataFrame:
@@ -111,10 +122,9 @@ def window_rows(
     )
     # Spark underestimates exploded rows and would broadcast them: join by sorting instead
     whole_hours = back.hint("merge").join(hours, [ENTITY, "_hour"])
-    in_order = F.array_sort(F.collect_list(F.struct(F.col("_hour"), F.col("calls"))))
     before = whole_hours.groupBy(ENTITY, "_h").agg(
         *[F.sum(c).cast("long").alias(c) for c in BUCKET_COUNTS],
-        newest_calls(F.flatten(F.transform(in_order, lambda r: r["calls"])), newest).alias("calls"),
+        _newest_by_rows("_hour", newest).alias("calls"),
         *[F.array_distinct(F.flatten(F.collect_list(c))).alias(c) for c in ("callers", "cells", "imeis")],
         F.max("cohort_peak").alias("cohort_peak"),
         F.max("imei_peak").alias("imei_peak"),
@@ -150,13 +160,6 @@ def window_rows(
     )
     parts = whole_parts.unionByName(near_parts)
 
-    def calls(on: Column) -> Column:
-        # whole rows in time order (hours before minutes), each already sorted: the newest calls
-        # are the tail, found without sorting the calls themselves
-        rows_in_order = F.array_sort(F.collect_list(F.when(on, F.struct(F.col("_key"), F.col("calls")))))
-        listed = F.flatten(F.transform(rows_in_order, lambda r: r["calls"]))
-        return newest_calls(listed, newest)
-
     def merged(flag: str, p: str) -> list[Column]:
         on = F.col(flag)
 
@@ -165,7 +168,7 @@ def window_rows(
 
         return [
             *[F.sum(F.when(on, F.col(c))).cast("long").alias(f"{p}{c}") for c in BUCKET_COUNTS],
-            calls(on).alias(f"{p}calls"),
+            _newest_by_rows("_key", newest, on).alias(f"{p}calls"),
             union("callers"),
             union("cells"),
             union("imeis"),

@@ -1,4 +1,4 @@
-"""Benchmark: the cost of keeping per-SIM state per micro-batch, three designs in one run.
+"""Benchmark: the cost of keeping per-SIM state per micro-batch, four designs in one run.
 
 The same stream of micro-batches (``--batches`` Parquet files of ``--rows`` CDR-like events over
 ``--keys`` SIMs each, one file per trigger) goes through:
@@ -10,12 +10,23 @@ The same stream of micro-batches (``--batches`` Parquet files of ``--rows`` CDR-
    update mode with the RocksDB state store (changelog checkpointing): what Spark keeps itself,
    the minute buckets only, with no 24 h window merged;
 3. **pandas_state**: ``applyInPandasWithState`` keeping each SIM's events of the last 24 h in
-   Spark's state (RocksDB) and emitting its window count, the Python stateful API.
+   Spark's state (RocksDB) and emitting its window count, the Python stateful API;
+4. **jvm_state**: ``transformWithState`` with a Java ``StatefulProcessor`` (bench/jvm/SimWindows.java,
+   compiled here with ``javac`` against pyspark's jars): each SIM's calls of the last 24 h by minute
+   in a ``MapState`` (RocksDB), merged into its 24 h and 1 h windows (calls, distinct callees) at
+   its newest call of the batch, old minutes removed.
 
-Reports the median and p90 wall seconds per micro-batch (the first two batches are warm-up) and
-the state's size on disk at the end.
+With ``--cdrs`` and ``--day`` the micro-batches are a simulated day's CDRs instead (caller, start
+time, duration, callee), ``--batch-minutes`` of event time each, optionally after the day before
+in one micro-batch (``--warm``).
+
+Reports the median and p90 wall seconds per micro-batch and the rows per second over the counted
+ones (not counted: the first two synthetic batches, warm-up; the day before with ``--warm``), the
+Spark CPU seconds of each design's whole run, and the state's size on disk at the end.
 
     .venv/bin/python bench/bench_state.py --work /tmp/bench_state --batches 12 --rows 5000 --keys 1000
+    .venv/bin/python bench/bench_state.py --work /tmp/bench_day --cdrs /tmp/sim100/cdrs --day 2025-03-05 \
+        --batch-minutes 1440 --designs delta,builtin,jvm_state
 """
 
 from __future__ import annotations
@@ -27,6 +38,9 @@ import statistics
 import sys
 import time
 from pathlib import Path
+
+import pyarrow.parquet as pq
+from cpu_use import process_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -54,6 +68,36 @@ def _write_batches(folder: Path, *, batches: int, rows: int, keys: int, seed: in
         frame.to_parquet(folder / f"batch-{b:05d}.parquet", index=False)
 
 
+def _write_day(folder: Path, cdrs: Path, day: str, *, batch_minutes: int, warm: bool, max_batches: int | None) -> int:
+    """A simulated day's CDRs (caller, start time, duration, callee) as one Parquet file per
+    ``batch_minutes`` of event time (the first ``max_batches`` of them); with ``warm`` the day before
+    comes first, in one file.
+    Returns the number of files that hold the day before (0 or 1)."""
+    import pandas as pd
+
+    columns = ["a_number", "start_time", "duration_s", "b_number"]
+
+    def read(d: str) -> pd.DataFrame:
+        frame = pd.concat([pd.read_parquet(f, columns=columns) for f in sorted((cdrs / f"day={d}").glob("*.parquet"))])
+        frame = frame.rename(columns={"a_number": "entity"})
+        frame["t"] = frame.pop("start_time").astype("int64") / 1e6
+        return frame[["entity", "t", "duration_s", "b_number"]].sort_values("t", kind="stable")
+
+    folder.mkdir(parents=True, exist_ok=True)
+    before = 0
+    if warm:
+        previous = (pd.Timestamp(day) - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+        read(previous).to_parquet(folder / "batch-00000.parquet", index=False)
+        before = 1
+    frame = read(day)
+    slot = ((frame["t"] - frame["t"].min()) // (batch_minutes * 60)).astype("int64")
+    for k, (_, part) in enumerate(frame.groupby(slot, sort=True)):
+        if max_batches is not None and k >= max_batches:
+            break
+        part.to_parquet(folder / f"batch-{before + k:05d}.parquet", index=False)
+    return before
+
+
 def _stream(spark, source: Path):
     from pyspark.sql import types as T
 
@@ -68,11 +112,13 @@ def _stream(spark, source: Path):
     return spark.readStream.schema(schema).option("maxFilesPerTrigger", 1).parquet(str(source))
 
 
-def _timed(times: list[float], fn):
+def _timed(times: list[float], fn, emitted: list[int] | None = None):
     def run(batch, batch_id: int) -> None:
         started = time.monotonic()
-        fn(batch, batch_id)
+        n = fn(batch, batch_id)
         times.append(time.monotonic() - started)
+        if emitted is not None:
+            emitted.append(n)
 
     return run
 
@@ -152,6 +198,39 @@ def pandas_state_design(spark, source: Path, work: Path) -> list[float]:
     return times
 
 
+def _jvm_jar(work: Path) -> Path:
+    """bench/jvm/SimWindows.java compiled against the installed pyspark's jars."""
+    import subprocess
+
+    import pyspark
+
+    jars = Path(pyspark.__file__).resolve().parent / "jars"
+    classes = work / "jvm-classes"
+    classes.mkdir(parents=True)
+    subprocess.run(["javac", "--release", "17", "-cp", f"{jars}/*", "-d", str(classes),
+                    str(ROOT / "bench" / "jvm" / "SimWindows.java")], check=True)
+    jar = work / "sim-windows.jar"
+    subprocess.run(["jar", "cf", str(jar), "-C", str(classes), "simguard"], check=True)
+    return jar
+
+
+#: rows each jvm_state micro-batch emitted (scoring points)
+JVM_POINTS: list[int] = []
+
+
+def jvm_state_design(spark, source: Path, work: Path) -> list[float]:
+    from pyspark.sql import DataFrame
+
+    out = DataFrame(spark._jvm.simguard.bench.SimWindows.apply(_stream(spark, source)._jdf), spark)
+    times: list[float] = []
+    q = (
+        out.writeStream.outputMode("update").option("checkpointLocation", str(work / "jvm-ckpt"))
+        .foreachBatch(_timed(times, lambda frame, _id: frame.count(), JVM_POINTS)).trigger(availableNow=True).start()
+    )
+    q.awaitTermination()
+    return times
+
+
 def _size_mb(path: Path) -> float:
     return round(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6, 1)
 
@@ -162,6 +241,13 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=12)
     parser.add_argument("--rows", type=int, default=5000)
     parser.add_argument("--keys", type=int, default=1000)
+    parser.add_argument("--cdrs", type=Path, help="a simulation's cdrs folder: stream its --day instead")
+    parser.add_argument("--day", help="the day of --cdrs to stream (YYYY-MM-DD)")
+    parser.add_argument("--batch-minutes", type=int, default=1440, help="event minutes per micro-batch of --day")
+    parser.add_argument("--max-batches", type=int, help="stream only the day's first micro-batches")
+    parser.add_argument("--warm", action="store_true", help="the day before --day first, in one micro-batch")
+    parser.add_argument("--designs", default="delta,builtin,pandas_state,jvm_state",
+                        help="comma-separated designs to run, in this order")
     args = parser.parse_args()
 
     from pipeline.config import load_settings
@@ -170,32 +256,56 @@ def main() -> int:
     work = args.work.resolve()
     shutil.rmtree(work, ignore_errors=True)
     source = work / "source"
-    _write_batches(source, batches=args.batches, rows=args.rows, keys=args.keys)
+    if args.cdrs:
+        skip = _write_day(source, args.cdrs.resolve(), args.day, batch_minutes=args.batch_minutes, warm=args.warm,
+                          max_batches=args.max_batches)
+    else:
+        _write_batches(source, batches=args.batches, rows=args.rows, keys=args.keys)
+        skip = 2
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(source.glob("*.parquet")))
     settings = load_settings()
-    spark = build_spark(settings.spark, jars_dir=settings.jars_dir)
+    conf = {**settings.spark.conf, "spark.driver.extraClassPath": str(_jvm_jar(work))}
+    spark = build_spark(settings.spark.model_copy(update={"conf": conf}), jars_dir=settings.jars_dir)
     spark.conf.set(
         "spark.sql.streaming.stateStore.providerClass",
         "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
     )
     spark.conf.set("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
+    files = sorted(source.glob("*.parquet"))
+    counted = sum(pq.ParquetFile(f).metadata.num_rows for f in files[skip:])
     results = {}
     for name, design, state in (
         ("delta", delta_design, "delta-state"),
         ("builtin", builtin_design, "builtin-ckpt"),
         ("pandas_state", pandas_state_design, "pandas-ckpt"),
+        ("jvm_state", jvm_state_design, "jvm-ckpt"),
     ):
-        times = design(spark, source, work)[2:]
+        if name not in args.designs.split(","):
+            continue
+        cpu = process_cpu()["spark"]
+        times = design(spark, source, work)
+        cpu = process_cpu()["spark"] - cpu
+        times = times[skip:]
         results[name] = {
-            "batches": len(times) + 2,
+            "batches": len(times) + skip,
+            "counted_rows": counted,
             "median_s": round(statistics.median(times), 2),
             "p90_s": round(sorted(times)[int(0.9 * (len(times) - 1))], 2),
+            "counted_s": round(sum(times), 1),
+            "rows_per_s": round(counted / sum(times)),
+            "spark_cpu_s": round(cpu, 1),
             "state_mb": _size_mb(work / state),
         }
+        if name == "jvm_state":
+            results[name]["points"] = sum(JVM_POINTS[skip:])
         print(name, results[name], flush=True)
     (work / "bench_state.json").write_text(json.dumps({"command": " ".join(sys.argv), **results}, indent=2))
-    print("\n| design | median s per micro-batch | p90 s | state on disk, MB |\n| --- | ---: | ---: | ---: |")
+    print(f"\n{len(files)} micro-batches, {rows:,} rows; the first {skip} not counted ({counted:,} rows counted)")
+    print("\n| design | median s per micro-batch | p90 s | counted s | rows/s | Spark CPU s (all batches) "
+          "| state on disk, MB |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, r in results.items():
-        print(f"| {name} | {r['median_s']} | {r['p90_s']} | {r['state_mb']} |")
+        print(f"| {name} | {r['median_s']} | {r['p90_s']} | {r['counted_s']} | {r['rows_per_s']:,} "
+              f"| {r['spark_cpu_s']} | {r['state_mb']} |")
     return 0
 
 

@@ -1,0 +1,98 @@
+"""Check the Java ``StatefulProcessor`` of ``bench_state.py`` (bench/jvm/SimWindows.java) against
+pandas: a simulated day's CDRs streamed through it in micro-batches (``--batch-minutes``, after the
+day before in one micro-batch), and a sample of each micro-batch's scoring points recomputed from
+every CDR seen so far. Exits 1 when any point differs.
+
+    .venv/bin/python bench/check_sim_windows.py --cdrs /tmp/sim10/cdrs --day 2025-03-05 \\
+        --batch-minutes 180 --max-batches 3 --work /tmp/check_sim_windows
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DAY, HOUR, MAX_CALLS, SHORT_S = 86400, 3600, 200, 10.0
+
+
+def newest(w: pd.DataFrame) -> list[float]:
+    """What the processor computes from a window's newest calls (time order)."""
+    n = len(w)
+    if n == 0:
+        return [0.0] * 7
+    d, t = w["duration_s"].to_numpy(), w["t"].to_numpy()
+    suffix = np.array([int(x[-7:]) for x in w["b_number"]])
+    gaps = np.diff(t)
+    cv = gaps.std() / gaps.mean() if n > 2 and gaps.sum() > 0 else 0.0
+    sequential = (np.abs(np.diff(suffix)) == 1).sum() / (n - 1) if n > 1 else 0.0
+    return [np.median(d), d.mean(), d.max(), (d < SHORT_S).mean(), cv, sequential, w["b_number"].nunique()]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cdrs", type=Path, required=True)
+    parser.add_argument("--day", required=True)
+    parser.add_argument("--batch-minutes", type=int, default=180)
+    parser.add_argument("--max-batches", type=int, default=3)
+    parser.add_argument("--sample", type=int, default=700, help="points checked per micro-batch")
+    parser.add_argument("--work", type=Path, required=True)
+    args = parser.parse_args()
+
+    from bench_state import _jvm_jar, _stream, _write_day
+    from pyspark.sql import DataFrame
+
+    from pipeline.config import load_settings
+    from pipeline.spark import build_spark
+
+    work = args.work.resolve()
+    shutil.rmtree(work, ignore_errors=True)
+    source = work / "source"
+    _write_day(source, args.cdrs.resolve(), args.day, batch_minutes=args.batch_minutes, warm=True,
+               max_batches=args.max_batches)
+    settings = load_settings()
+    conf = {**settings.spark.conf, "spark.driver.extraClassPath": str(_jvm_jar(work))}
+    spark = build_spark(settings.spark.model_copy(update={"conf": conf}), jars_dir=settings.jars_dir)
+    spark.conf.set("spark.sql.streaming.stateStore.providerClass",
+                   "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider")
+    out = DataFrame(spark._jvm.simguard.bench.SimWindows.apply(_stream(spark, source)._jdf), spark)
+    got: list[tuple[int, pd.DataFrame]] = []
+    query = (out.writeStream.outputMode("update").option("checkpointLocation", str(work / "checkpoint"))
+             .foreachBatch(lambda frame, batch_id: got.append((batch_id, frame.toPandas())))
+             .trigger(availableNow=True).start())
+    query.awaitTermination()
+
+    files = sorted(source.glob("*.parquet"))
+    checked = differ = 0
+    for batch_id, frame in got:
+        seen = pd.concat([pd.read_parquet(f) for f in files[: batch_id + 1]])
+        batch = pd.read_parquet(files[batch_id])
+        points = {(e, int(t // 60 * 60 + 60)) for e, t in zip(batch["entity"], batch["t"], strict=True)}
+        if points != set(zip(frame["entity"], frame["as_of"], strict=True)):
+            print(f"micro-batch {batch_id}: {len(frame)} points emitted, {len(points)} expected")
+            differ += 1
+        by_sim = dict(tuple(seen.groupby("entity")))
+        for r in frame.sample(min(len(frame), args.sample), random_state=1).itertuples():
+            calls = by_sim[r.entity].sort_values("t", kind="stable")
+            minute = calls["t"] // 60 * 60
+            w24 = calls[(minute >= r.as_of - DAY) & (minute < r.as_of)]
+            w1 = calls[(minute >= r.as_of - HOUR) & (minute < r.as_of)]
+            checked += 1
+            if ((len(w24), w24["b_number"].nunique(), len(w1)) != (r.n_24h, r.callees_24h, r.n_1h)
+                    or not np.allclose(newest(w24.tail(MAX_CALLS)), r.newest_24h)
+                    or not np.allclose(newest(w1.tail(MAX_CALLS)), r.newest_1h)):
+                differ += 1
+                print(f"micro-batch {batch_id}: {r.entity} as of {r.as_of} differs")
+    print(f"{len(got)} micro-batches, {checked} points checked, {differ} differ")
+    return 1 if differ else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

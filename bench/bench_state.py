@@ -90,7 +90,8 @@ def _write_day(folder: Path, cdrs: Path, day: str, *, batch_minutes: int, warm: 
         read(previous).to_parquet(folder / "batch-00000.parquet", index=False)
         before = 1
     frame = read(day)
-    slot = ((frame["t"] - frame["t"].min()) // (batch_minutes * 60)).astype("int64")
+    midnight = pd.Timestamp(day, tz="UTC").timestamp()
+    slot = ((frame["t"] - midnight) // (batch_minutes * 60)).astype("int64")  # whole minutes each
     for k, (_, part) in enumerate(frame.groupby(slot, sort=True)):
         if max_batches is not None and k >= max_batches:
             break

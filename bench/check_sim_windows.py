@@ -91,7 +91,21 @@ def main() -> int:
                 differ += 1
                 print(f"micro-batch {batch_id}: {r.entity} as of {r.as_of} differs")
     print(f"{len(got)} micro-batches, {checked} points checked, {differ} differ")
-    return 1 if differ else 0
+
+    whole = spark.read.schema(_stream(spark, source).schema).parquet(str(source))
+    batch = DataFrame(spark._jvm.simguard.bench.SimWindows.apply(whole._jdf), spark).toPandas()
+    streamed = pd.concat([frame for _, frame in got], ignore_index=True)
+
+    def rows(frame: pd.DataFrame) -> set[tuple]:
+        return {tuple(tuple(v) if isinstance(v, (list, np.ndarray)) else v for v in r)
+                for r in frame.itertuples(index=False)}
+
+    only_batch, only_stream = rows(batch) - rows(streamed), rows(streamed) - rows(batch)
+    for r in sorted(only_batch | only_stream)[:6]:
+        print("differs:", r)
+    print(f"one batch over all the CDRs: {len(batch)} points, {len(only_batch)} not streamed, "
+          f"{len(only_stream)} streamed and not in the batch")
+    return 1 if differ or only_batch or only_stream or len(batch) != len(streamed) else 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Benchmark: the cost of keeping per-SIM state per micro-batch, four designs in one run.
 
-The same stream of micro-batches (``--batches`` Parquet files of ``--rows`` CDR-like events over
-``--keys`` SIMs each, one file per trigger) goes through:
+The same stream of micro-batches (``--batches`` Parquet files of ``--rows`` SIM events over
+``--keys`` SIMs each, one file per trigger; ``EVENT_COLUMNS``) goes through:
 
 1. **delta**: the design ``simguard stream`` uses (``streaming.state``): each micro-batch's
    per-(SIM, minute) aggregates are appended to a Delta table once per (query, batch id), and the
@@ -12,15 +12,16 @@ The same stream of micro-batches (``--batches`` Parquet files of ``--rows`` CDR-
 3. **pandas_state**: ``applyInPandasWithState`` keeping each SIM's events of the last 24 h in
    Spark's state (RocksDB) and emitting its window count, the Python stateful API;
 4. **jvm_state**: ``transformWithState`` with a Java ``StatefulProcessor`` (bench/jvm/SimWindows.java,
-   compiled here with ``javac`` against pyspark's jars): each SIM's calls of the last 24 h by minute
-   in a ``MapState`` (RocksDB), merged into its 24 h and 1 h windows (calls, distinct callees) at
-   its newest call of the batch, old minutes removed.
+   compiled here with ``javac`` against pyspark's jars): each SIM's events of the last 24 h by
+   minute in a ``MapState`` (RocksDB); one row per minute a SIM had an event in, as of the
+   minute's end, with 18 values of each of its 24 h and 1 h windows (counts by kind, distinct
+   parties, cells and IMEIs, the busiest hour, and features of the newest 200 calls out).
 
-With ``--cdrs`` and ``--day`` the micro-batches are a simulated day's CDRs instead (caller, start
-time, duration, callee), ``--batch-minutes`` of event time each, optionally after the day before
-in one micro-batch (``--warm``).
+With ``--cdrs`` and ``--day`` the micro-batches are a simulated day's CDRs instead, as SIM events
+(each CDR an event out of its caller and an event in of its callee), ``--batch-minutes`` of event
+time each (cut at whole minutes), optionally after the day before in one micro-batch (``--warm``).
 
-Reports the median and p90 wall seconds per micro-batch and the rows per second over the counted
+Reports the median and p90 wall seconds per micro-batch and the events per second over the counted
 ones (not counted: the first two synthetic batches, warm-up; the day before with ``--warm``), the
 Spark CPU seconds of each design's whole run, and the state's size on disk at the end.
 
@@ -46,6 +47,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 DAY = 86400
+#: the events every design reads (bench/jvm/SimWindows.java reads them by position): ``b_number``
+#: is the other party, ``cell`` and ``imei`` are "" when unknown
+EVENT_COLUMNS = {"entity": "string", "t": "double", "duration_s": "double", "b_number": "string",
+                 "out": "boolean", "answered": "boolean", "sms": "boolean", "night": "boolean",
+                 "cell": "string", "imei": "string"}
 
 
 def _write_batches(folder: Path, *, batches: int, rows: int, keys: int, seed: int = 1) -> None:
@@ -57,31 +63,46 @@ def _write_batches(folder: Path, *, batches: int, rows: int, keys: int, seed: in
     t0 = 1_764_000_000
     for b in range(batches):
         start = t0 + b * 60
+        entity = rng.integers(0, keys, rows)
         frame = pd.DataFrame(
             {
-                "entity": [f"+8496{k:07d}" for k in rng.integers(0, keys, rows)],
+                "entity": [f"+8496{k:07d}" for k in entity],
                 "t": start + rng.uniform(0, 60, rows),
                 "duration_s": rng.exponential(60, rows),
                 "b_number": [f"+8491{k:07d}" for k in rng.integers(0, 10 * keys, rows)],
+                "out": True,
+                "answered": rng.uniform(size=rows) < 0.7,
+                "sms": False,
+                "night": False,
+                "cell": [f"C{k:03d}" for k in rng.integers(0, 50, rows)],
+                "imei": [f"35{k:013d}" for k in entity],
             }
         )
         frame.to_parquet(folder / f"batch-{b:05d}.parquet", index=False)
 
 
 def _write_day(folder: Path, cdrs: Path, day: str, *, batch_minutes: int, warm: bool, max_batches: int | None) -> int:
-    """A simulated day's CDRs (caller, start time, duration, callee) as one Parquet file per
+    """A simulated day's CDRs as SIM events (each CDR the caller's event out and the callee's event
+    in, ``EVENT_COLUMNS``), one Parquet file per
     ``batch_minutes`` of event time (the first ``max_batches`` of them); with ``warm`` the day before
     comes first, in one file.
     Returns the number of files that hold the day before (0 or 1)."""
     import pandas as pd
 
-    columns = ["a_number", "start_time", "duration_s", "b_number"]
+    columns = ["a_number", "b_number", "start_time", "duration_s", "release_cause", "event_type", "cell_id", "a_imei"]
 
     def read(d: str) -> pd.DataFrame:
-        frame = pd.concat([pd.read_parquet(f, columns=columns) for f in sorted((cdrs / f"day={d}").glob("*.parquet"))])
-        frame = frame.rename(columns={"a_number": "entity"})
-        frame["t"] = frame.pop("start_time").astype("int64") / 1e6
-        return frame[["entity", "t", "duration_s", "b_number"]].sort_values("t", kind="stable")
+        cdr = pd.concat([pd.read_parquet(f, columns=columns) for f in sorted((cdrs / f"day={d}").glob("*.parquet"))])
+        t = cdr["start_time"].astype("int64") / 1e6
+        local_hour = (cdr["start_time"] + pd.Timedelta(hours=7)).dt.hour
+        common = {"t": t, "duration_s": cdr["duration_s"], "answered": cdr["release_cause"] == "answered",
+                  "sms": cdr["event_type"] == "sms", "night": (local_hour < 6) | (local_hour >= 22)}
+        made = pd.DataFrame({"entity": cdr["a_number"], **common, "b_number": cdr["b_number"], "out": True,
+                             "cell": cdr["cell_id"].fillna(""), "imei": cdr["a_imei"].fillna("")})
+        received = pd.DataFrame({"entity": cdr["b_number"], **common, "b_number": cdr["a_number"], "out": False,
+                                 "cell": "", "imei": ""})
+        frame = pd.concat([made, received], ignore_index=True)
+        return frame[list(EVENT_COLUMNS)].sort_values("t", kind="stable")
 
     folder.mkdir(parents=True, exist_ok=True)
     before = 0
@@ -102,14 +123,8 @@ def _write_day(folder: Path, cdrs: Path, day: str, *, batch_minutes: int, warm: 
 def _stream(spark, source: Path):
     from pyspark.sql import types as T
 
-    schema = T.StructType(
-        [
-            T.StructField("entity", T.StringType()),
-            T.StructField("t", T.DoubleType()),
-            T.StructField("duration_s", T.DoubleType()),
-            T.StructField("b_number", T.StringType()),
-        ]
-    )
+    kinds = {"string": T.StringType(), "double": T.DoubleType(), "boolean": T.BooleanType()}
+    schema = T.StructType([T.StructField(name, kinds[kind]) for name, kind in EVENT_COLUMNS.items()])
     return spark.readStream.schema(schema).option("maxFilesPerTrigger", 1).parquet(str(source))
 
 

@@ -23,17 +23,30 @@ sys.path.insert(0, str(ROOT))
 DAY, HOUR, MAX_CALLS, SHORT_S = 86400, 3600, 200, 10.0
 
 
-def newest(w: pd.DataFrame) -> list[float]:
-    """What the processor computes from a window's newest calls (time order)."""
-    n = len(w)
+def newest(calls: pd.DataFrame, callers: set[str]) -> list[float]:
+    """What the processor computes from a window's newest calls out (time order)."""
+    n = len(calls)
     if n == 0:
-        return [0.0] * 7
-    d, t = w["duration_s"].to_numpy(), w["t"].to_numpy()
-    suffix = np.array([int(x[-7:]) for x in w["b_number"]])
+        return [0.0] * 8
+    d, t = calls["duration_s"].to_numpy(), calls["t"].to_numpy()
+    suffix = np.array([int(x[-7:]) for x in calls["b_number"]])
     gaps = np.diff(t)
     cv = gaps.std() / gaps.mean() if n > 2 and gaps.sum() > 0 else 0.0
     sequential = (np.abs(np.diff(suffix)) == 1).sum() / (n - 1) if n > 1 else 0.0
-    return [np.median(d), d.mean(), d.max(), (d < SHORT_S).mean(), cv, sequential, w["b_number"].nunique()]
+    callbacks = calls["b_number"].isin(callers).mean()
+    return [np.median(d), d.mean(), d.max(), (d < SHORT_S).mean(), cv, sequential, calls["b_number"].nunique(),
+            callbacks]
+
+
+def window(w: pd.DataFrame) -> list[float]:
+    """What the processor computes over a window's events (``SimWindows.FEATURES``)."""
+    voice_out, hour = w["out"] & ~w["sms"], w["t"] // 60 * 60 // 3600
+    peak = hour[voice_out].value_counts().max() if voice_out.any() else 0
+    callers = set(w.loc[~w["out"], "b_number"])
+    return [voice_out.sum(), (~w["out"] & ~w["sms"]).sum(), (voice_out & w["answered"]).sum(),
+            (w["out"] & w["sms"]).sum(), (w["out"] & w["night"]).sum(), w["b_number"].nunique(),
+            w.loc[w["cell"] != "", "cell"].nunique(), w.loc[w["imei"] != "", "imei"].nunique(), peak,
+            hour.nunique(), *newest(w[voice_out].tail(MAX_CALLS), callers)]
 
 
 def main() -> int:
@@ -80,14 +93,12 @@ def main() -> int:
             differ += 1
         by_sim = dict(tuple(seen.groupby("entity")))
         for r in frame.sample(min(len(frame), args.sample), random_state=1).itertuples():
-            calls = by_sim[r.entity].sort_values("t", kind="stable")
-            minute = calls["t"] // 60 * 60
-            w24 = calls[(minute >= r.as_of - DAY) & (minute < r.as_of)]
-            w1 = calls[(minute >= r.as_of - HOUR) & (minute < r.as_of)]
+            events = by_sim[r.entity].sort_values("t", kind="stable")
+            minute = events["t"] // 60 * 60
+            w24 = events[(minute >= r.as_of - DAY) & (minute < r.as_of)]
+            w1 = events[(minute >= r.as_of - HOUR) & (minute < r.as_of)]
             checked += 1
-            if ((len(w24), w24["b_number"].nunique(), len(w1)) != (r.n_24h, r.callees_24h, r.n_1h)
-                    or not np.allclose(newest(w24.tail(MAX_CALLS)), r.newest_24h)
-                    or not np.allclose(newest(w1.tail(MAX_CALLS)), r.newest_1h)):
+            if not np.allclose(window(w24), r.w_24h) or not np.allclose(window(w1), r.w_1h):
                 differ += 1
                 print(f"micro-batch {batch_id}: {r.entity} as of {r.as_of} differs")
     print(f"{len(got)} micro-batches, {checked} points checked, {differ} differ")

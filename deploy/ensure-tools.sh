@@ -6,9 +6,10 @@
 # packages when missing and we are root; otherwise says what to install.
 set -euo pipefail
 need=()
-if ! command -v java >/dev/null 2>&1; then
-  need+=(openjdk-17-jdk-headless)
-else
+if ! command -v java >/dev/null 2>&1 || ! command -v javac >/dev/null 2>&1; then
+  need+=(openjdk-17-jdk-headless)  # javac too: bench/bench_state.py compiles a Spark processor
+fi
+if command -v java >/dev/null 2>&1; then
   major=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
   if [ "${major:-0}" -lt 17 ]; then
     echo "error: Java ${major} found, SIMGuard needs Java 17 or later (set JAVA_HOME or PATH)" >&2

@@ -36,7 +36,7 @@ def threshold_at_fpr(negative_scores: np.ndarray, target_fpr: float) -> float:
     """
     neg = np.sort(np.asarray(negative_scores, dtype=np.float64))[::-1]
     if neg.size == 0:
-        return 0.5
+        raise ValueError("no negative scores: a threshold for a false-positive rate needs some")
     allowed = math.floor(target_fpr * neg.size + 1e-9)
     if allowed >= neg.size:
         return float(np.nextafter(neg[-1], -np.inf))

@@ -29,6 +29,7 @@ from models.dataset import (
     label_call_rows,
     label_sim_rows,
 )
+from models.errors import ModelError
 from models.evaluate import (
     evaluate_units,
     recall_at_fpr_curve,
@@ -125,10 +126,15 @@ def _units(
     return scored, unit_scores(split, scored, negative_class=spec.classes[0])
 
 
-def tune_threshold(spec: TaskSpec, scorer: Scorer, validation: pd.DataFrame) -> float:
-    """The threshold for ``spec.target_fpr`` over validation's negative units (SIMs or calls)."""
+def tune_threshold(spec: TaskSpec, scorer: Scorer, validation: pd.DataFrame, *, rows: str = "validation") -> float:
+    """The threshold for ``spec.target_fpr`` over validation's negative units (SIMs or calls);
+    ``rows`` names them in the error raised when there are none."""
     _, units = _units(spec, validation, scorer)
     negatives = units.loc[units["role"] == "negative", SCORE].to_numpy()
+    if negatives.size == 0:
+        kind = "normal SIMs" if spec.task == SPAM_SIM else "legitimate calls"
+        raise ModelError(f"{spec.registered_name}: the {rows} rows hold no {kind}, so no threshold can keep "
+                         f"the false-positive rate at {spec.target_fpr:g}; train on more days or subscribers")
     return threshold_at_fpr(negatives, spec.target_fpr)
 
 
@@ -187,7 +193,7 @@ def fit_task(
     model = model.with_certain_features(certain_features(spec, split))
     model = model.with_threshold(tune_threshold(spec, model, split.validation))
     if cold_validation is not None:
-        model = model.with_cold_threshold(tune_threshold(spec, model, cold_validation))
+        model = model.with_cold_threshold(tune_threshold(spec, model, cold_validation, rows="cold validation"))
     # validation holds every point the stream scores on its days: the population a value is placed in
     return model.with_quantiles(split.validation)
 

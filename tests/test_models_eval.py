@@ -16,6 +16,7 @@ from features.settings import FeatureSettings
 from features.sim import sim_feature_names
 from models.baseline import SPOOF_CERTAIN_FEATURES, SpamRules, SpoofRules
 from models.dataset import LABEL, SIM_CLASSES, label_call_rows, label_sim_rows
+from models.errors import ModelError
 from models.evaluate import (
     calibration,
     evaluate_units,
@@ -48,6 +49,12 @@ def test_threshold_with_ties_never_exceeds_target() -> None:
     negatives = np.array([0.0] * 990 + [0.7] * 10)
     t = threshold_at_fpr(negatives, 0.005)  # 5 allowed, but 10 tie at 0.7
     assert t == 0.7 and (negatives > t).sum() == 0
+
+
+def test_no_negatives_give_no_threshold() -> None:
+    """With no negative scores no threshold keeps any FPR: an error, not an arbitrary 0.5."""
+    with pytest.raises(ValueError, match="no negative scores"):
+        threshold_at_fpr(np.array([]), 0.001)
 
 
 def _units(pos: list[float], neg: list[float], *, pos_class: str = "simbox") -> pd.DataFrame:
@@ -204,6 +211,19 @@ def test_a_certain_rule_the_labels_contradict_is_left_to_the_model() -> None:
     model = fit_task(spec, type(split)(train, split.validation, split.test), settings=settings, features=FEATURES,
                      seed=1)
     assert model.card.certain_features == ("cli_invalid_or_unallocated",)
+
+
+def test_validation_rows_without_negatives_stop_training_with_one_line() -> None:
+    """Cold validation rows holding no legitimate call cannot place the cold threshold: training
+    stops with a one-line ModelError naming the rows, rather than guessing a threshold."""
+    settings = ModelSettings(spoof_call=BoosterSettings(num_boost_round=10))
+    spec = task_spec(SPOOF_CALL, settings, FEATURES)
+    split = _spoof_split(settings)
+    only_spoofed = split.validation[split.validation[LABEL] == 1]
+    assert len(only_spoofed) > 0
+    with pytest.raises(ModelError, match="the cold validation rows hold no legitimate calls") as raised:
+        fit_task(spec, split, settings=settings, features=FEATURES, seed=1, cold_validation=only_spoofed)
+    assert "\n" not in str(raised.value)
 
 
 def test_the_spoof_model_is_never_worse_than_the_rules_on_the_kinds_they_define() -> None:

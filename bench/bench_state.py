@@ -322,6 +322,7 @@ def main() -> int:
     for name, r in results.items():
         print(f"| {name} | {r['median_s']} | {r['p90_s']} | {r['counted_s']} | {r['rows_per_s']:,} "
               f"| {r['spark_cpu_s']} | {r['state_mb']} |")
+    spark.stop()
     return 0
 
 

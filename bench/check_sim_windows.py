@@ -111,6 +111,7 @@ def main() -> int:
         return {tuple(tuple(v) if isinstance(v, (list, np.ndarray)) else v for v in r)
                 for r in frame.itertuples(index=False)}
 
+    spark.stop()
     only_batch, only_stream = rows(batch) - rows(streamed), rows(streamed) - rows(batch)
     for r in sorted(only_batch | only_stream)[:6]:
         print("differs:", r)

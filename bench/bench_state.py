@@ -234,10 +234,31 @@ def _jvm_jar(work: Path) -> Path:
 JVM_POINTS: list[int] = []
 
 
-def jvm_state_design(spark, source: Path, work: Path) -> list[float]:
+def state_spark(work: Path):
+    """The SparkSession of the bench: the processor's jar on the driver, RocksDB state."""
+    from pipeline.config import load_settings
+    from pipeline.spark import build_spark
+
+    settings = load_settings()
+    conf = {**settings.spark.conf, "spark.driver.extraClassPath": str(_jvm_jar(work))}
+    spark = build_spark(settings.spark.model_copy(update={"conf": conf}), jars_dir=settings.jars_dir)
+    spark.conf.set(
+        "spark.sql.streaming.stateStore.providerClass",
+        "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+    )
+    spark.conf.set("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
+    return spark
+
+
+def sim_windows(spark, events):
+    """``SimWindows.apply`` on a DataFrame of events, streaming or not."""
     from pyspark.sql import DataFrame
 
-    out = DataFrame(spark._jvm.simguard.bench.SimWindows.apply(_stream(spark, source)._jdf), spark)
+    return DataFrame(spark._jvm.simguard.bench.SimWindows.apply(events._jdf), spark)
+
+
+def jvm_state_design(spark, source: Path, work: Path) -> list[float]:
+    out = sim_windows(spark, _stream(spark, source))
     times: list[float] = []
     q = (
         out.writeStream.outputMode("update").option("checkpointLocation", str(work / "jvm-ckpt"))
@@ -266,9 +287,6 @@ def main() -> int:
                         help="comma-separated designs to run, in this order")
     args = parser.parse_args()
 
-    from pipeline.config import load_settings
-    from pipeline.spark import build_spark
-
     work = args.work.resolve()
     shutil.rmtree(work, ignore_errors=True)
     source = work / "source"
@@ -279,14 +297,7 @@ def main() -> int:
         _write_batches(source, batches=args.batches, rows=args.rows, keys=args.keys)
         skip = 2
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(source.glob("*.parquet")))
-    settings = load_settings()
-    conf = {**settings.spark.conf, "spark.driver.extraClassPath": str(_jvm_jar(work))}
-    spark = build_spark(settings.spark.model_copy(update={"conf": conf}), jars_dir=settings.jars_dir)
-    spark.conf.set(
-        "spark.sql.streaming.stateStore.providerClass",
-        "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
-    )
-    spark.conf.set("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
+    spark = state_spark(work)
     files = sorted(source.glob("*.parquet"))
     counted = sum(pq.ParquetFile(f).metadata.num_rows for f in files[skip:])
     results = {}

@@ -59,23 +59,15 @@ def main() -> int:
     parser.add_argument("--work", type=Path, required=True)
     args = parser.parse_args()
 
-    from bench_state import _jvm_jar, _stream, _write_day
-    from pyspark.sql import DataFrame
-
-    from pipeline.config import load_settings
-    from pipeline.spark import build_spark
+    from bench_state import _stream, _write_day, sim_windows, state_spark
 
     work = args.work.resolve()
     shutil.rmtree(work, ignore_errors=True)
     source = work / "source"
     _write_day(source, args.cdrs.resolve(), args.day, batch_minutes=args.batch_minutes, warm=True,
                max_batches=args.max_batches)
-    settings = load_settings()
-    conf = {**settings.spark.conf, "spark.driver.extraClassPath": str(_jvm_jar(work))}
-    spark = build_spark(settings.spark.model_copy(update={"conf": conf}), jars_dir=settings.jars_dir)
-    spark.conf.set("spark.sql.streaming.stateStore.providerClass",
-                   "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider")
-    out = DataFrame(spark._jvm.simguard.bench.SimWindows.apply(_stream(spark, source)._jdf), spark)
+    spark = state_spark(work)
+    out = sim_windows(spark, _stream(spark, source))
     got: list[tuple[int, pd.DataFrame]] = []
     query = (out.writeStream.outputMode("update").option("checkpointLocation", str(work / "checkpoint"))
              .foreachBatch(lambda frame, batch_id: got.append((batch_id, frame.toPandas())))
@@ -104,7 +96,7 @@ def main() -> int:
     print(f"{len(got)} micro-batches, {checked} points checked, {differ} differ")
 
     whole = spark.read.schema(_stream(spark, source).schema).parquet(str(source))
-    batch = DataFrame(spark._jvm.simguard.bench.SimWindows.apply(whole._jdf), spark).toPandas()
+    batch = sim_windows(spark, whole).toPandas()
     streamed = pd.concat([frame for _, frame in got], ignore_index=True)
 
     def rows(frame: pd.DataFrame) -> set[tuple]:

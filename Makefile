@@ -9,7 +9,7 @@ MVN := mvn -q -B -U -s deploy/jvm/settings.xml
 
 .PHONY: setup jars kafka-up kafka-down kafka-status demo live test test-fast bench lint clean
 
-setup: $(VENV)/.installed jars
+setup: $(VENV)/.installed jars $(JARS)/simguard/simguard-features.jar
 
 $(VENV)/.installed: setup.cfg setup.py pyproject.toml
 	@bash deploy/ensure-tools.sh
@@ -29,6 +29,15 @@ jars: $(JARS)/kafka/.fetched $(VENV)/.installed
 	    -Dspark.version=$${v%%-*} -DoutputDirectory=$(abspath $(JARS)/spark-kafka) && \
 	  touch $(JARS)/spark-kafka/.fetched-$$v; \
 	fi
+
+# The per-SIM features' state processor (features/jvm), compiled against the installed pyspark's
+# own jars, so it always matches the Spark that runs it; build_spark ships it with spark.jars.
+$(JARS)/simguard/simguard-features.jar: $(wildcard features/jvm/*.java) $(VENV)/.installed
+	@bash deploy/ensure-tools.sh
+	@rm -rf $(JARS)/simguard && mkdir -p $(JARS)/simguard/classes
+	javac --release 17 -Xlint:-options -cp "$$($(PY) -c 'import pyspark, os; print(os.path.dirname(pyspark.__file__))')/jars/*" \
+	  -d $(JARS)/simguard/classes features/jvm/*.java
+	jar cf $@ -C $(JARS)/simguard/classes simguard
 
 $(JARS)/kafka/.fetched: deploy/jvm/kafka/pom.xml
 	@bash deploy/ensure-tools.sh

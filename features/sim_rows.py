@@ -108,19 +108,39 @@ def _context_keys(out: Column, kind: str, column: str, hour: Column) -> Column:
     return F.collect_set(F.when(out & F.col(column).isNotNull(), key))
 
 
-def minute_rows(events: DataFrame, *, settings: FeatureSettings) -> DataFrame:
-    """Per (entity, sub-bucket) aggregates of :func:`sim_events` (see the module docstring)."""
+def event_conditions(settings: FeatureSettings) -> dict[str, Column]:
+    """What each :func:`sim_events` event is, as conditions (null counts as false): the one
+    definition of the counts of :func:`minute_rows` and the flags of ``features.sim_state``."""
     from pyspark.sql import functions as F
 
-    d = F.col("direction")
-    out = d == "out"
-    out_voice = out & (F.col("event_type") == "voice")
-    answered = F.col("release_cause") == "answered"
     local_hour = F.floor(F.pmod(F.col("t") + settings.local_utc_offset_h * 3600, 86400) / 3600)
     if settings.night_start_hour > settings.night_end_hour:
         night = (local_hour >= settings.night_start_hour) | (local_hour < settings.night_end_hour)
     else:
         night = (local_hour >= settings.night_start_hour) & (local_hour < settings.night_end_hour)
+    return {
+        "out": F.col("direction") == "out",
+        "voice": F.col("event_type") == "voice",
+        "sms": F.col("event_type") == "sms",
+        "answered": F.col("release_cause") == "answered",
+        "short": F.col("duration_s") < settings.short_call_s,
+        "night": night,
+        "intl": F.col("b_kind").isin(*INTERNATIONAL_KINDS),
+        "premium": F.col("b_kind").isin(*PREMIUM_KINDS),
+        "onnet": F.col("b_home") == F.col("operator"),
+        "gateway": F.col("in_trunk_type") == "international_gateway",
+        "cancelled": F.col("release_cause") == "cancelled",
+    }
+
+
+def minute_rows(events: DataFrame, *, settings: FeatureSettings) -> DataFrame:
+    """Per (entity, sub-bucket) aggregates of :func:`sim_events` (see the module docstring)."""
+    from pyspark.sql import functions as F
+
+    c = event_conditions(settings)
+    out = c["out"]
+    out_voice = out & c["voice"]
+    answered = c["answered"]
     hour = (F.floor(F.col("t") / settings.cohort_bucket_s) * settings.cohort_bucket_s).cast("long")
     sub = settings.sub_bucket_s
     return events.groupBy(F.col(ENTITY), (F.floor(F.col("t") / sub) * sub).cast("long").alias(MINUTE)).agg(
@@ -129,15 +149,15 @@ def minute_rows(events: DataFrame, *, settings: FeatureSettings) -> DataFrame:
             for name, cond in (
                 ("n_out", out_voice),
                 ("n_answered", out_voice & answered),
-                ("n_short", out_voice & answered & (F.col("duration_s") < settings.short_call_s)),
-                ("n_in", (d == "in") & (F.col("event_type") == "voice")),
-                ("n_sms_out", out & (F.col("event_type") == "sms")),
-                ("n_night", out_voice & night),
-                ("n_intl", out_voice & F.col("b_kind").isin(*INTERNATIONAL_KINDS)),
-                ("n_premium", out_voice & F.col("b_kind").isin(*PREMIUM_KINDS)),
-                ("n_onnet", out_voice & (F.col("b_home") == F.col("operator"))),
-                ("n_gateway", out_voice & (F.col("in_trunk_type") == "international_gateway")),
-                ("n_cancelled", out_voice & (F.col("release_cause") == "cancelled")),
+                ("n_short", out_voice & answered & c["short"]),
+                ("n_in", ~out & c["voice"]),
+                ("n_sms_out", out & c["sms"]),
+                ("n_night", out_voice & c["night"]),
+                ("n_intl", out_voice & c["intl"]),
+                ("n_premium", out_voice & c["premium"]),
+                ("n_onnet", out_voice & c["onnet"]),
+                ("n_gateway", out_voice & c["gateway"]),
+                ("n_cancelled", out_voice & c["cancelled"]),
             )
         ],
         # per-call details (the features and an analyst's evidence), in time order (structs
@@ -157,7 +177,7 @@ def minute_rows(events: DataFrame, *, settings: FeatureSettings) -> DataFrame:
                 ),
             )
         )).alias("calls"),
-        F.collect_set(F.when(d == "in", F.col("a_number"))).alias("callers"),
+        F.collect_set(F.when(~out, F.col("a_number"))).alias("callers"),
         F.collect_set(F.when(out, F.col("cell_id"))).alias("cells"),
         F.collect_set(F.when(out, F.col("a_imei"))).alias("imeis"),
         F.array_union(_context_keys(out, CELL, "cell_id", hour), _context_keys(out, IMEI, "a_imei", hour)).alias("ctx"),
@@ -245,6 +265,26 @@ def context_counts(members: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
 
     return members.groupBy("kind", "key", "hour").agg(F.array_sort(F.collect_list("seen")).alias("seen"))
+
+
+def with_event_context(events: DataFrame, counts: DataFrame, *, settings: FeatureSettings) -> DataFrame:
+    """Adds to every ``out`` event of :func:`sim_events` ``cohort`` (SIMs first seen in its cell
+    and hour by the end of its sub-bucket) and ``shared`` (the same behind its IMEI): what
+    :func:`with_context` gives a row, per event (a row's peak is its events' largest)."""
+    from pyspark.sql import functions as F
+
+    sub = settings.sub_bucket_s
+    minute = (F.floor(F.col("t") / sub) * sub).cast("long")
+    hour = (F.floor(F.col("t") / settings.cohort_bucket_s) * settings.cohort_bucket_s).cast("long")
+    out = events.withColumn("_m", minute).withColumn("_ch", hour)
+    for kind, column, name in ((CELL, "cell_id", "cohort"), (IMEI, "a_imei", "shared")):
+        seen = counts.where(F.col("kind") == kind).select(
+            F.col("key").alias(column), F.col("hour").alias("_ch"), F.col("seen").alias("_seen")
+        )
+        sims = F.size(F.filter("_seen", lambda s: s <= F.col("_m")))
+        value = F.when((F.col("direction") == "out") & F.col("_seen").isNotNull(), sims)
+        out = out.join(seen, [column, "_ch"], "left").withColumn(name, value).drop("_seen")
+    return out.drop("_m", "_ch")
 
 
 def with_context(rows: DataFrame, counts: DataFrame) -> DataFrame:

@@ -12,6 +12,9 @@ the installed pyspark version, with Delta Lake (the stream's state tables):
 - ``packages``: as ``spark.jars.packages`` (the cluster resolves it from Maven Central or its
   mirror);
 - ``provided``: the cluster image has it on the classpath already.
+
+SIMGuard's own jar (the per-SIM features' state processor, ``features/jvm``, built by ``make
+setup``) always goes with ``spark.jars``: the driver loads it and Spark ships it to executors.
 """
 
 from __future__ import annotations
@@ -74,6 +77,14 @@ def connector_jars(jars_dir: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.jar") if _artifact(p) not in shipped)
 
 
+def features_jar(jars_dir: Path) -> Path:
+    """The jar ``make setup`` builds from ``features/jvm`` against the installed pyspark."""
+    jar = Path(jars_dir) / "simguard" / "simguard-features.jar"
+    if not jar.exists():
+        raise PlatformError(f"SIMGuard's feature processor {jar} not found: run `make setup`")
+    return jar.resolve()
+
+
 def build_spark(settings: SparkSettings, *, jars_dir: Path) -> SparkSession:
     """Create (or join, under ``spark-submit``) the SparkSession with the Kafka connector."""
     from pyspark.sql import SparkSession
@@ -84,9 +95,11 @@ def build_spark(settings: SparkSettings, *, jars_dir: Path) -> SparkSession:
     builder = SparkSession.builder.appName(settings.app_name)
     if settings.master:
         builder = builder.master(settings.master)
+    jars = [features_jar(jars_dir)]
     if settings.connector == "local_jars":
-        builder = builder.config("spark.jars", ",".join(str(p) for p in connector_jars(jars_dir)))
-    elif settings.connector == "packages":
+        jars += connector_jars(jars_dir)
+    builder = builder.config("spark.jars", ",".join(str(p) for p in jars))
+    if settings.connector == "packages":
         builder = builder.config("spark.jars.packages", f"{connector_coordinates()},{DELTA_COORDINATES}")
     for key, value in DELTA_CONF.items():
         builder = builder.config(key, value)

@@ -1,0 +1,551 @@
+package simguard.features;
+
+import java.io.Serializable;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.TreeSet;
+
+import org.apache.spark.api.java.function.MapFunction;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Encoders;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.streaming.MapState;
+import org.apache.spark.sql.streaming.OutputMode;
+import org.apache.spark.sql.streaming.StatefulProcessor;
+import org.apache.spark.sql.streaming.TTLConfig;
+import org.apache.spark.sql.streaming.TimeMode;
+import org.apache.spark.sql.streaming.TimerValues;
+
+import scala.jdk.javaapi.CollectionConverters;
+
+/**
+ * The per-SIM features as of each scoring point, with each SIM's events of the last window kept by
+ * Spark's state store (a {@code MapState} of sub-bucket to its events), run by
+ * {@code transformWithState} on a stream or once over a batch. The definitions are those of
+ * {@code features/sim.py}: see {@code features/sim_state.py}, which prepares the events (one per
+ * CDR side, with its flags and cross-SIM context) and names the values.
+ *
+ * <p>A SIM is scored at the end of every scoring interval in which it called or sent an SMS. The
+ * long window is the whole hours before the point's hour and that hour's sub-buckets before the
+ * point; the short window is the sub-buckets in {@code shortS} before the point. Counts use every
+ * event; the call-list values (durations, gaps, sequential dialling, distinct callees, call-backs)
+ * use the window's newest {@code maxCalls} calls out, in the order Spark sorts the call structs.
+ */
+public final class SimFeatures {
+  static final int OUT = 1, VOICE = 2, SMS = 4, ANSWERED = 8, SHORT = 16, NIGHT = 32, INTL = 64, PREMIUM = 128,
+      ONNET = 256, GATEWAY = 512, CANCELLED = 1024;
+  private static final long HOUR = 3600L;
+
+  private SimFeatures() {}
+
+  /** Window lengths and thresholds (features.settings.FeatureSettings). */
+  public static final class Settings implements Serializable {
+    private static final long serialVersionUID = 1L;
+    final long windowS, shortS, subS, stepS;
+    final int maxCalls, evidenceCalls;
+    final long sequentialMaxStep;
+
+    public Settings(long windowS, long shortS, long subS, long stepS, int maxCalls, int evidenceCalls,
+                    long sequentialMaxStep) {
+      this.windowS = windowS;
+      this.shortS = shortS;
+      this.subS = subS;
+      this.stepS = stepS;
+      this.maxCalls = maxCalls;
+      this.evidenceCalls = evidenceCalls;
+      this.sequentialMaxStep = sequentialMaxStep;
+    }
+  }
+
+  /** One sub-bucket of a SIM's events, in the order of {@link #ORDER}: parallel lists. */
+  public static class Bucket implements Serializable {
+    private static final long serialVersionUID = 1L;
+    private List<Double> t = new ArrayList<>();
+    private List<Integer> flags = new ArrayList<>();
+    private List<String> party = new ArrayList<>();
+    private List<Long> digits = new ArrayList<>();
+    private List<Double> duration = new ArrayList<>();
+    private List<String> cause = new ArrayList<>();
+    private List<String> cell = new ArrayList<>();
+    private List<String> imei = new ArrayList<>();
+    private List<Integer> cohort = new ArrayList<>();
+    private List<Integer> shared = new ArrayList<>();
+
+    public List<Double> getT() { return t; }
+    public void setT(List<Double> v) { t = v; }
+    public List<Integer> getFlags() { return flags; }
+    public void setFlags(List<Integer> v) { flags = v; }
+    public List<String> getParty() { return party; }
+    public void setParty(List<String> v) { party = v; }
+    public List<Long> getDigits() { return digits; }
+    public void setDigits(List<Long> v) { digits = v; }
+    public List<Double> getDuration() { return duration; }
+    public void setDuration(List<Double> v) { duration = v; }
+    public List<String> getCause() { return cause; }
+    public void setCause(List<String> v) { cause = v; }
+    public List<String> getCell() { return cell; }
+    public void setCell(List<String> v) { cell = v; }
+    public List<String> getImei() { return imei; }
+    public void setImei(List<String> v) { imei = v; }
+    public List<Integer> getCohort() { return cohort; }
+    public void setCohort(List<Integer> v) { cohort = v; }
+    public List<Integer> getShared() { return shared; }
+    public void setShared(List<Integer> v) { shared = v; }
+
+    int size() { return t.size(); }
+
+    boolean is(int i, int mask) { return (flags.get(i) & mask) == mask; }
+
+    Double answered(int i) { return is(i, ANSWERED) ? duration.get(i) : null; }
+
+    void add(Row r) {
+      t.add(r.getDouble(1));
+      flags.add(r.getInt(2));
+      party.add(r.isNullAt(3) ? null : r.getString(3));
+      digits.add(r.isNullAt(4) ? null : r.getLong(4));
+      duration.add(r.isNullAt(5) ? null : r.getDouble(5));
+      cause.add(r.isNullAt(6) ? null : r.getString(6));
+      cell.add(r.isNullAt(7) ? null : r.getString(7));
+      imei.add(r.isNullAt(8) ? null : r.getString(8));
+      cohort.add(r.isNullAt(9) ? null : r.getInt(9));
+      shared.add(r.isNullAt(10) ? null : r.getInt(10));
+    }
+
+    /** Puts the events in the order Spark sorts call structs (t, b_digits, answered_s, b_number,
+     * duration_s, release_cause, cell_id, a_imei; nulls first). */
+    void sort() {
+      Integer[] order = new Integer[size()];
+      for (int i = 0; i < order.length; i++) {
+        order[i] = i;
+      }
+      Arrays.sort(order, ORDER.apply(this));
+      t = pick(t, order);
+      flags = pick(flags, order);
+      party = pick(party, order);
+      digits = pick(digits, order);
+      duration = pick(duration, order);
+      cause = pick(cause, order);
+      cell = pick(cell, order);
+      imei = pick(imei, order);
+      cohort = pick(cohort, order);
+      shared = pick(shared, order);
+    }
+
+    private static <T> List<T> pick(List<T> from, Integer[] order) {
+      List<T> out = new ArrayList<>(order.length);
+      for (int i : order) {
+        out.add(from.get(i));
+      }
+      return out;
+    }
+  }
+
+  interface OrderOf {
+    Comparator<Integer> apply(Bucket b);
+  }
+
+  static <T extends Comparable<T>> int nullsFirst(T x, T y) {
+    if (x == null || y == null) {
+      return x == null ? (y == null ? 0 : -1) : 1;
+    }
+    return x.compareTo(y);
+  }
+
+  static final OrderOf ORDER = b -> (i, j) -> {
+    int c = Double.compare(b.t.get(i), b.t.get(j));
+    if (c == 0) c = nullsFirst(b.digits.get(i), b.digits.get(j));
+    if (c == 0) c = nullsFirst(b.answered(i), b.answered(j));
+    if (c == 0) c = nullsFirst(b.party.get(i), b.party.get(j));
+    if (c == 0) c = nullsFirst(b.duration.get(i), b.duration.get(j));
+    if (c == 0) c = nullsFirst(b.cause.get(i), b.cause.get(j));
+    if (c == 0) c = nullsFirst(b.cell.get(i), b.cell.get(j));
+    if (c == 0) c = nullsFirst(b.imei.get(i), b.imei.get(j));
+    return c;
+  };
+
+  /** The counts of features.sim_rows.BUCKET_COUNTS: which flags each event needs. */
+  static final int[] COUNTS = {
+    OUT | VOICE,                    // n_out
+    OUT | VOICE | ANSWERED,         // n_answered
+    OUT | VOICE | ANSWERED | SHORT, // n_short
+    VOICE,                          // n_in (the event is not out: checked below)
+    OUT | SMS,                      // n_sms_out
+    OUT | VOICE | NIGHT,            // n_night
+    OUT | VOICE | INTL,             // n_intl
+    OUT | VOICE | PREMIUM,          // n_premium
+    OUT | VOICE | ONNET,            // n_onnet
+    OUT | VOICE | GATEWAY,          // n_gateway
+    OUT | VOICE | CANCELLED,        // n_cancelled
+  };
+  static final int N_OUT = 0, N_ANSWERED = 1, N_SHORT = 2, N_IN = 3, N_SMS = 4, N_NIGHT = 5;
+
+  /** What a window holds of its sub-buckets, kept as they enter and leave it. */
+  static final class Window {
+    final long[] counts = new long[COUNTS.length];
+    final Map<String, Integer> callers = new HashMap<>();
+    final Map<String, Integer> cells = new HashMap<>();
+    final Map<String, Integer> imeis = new HashMap<>();
+    /** calls out per clock hour */
+    final Map<Long, Long> hours = new HashMap<>();
+
+    static void count(Map<String, Integer> m, String k, int d) {
+      if (k != null) {
+        m.merge(k, d, (a, b) -> a + b == 0 ? null : a + b);
+      }
+    }
+
+    void add(long bucket, Bucket b, int d) {
+      long out = 0;
+      for (int i = 0; i < b.size(); i++) {
+        int f = b.flags.get(i);
+        boolean isOut = (f & OUT) != 0;
+        for (int k = 0; k < COUNTS.length; k++) {
+          boolean match = (f & COUNTS[k]) == COUNTS[k] && (k != N_IN || !isOut);
+          counts[k] += match ? d : 0;
+        }
+        out += (f & (OUT | VOICE)) == (OUT | VOICE) ? 1 : 0;
+        if (isOut) {
+          count(cells, b.cell.get(i), d);
+          count(imeis, b.imei.get(i), d);
+        } else {
+          count(callers, b.party.get(i), d);
+        }
+      }
+      hours.merge(Math.floorDiv(bucket, HOUR), out * d, (a, c) -> a + c);
+    }
+
+    long peakHour() {
+      long peak = 0;
+      for (long n : hours.values()) {
+        peak = Math.max(peak, n);
+      }
+      return peak;
+    }
+
+    long activeHours() {
+      long n = 0;
+      for (long v : hours.values()) {
+        n += v > 0 ? 1 : 0;
+      }
+      return n;
+    }
+  }
+
+  /** The largest cross-SIM context value of the sub-buckets in a sliding window. */
+  static final class SlidingMax {
+    private final ArrayDeque<long[]> deque = new ArrayDeque<>();  // (bucket, value), values falling
+
+    void add(long bucket, Integer value) {
+      if (value == null) {
+        return;
+      }
+      while (!deque.isEmpty() && deque.peekLast()[1] <= value) {
+        deque.pollLast();
+      }
+      deque.addLast(new long[] {bucket, value});
+    }
+
+    void dropBefore(long bucket) {
+      while (!deque.isEmpty() && deque.peekFirst()[0] < bucket) {
+        deque.pollFirst();
+      }
+    }
+
+    Long max() { return deque.isEmpty() ? null : deque.peekFirst()[1]; }
+  }
+
+  static Integer max(List<Integer> values) {
+    Integer m = null;
+    for (Integer v : values) {
+      if (v != null && (m == null || v > m)) {
+        m = v;
+      }
+    }
+    return m;
+  }
+
+  /** A call out of a window's newest, with what an analyst sees of it. */
+  public static class Call implements Serializable {
+    private static final long serialVersionUID = 1L;
+    private double t;
+    private Long digits;
+    private Double answered;
+    private String number;
+    private Double duration;
+    private String cause;
+    private String cell;
+    private String imei;
+
+    public Call() {}
+
+    Call(Bucket b, int i) {
+      t = b.t.get(i);
+      digits = b.digits.get(i);
+      answered = b.answered(i);
+      number = b.party.get(i);
+      duration = b.duration.get(i);
+      cause = b.cause.get(i);
+      cell = b.cell.get(i);
+      imei = b.imei.get(i);
+    }
+
+    public double getT() { return t; }
+    public void setT(double v) { t = v; }
+    public Long getDigits() { return digits; }
+    public void setDigits(Long v) { digits = v; }
+    public Double getAnswered() { return answered; }
+    public void setAnswered(Double v) { answered = v; }
+    public String getNumber() { return number; }
+    public void setNumber(String v) { number = v; }
+    public Double getDuration() { return duration; }
+    public void setDuration(Double v) { duration = v; }
+    public String getCause() { return cause; }
+    public void setCause(String v) { cause = v; }
+    public String getCell() { return cell; }
+    public void setCell(String v) { cell = v; }
+    public String getImei() { return imei; }
+    public void setImei(String v) { imei = v; }
+  }
+
+  static Double share(long num, long den) {
+    return den > 0 ? (double) num / den : null;
+  }
+
+  /**
+   * The values of a window, in the order of features.sim._window_feature_names (with the busiest
+   * hour and the hours active for the long window only). {@code calls}: its newest calls out in
+   * time order.
+   */
+  static void values(List<Double> out, Window w, List<Call> calls, boolean isLong, long seqMax) {
+    long nOut = w.counts[N_OUT], nAnswered = w.counts[N_ANSWERED];
+    int n = calls.size();
+    List<Double> durations = new ArrayList<>();
+    Set<String> callees = new HashSet<>();
+    double s = 0, ss = 0;
+    long sequential = 0;
+    for (int i = 0; i < n; i++) {
+      Call c = calls.get(i);
+      if (c.answered != null) {
+        durations.add(c.answered);
+      }
+      callees.add(c.number);
+      if (i > 0) {
+        double gap = c.t - calls.get(i - 1).t;
+        s += gap;
+        ss += gap * gap;
+        Long x = c.digits, y = calls.get(i - 1).digits;
+        if (x != null && y != null) {
+          long step = Math.abs(x - y);
+          sequential += step >= 1 && step <= seqMax ? 1 : 0;
+        }
+      }
+    }
+    durations.sort(Comparator.naturalOrder());
+    int nDur = durations.size();
+    double durSum = 0;
+    for (double d : durations) {
+      durSum += d;
+    }
+    int nCallees = callees.size();
+    int callbacks = 0;
+    for (String c : callees) {
+      callbacks += c != null && w.callers.containsKey(c) ? 1 : 0;
+    }
+    int nGaps = Math.max(n - 1, 0);
+    Double gapCv = null;
+    if (nGaps >= 2) {
+      double mean = s / nGaps;
+      double var = Math.max(ss / nGaps - mean * mean, 0.0);
+      gapCv = mean != 0 ? Math.sqrt(var) / mean : null;
+    }
+    Double median = null;
+    if (nDur > 0) {
+      median = (durations.get((nDur + 1) / 2 - 1) + durations.get((nDur + 2) / 2 - 1)) / 2;
+    }
+    out.add((double) nOut);
+    if (isLong) {
+      out.add((double) w.peakHour());
+    }
+    out.add(share(w.counts[N_ANSWERED], nOut));
+    out.add((double) nCallees);
+    out.add(nOut > 0 ? (double) nCallees / nOut : null);
+    out.add(nCallees > 0 ? (double) nOut / nCallees : null);
+    out.add(share(w.counts[N_SHORT], nAnswered));
+    out.add(nDur > 0 ? durSum / nDur : null);
+    out.add(median);
+    out.add(nDur > 0 ? durations.get(nDur - 1) : null);
+    out.add((double) w.counts[N_IN]);
+    out.add(w.counts[N_IN] / (double) (nOut + 1));
+    out.add(nCallees > 0 ? (double) callbacks / nCallees : null);
+    out.add((double) w.counts[N_SMS]);
+    out.add((double) w.cells.size());
+    out.add((double) w.imeis.size());
+    out.add(share(w.counts[N_NIGHT], nOut));
+    if (isLong) {
+      out.add((double) w.activeHours());
+    }
+    out.add(gapCv);
+    out.add(n >= 2 ? (double) sequential / (n - 1) : null);
+    for (int k = N_NIGHT + 1; k < COUNTS.length; k++) {
+      out.add(share(w.counts[k], nOut));
+    }
+  }
+
+  static final class Processor extends StatefulProcessor<String, Row, Point> {
+    private static final long serialVersionUID = 1L;
+    private final Settings cfg;
+    private transient MapState<Long, Bucket> buckets;
+
+    Processor(Settings cfg) {
+      this.cfg = cfg;
+    }
+
+    @Override
+    public void init(OutputMode outputMode, TimeMode timeMode) {
+      buckets = getHandle().getMapState("buckets", Encoders.LONG(), Encoders.bean(Bucket.class), TTLConfig.NONE());
+    }
+
+    @Override
+    public scala.collection.Iterator<Point> handleInputRows(String key, scala.collection.Iterator<Row> rows,
+                                                            TimerValues timerValues) {
+      TreeMap<Long, Bucket> all = new TreeMap<>();
+      Iterator<scala.Tuple2<Long, Bucket>> stored = CollectionConverters.asJava(buckets.iterator());
+      while (stored.hasNext()) {
+        scala.Tuple2<Long, Bucket> e = stored.next();
+        all.put(e._1(), e._2());
+      }
+      TreeSet<Long> touched = new TreeSet<>();
+      TreeSet<Long> points = new TreeSet<>();
+      while (rows.hasNext()) {
+        Row r = rows.next();
+        double t = r.getDouble(1);
+        long bucket = (long) Math.floor(t / cfg.subS) * cfg.subS;
+        all.computeIfAbsent(bucket, k -> new Bucket()).add(r);
+        touched.add(bucket);
+        int f = r.getInt(2);
+        if ((f & OUT) != 0 && (f & (VOICE | SMS)) != 0) {
+          points.add((Math.floorDiv(bucket, cfg.stepS) + 1) * cfg.stepS);
+        }
+      }
+      for (long bucket : touched) {
+        Bucket b = all.get(bucket);
+        b.sort();
+        buckets.updateValue(bucket, b);
+      }
+      List<Point> out = emit(key, all, points);
+      long keepFrom = Math.floorDiv(all.lastKey(), HOUR) * HOUR - cfg.windowS;
+      for (Long bucket : all.headMap(keepFrom).keySet()) {
+        buckets.removeKey(bucket);
+      }
+      return CollectionConverters.asScala(out.iterator());
+    }
+
+    /** The points in ascending order, the windows sliding over the sub-buckets. */
+    List<Point> emit(String key, TreeMap<Long, Bucket> all, TreeSet<Long> points) {
+      List<Map.Entry<Long, Bucket>> ordered = new ArrayList<>(all.entrySet());
+      Window day = new Window(), hour = new Window();
+      SlidingMax cohort = new SlidingMax(), shared = new SlidingMax();
+      int in = 0, outDay = 0, outHour = 0;
+      List<Point> out = new ArrayList<>();
+      long hours = cfg.windowS / HOUR - 1;
+      for (long asOf : points) {
+        long from = Math.floorDiv(asOf, HOUR) * HOUR - hours * HOUR;
+        for (; in < ordered.size() && ordered.get(in).getKey() < asOf; in++) {
+          long bucket = ordered.get(in).getKey();
+          Bucket b = ordered.get(in).getValue();
+          day.add(bucket, b, 1);
+          hour.add(bucket, b, 1);
+          cohort.add(bucket, max(b.cohort));
+          shared.add(bucket, max(b.shared));
+        }
+        for (; outDay < in && ordered.get(outDay).getKey() < from; outDay++) {
+          day.add(ordered.get(outDay).getKey(), ordered.get(outDay).getValue(), -1);
+        }
+        for (; outHour < in && ordered.get(outHour).getKey() < asOf - cfg.shortS; outHour++) {
+          hour.add(ordered.get(outHour).getKey(), ordered.get(outHour).getValue(), -1);
+        }
+        cohort.dropBefore(from);
+        shared.dropBefore(from);
+        // the long window's newest calls out, newest first, then in time order
+        List<Call> calls = new ArrayList<>();
+        int inShort = 0;
+        for (Map.Entry<Long, Bucket> e : all.headMap(asOf, false).descendingMap().entrySet()) {
+          if (e.getKey() < from || calls.size() >= cfg.maxCalls) {
+            break;
+          }
+          Bucket b = e.getValue();
+          for (int i = b.size() - 1; i >= 0 && calls.size() < cfg.maxCalls; i--) {
+            if (b.is(i, OUT | VOICE)) {
+              calls.add(new Call(b, i));
+              inShort += e.getKey() >= asOf - cfg.shortS ? 1 : 0;
+            }
+          }
+        }
+        java.util.Collections.reverse(calls);
+        List<Double> values = new ArrayList<>();
+        values(values, day, calls, true, cfg.sequentialMaxStep);
+        values(values, hour, calls.subList(calls.size() - inShort, calls.size()), false, cfg.sequentialMaxStep);
+        Long cohortPeak = cohort.max(), sharedPeak = shared.max();
+        values.add(sharedPeak == null ? 0.0 : (double) sharedPeak);
+        values.add(cohortPeak == null ? 0.0 : (double) cohortPeak);
+        long first = all.ceilingKey(from);
+        values.add((asOf - first) / 3600.0);
+        List<Call> recent = new ArrayList<>(calls.subList(Math.max(calls.size() - cfg.evidenceCalls, 0), calls.size()));
+        out.add(new Point(key, asOf, values, recent));
+      }
+      return out;
+    }
+  }
+
+  /** A SIM's values as of a scoring point, and the long window's newest calls (evidence). */
+  public static class Point implements Serializable {
+    private static final long serialVersionUID = 1L;
+    private String entity;
+    private double asOf;
+    private List<Double> values;
+    private List<Call> recent;
+
+    public Point() {}
+
+    Point(String entity, double asOf, List<Double> values, List<Call> recent) {
+      this.entity = entity;
+      this.asOf = asOf;
+      this.values = values;
+      this.recent = recent;
+    }
+
+    public String getEntity() { return entity; }
+    public void setEntity(String v) { entity = v; }
+    public double getAsOf() { return asOf; }
+    public void setAsOf(double v) { asOf = v; }
+    public List<Double> getValues() { return values; }
+    public void setValues(List<Double> v) { values = v; }
+    public List<Call> getRecent() { return recent; }
+    public void setRecent(List<Call> v) { recent = v; }
+  }
+
+  /**
+   * The scoring points of every SIM the events touch: (entity, as_of, values, recent). Input columns
+   * in order: entity, t, flags, party, b_digits, duration_s, release_cause, cell_id, a_imei,
+   * cohort, shared (see features/sim_state.py).
+   */
+  public static Dataset<Row> apply(Dataset<Row> events, int windowS, int shortS, int subS, int stepS, int maxCalls,
+                                   int evidenceCalls, int sequentialMaxStep) {
+    Settings settings = new Settings(windowS, shortS, subS, stepS, maxCalls, evidenceCalls, sequentialMaxStep);
+    return events
+        .groupByKey((MapFunction<Row, String>) r -> r.getString(0), Encoders.STRING())
+        .transformWithState(new Processor(settings), TimeMode.None(), OutputMode.Update(),
+                            Encoders.bean(Point.class))
+        .select("entity", "asOf", "values", "recent")
+        .toDF("entity", "as_of", "values", "recent");
+  }
+}

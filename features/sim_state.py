@@ -1,0 +1,148 @@
+"""Per-SIM features from a state Spark keeps: the JVM processor of ``features/jvm``.
+
+``SimFeatures`` (Java, run by ``transformWithState`` with the RocksDB state store) keeps each
+SIM's events of the last window by sub-bucket and emits the features of :mod:`features.sim` at
+every scoring point the events make. On a stream the state lives in the query's checkpoint; over a
+batch DataFrame it starts empty and the result is every point at once. This module prepares its
+events (one per CDR side, :func:`features.sim_rows.sim_events`, with the flags of
+:func:`features.sim_rows.event_conditions` and the cross-SIM context of
+:func:`features.sim_rows.with_event_context`) and names what it returns.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+from typing import TYPE_CHECKING
+
+from features.numbering import NumberingPlan, cli_class_column, load_numbering_plan
+from features.settings import FeatureSettings, duration_label
+from features.sim import (
+    EVIDENCE_CALLS,
+    KEY_COLUMNS,
+    WINDOW_END,
+    WINDOW_START,
+    _window_feature_names,
+    sim_feature_names,
+)
+from features.sim_rows import (
+    ENTITY,
+    context_counts,
+    context_members,
+    event_conditions,
+    sim_events,
+    with_event_context,
+)
+from features.sim_windows import AS_OF
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+#: the flag bits of an event, in the processor's order (``SimFeatures.OUT`` ...)
+FLAGS = ("out", "voice", "sms", "answered", "short", "night", "intl", "premium", "onnet", "gateway", "cancelled")
+#: the processor's input columns, in order
+EVENT_COLUMNS = (
+    ENTITY, "t", "flags", "party", "b_digits", "duration_s", "release_cause", "cell_id", "a_imei", "cohort", "shared"
+)
+#: the processor's call fields -> the names ``features.sim_rows.minute_rows`` gives a call
+CALL_FIELDS = {
+    "t": "t",
+    "digits": "b_digits",
+    "answered": "answered_s",
+    "number": "b_number",
+    "duration": "duration_s",
+    "cause": "release_cause",
+    "cell": "cell_id",
+    "imei": "a_imei",
+}
+#: features whose values are whole numbers, by the type ``features.sim`` gives them
+LONGS = ("calls_out_", "calls_in_", "sms_out_", "active_hours_")
+INTS = ("distinct_cells_", "distinct_imeis_", "distinct_callees_", "imei_shared_sims_", "cell_cohort_peak_")
+
+
+def processor_events(cdrs: DataFrame, *, settings: FeatureSettings, plan: NumberingPlan | None = None) -> DataFrame:
+    """The processor's input (:data:`EVENT_COLUMNS`) from canonical CDRs."""
+    from pyspark.sql import functions as F
+
+    events = sim_events(cdrs, plan=plan)
+    counts = context_counts(context_members(events, settings=settings))
+    events = with_event_context(events, counts, settings=settings)
+    conditions = event_conditions(settings)
+    flags = reduce(
+        lambda acc, bit: acc.bitwiseOR(F.when(conditions[FLAGS[bit]], 1 << bit).otherwise(0)),
+        range(1, len(FLAGS)),
+        F.when(conditions[FLAGS[0]], 1).otherwise(0),
+    )
+    party = F.when(conditions["out"], F.col("b_number")).otherwise(F.col("a_number"))
+    return events.select(
+        ENTITY, "t", flags.cast("int").alias("flags"), party.alias("party"), "b_digits", "duration_s",
+        "release_cause", "cell_id", "a_imei", F.col("cohort").cast("int"), F.col("shared").cast("int"),
+    )
+
+
+def sim_points(events: DataFrame, *, settings: FeatureSettings) -> DataFrame:
+    """(entity, as_of, values, recent) from the processor, for a stream or a batch of events."""
+    from pyspark.sql import DataFrame
+
+    spark = events.sparkSession
+    spark.streams  # noqa: B018 - starts the state store coordinator a batch transformWithState needs
+    jdf = spark._jvm.simguard.features.SimFeatures.apply(
+        events.select(*EVENT_COLUMNS)._jdf,
+        settings.window_s,
+        settings.short_window_s,
+        settings.sub_bucket_s,
+        settings.score_interval_s,
+        settings.max_calls,
+        EVIDENCE_CALLS,
+        settings.sequential_max_step,
+    )
+    return DataFrame(jdf, spark)
+
+
+def value_names(settings: FeatureSettings) -> list[str]:
+    """The names of the processor's values, in its order."""
+    c = duration_label(settings.cohort_bucket_s)
+    w = settings.window
+    return [
+        *_window_feature_names(w, settings.burst),
+        *_window_feature_names(settings.short_window, None),
+        f"imei_shared_sims_{w}",
+        f"cell_cohort_peak_{c}_{w}",
+        f"hours_seen_{w}",
+    ]
+
+
+def named_features(
+    points: DataFrame, *, settings: FeatureSettings, plan: NumberingPlan | None = None, evidence: bool = False
+) -> DataFrame:
+    """The rows of :func:`features.sim.assemble_sim_features` from :func:`sim_points`."""
+    from pyspark.sql import functions as F
+
+    plan = plan or load_numbering_plan()
+    values = F.col("values")
+    named = {}
+    for i, name in enumerate(value_names(settings)):
+        kind = "long" if name.startswith(LONGS) else "int" if name.startswith(INTS) else "double"
+        named[name] = values[i].cast(kind)
+    kind = cli_class_column(ENTITY, plan)
+    named["cli_international_premium"] = (kind == "international_premium").cast("int")
+    named["cli_domestic_mobile"] = (kind == "mobile").cast("int")
+    as_of = F.col(AS_OF)
+    extra = []
+    if evidence:
+        call = lambda c: F.struct(*[c[field].alias(name) for field, name in CALL_FIELDS.items()])  # noqa: E731
+        extra.append(F.transform("recent", call).alias("recent_calls"))
+    return points.select(
+        ENTITY,
+        (as_of - settings.window_s).cast("timestamp").alias(WINDOW_START),
+        as_of.cast("timestamp").alias(WINDOW_END),
+        *[named[name].alias(name) for name in sim_feature_names(settings)],
+        *extra,
+    ).select(*KEY_COLUMNS, *sim_feature_names(settings), *(["recent_calls"] if evidence else []))
+
+
+def build_sim_features_jvm(
+    cdrs: DataFrame, *, settings: FeatureSettings, plan: NumberingPlan | None = None, evidence: bool = False
+) -> DataFrame:
+    """Every scoring point of canonical CDRs at once (a batch: the state starts empty)."""
+    events = processor_events(cdrs, settings=settings, plan=plan)
+    return named_features(sim_points(events, settings=settings), settings=settings, plan=plan, evidence=evidence)

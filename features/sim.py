@@ -1,4 +1,7 @@
-"""Per-SIM features as of a scoring time, defined once for the batch pipeline and the stream.
+"""Per-SIM features as of a scoring time: the names, and the Spark SQL definitions the stream's
+SIM stage computes them with. The batch path (training, ``evaluate``) computes the same rows with
+the JVM processor of :mod:`features.sim_state`; ``tests/test_sim_state.py`` holds the two equal,
+row for row, until the stream runs the processor too.
 
 A SIM is scored *as of* a time ``t``: its features cover the trailing long window (24 h: the
 whole hours before ``t``'s hour plus that hour up to ``t``) and the trailing short window (1 h:
@@ -43,7 +46,7 @@ from features.sim_rows import (
     sim_events,
     with_context,
 )
-from features.sim_windows import AS_OF, hour_rows, sample_points, scoring_points, window_rows
+from features.sim_windows import AS_OF, hour_rows, window_rows
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -53,7 +56,7 @@ WINDOW_END = "window_end"
 KEY_COLUMNS = (ENTITY, WINDOW_START, WINDOW_END)
 
 
-def _window_feature_names(w: str, b: str | None) -> list[str]:
+def window_feature_names(w: str, b: str | None) -> list[str]:
     """Features computed the same way for each window (``b``: the burst label, long window only)."""
     names = [
         f"calls_out_{w}",
@@ -90,13 +93,13 @@ def sim_feature_names(settings: FeatureSettings) -> list[str]:
     w, b = settings.window, settings.burst
     c = duration_label(settings.cohort_bucket_s)
     return [
-        *_window_feature_names(w, b),
+        *window_feature_names(w, b),
         f"imei_shared_sims_{w}",
         f"cell_cohort_peak_{c}_{w}",
         "cli_international_premium",
         "cli_domestic_mobile",
         f"hours_seen_{w}",
-        *_window_feature_names(settings.short_window, None),
+        *window_feature_names(settings.short_window, None),
     ]
 
 
@@ -210,7 +213,7 @@ def _window_columns(p: str, w: str, b: str | None, settings: FeatureSettings) ->
         this_hour = F.coalesce(F.col("_this_hour_out"), F.lit(0))
         columns[f"calls_out_peak_{b}_{w}"] = F.greatest(F.coalesce(F.col("_peak_whole"), F.lit(0)), this_hour)
         columns[f"active_hours_{w}"] = F.col("_active_whole") + (this_hour > 0).cast("int")
-    return [columns[name].alias(name) for name in _window_feature_names(w, b)]
+    return [columns[name].alias(name) for name in window_feature_names(w, b)]
 
 
 #: the calls kept with a row for an analyst (the newest first is the last element)
@@ -318,20 +321,3 @@ def sim_features_at(
     return assemble_sim_features(
         window_rows(with_ctx, points, settings=settings, hours=hours), settings=settings, plan=plan, evidence=evidence
     )
-
-
-def build_sim_features(
-    cdrs: DataFrame,
-    *,
-    settings: FeatureSettings,
-    plan: NumberingPlan | None = None,
-    sample_before: float | None = None,
-) -> DataFrame:
-    """Batch path: canonical CDRs in, one feature row per SIM and scoring point out: every point,
-    except that points up to ``sample_before`` (epoch s, the training and validation days) are a
-    sample of at most ``train_points_per_day`` per SIM and day."""
-    rows, members = sim_state(cdrs, settings=settings, plan=plan)
-    points = scoring_points(rows, settings=settings)
-    if sample_before is not None:
-        points = sample_points(points, per_day=settings.train_points_per_day, keep_all_from=sample_before)
-    return sim_features_at(rows, members, points, settings=settings, plan=plan, partials=False)

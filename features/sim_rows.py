@@ -267,26 +267,6 @@ def context_counts(members: DataFrame) -> DataFrame:
     return members.groupBy("kind", "key", "hour").agg(F.array_sort(F.collect_list("seen")).alias("seen"))
 
 
-def with_event_context(events: DataFrame, counts: DataFrame, *, settings: FeatureSettings) -> DataFrame:
-    """Adds to every ``out`` event of :func:`sim_events` ``cohort`` (SIMs first seen in its cell
-    and hour by the end of its sub-bucket) and ``shared`` (the same behind its IMEI): what
-    :func:`with_context` gives a row, per event (a row's peak is its events' largest)."""
-    from pyspark.sql import functions as F
-
-    sub = settings.sub_bucket_s
-    minute = (F.floor(F.col("t") / sub) * sub).cast("long")
-    hour = (F.floor(F.col("t") / settings.cohort_bucket_s) * settings.cohort_bucket_s).cast("long")
-    out = events.withColumn("_m", minute).withColumn("_ch", hour)
-    for kind, column, name in ((CELL, "cell_id", "cohort"), (IMEI, "a_imei", "shared")):
-        seen = counts.where(F.col("kind") == kind).select(
-            F.col("key").alias(column), F.col("hour").alias("_ch"), F.col("seen").alias("_seen")
-        )
-        sims = F.size(F.filter("_seen", lambda s: s <= F.col("_m")))
-        value = F.when((F.col("direction") == "out") & F.col("_seen").isNotNull(), sims)
-        out = out.join(seen, [column, "_ch"], "left").withColumn(name, value).drop("_seen")
-    return out.drop("_m", "_ch")
-
-
 def with_context(rows: DataFrame, counts: DataFrame) -> DataFrame:
     """Adds ``cohort_peak`` (most SIMs in one of the row's cells in its hour) and ``imei_peak``
     (most SIMs behind one of its IMEIs in its hour) to (entity, sub-bucket) rows, each counting

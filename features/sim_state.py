@@ -5,8 +5,9 @@ SIM's events of the last window by sub-bucket and emits the features of :mod:`fe
 every scoring point the events make. On a stream the state lives in the query's checkpoint; over a
 batch DataFrame it starts empty and the result is every point at once. This module prepares its
 events (one per CDR side, :func:`features.sim_rows.sim_events`, with the flags of
-:func:`features.sim_rows.event_conditions` and the cross-SIM context of
-:func:`features.sim_rows.with_event_context`) and names what it returns.
+:func:`features.sim_rows.event_conditions`, one row per cross-SIM context key: a first
+processor, ``SimContext``, keyed by cell or IMEI, counts the SIMs seen there as of each event)
+and names what it returns.
 """
 
 from __future__ import annotations
@@ -21,18 +22,11 @@ from features.sim import (
     KEY_COLUMNS,
     WINDOW_END,
     WINDOW_START,
-    _window_feature_names,
     sim_feature_names,
+    window_feature_names,
 )
-from features.sim_rows import (
-    ENTITY,
-    context_counts,
-    context_members,
-    event_conditions,
-    sim_events,
-    with_event_context,
-)
-from features.sim_windows import AS_OF
+from features.sim_rows import CELL, ENTITY, IMEI, event_conditions, sim_events
+from features.sim_windows import AS_OF, sample_points
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -41,8 +35,10 @@ if TYPE_CHECKING:
 FLAGS = ("out", "voice", "sms", "answered", "short", "night", "intl", "premium", "onnet", "gateway", "cancelled")
 #: the processor's input columns, in order
 EVENT_COLUMNS = (
-    ENTITY, "t", "flags", "party", "b_digits", "duration_s", "release_cause", "cell_id", "a_imei", "cohort", "shared"
+    ENTITY, "t", "flags", "party", "b_digits", "duration_s", "release_cause", "cell_id", "a_imei", "eid", "kind", "key"
 )
+#: the cross-SIM context kinds and the column each is keyed by (``features.sim_rows.context_members``)
+CONTEXT = ((CELL, "cell_id"), (IMEI, "a_imei"))
 #: the processor's call fields -> the names ``features.sim_rows.minute_rows`` gives a call
 CALL_FIELDS = {
     "t": "t",
@@ -59,28 +55,40 @@ LONGS = ("calls_out_", "calls_in_", "sms_out_", "active_hours_")
 INTS = ("distinct_cells_", "distinct_imeis_", "distinct_callees_", "imei_shared_sims_", "cell_cohort_peak_")
 
 
-def processor_events(cdrs: DataFrame, *, settings: FeatureSettings, plan: NumberingPlan | None = None) -> DataFrame:
-    """The processor's input (:data:`EVENT_COLUMNS`) from canonical CDRs."""
+def processor_events(cdrs: DataFrame, *, plan: NumberingPlan | None = None, settings: FeatureSettings) -> DataFrame:
+    """The processor's input (:data:`EVENT_COLUMNS`) from canonical CDRs, batch or stream: one row
+    per CDR side and context kind, the kind's ``key`` the cell or the IMEI of an event out
+    (``"none|<entity>"`` for events in and events out with neither)."""
     from pyspark.sql import functions as F
 
     events = sim_events(cdrs, plan=plan)
-    counts = context_counts(context_members(events, settings=settings))
-    events = with_event_context(events, counts, settings=settings)
     conditions = event_conditions(settings)
+    out = conditions["out"]
     flags = reduce(
         lambda acc, bit: acc.bitwiseOR(F.when(conditions[FLAGS[bit]], 1 << bit).otherwise(0)),
         range(1, len(FLAGS)),
         F.when(conditions[FLAGS[0]], 1).otherwise(0),
     )
-    party = F.when(conditions["out"], F.col("b_number")).otherwise(F.col("a_number"))
+    party = F.when(out, F.col("b_number")).otherwise(F.col("a_number"))
+    keys = F.filter(
+        F.array(
+            *[F.when(out & F.col(c).isNotNull(), F.concat(F.lit(f"{kind}|"), F.col(c))) for kind, c in CONTEXT]
+        ),
+        lambda k: k.isNotNull(),
+    )
+    key = F.explode(
+        F.when(F.size(keys) > 0, keys).otherwise(F.array(F.concat(F.lit("none|"), F.col(ENTITY))))
+    ).alias("key")
+    eid = F.concat(F.col("record_id"), F.when(out, F.lit(">")).otherwise(F.lit("<"))).alias("eid")
     return events.select(
         ENTITY, "t", flags.cast("int").alias("flags"), party.alias("party"), "b_digits", "duration_s",
-        "release_cause", "cell_id", "a_imei", F.col("cohort").cast("int"), F.col("shared").cast("int"),
-    )
+        "release_cause", "cell_id", "a_imei", eid, key,
+    ).select(*EVENT_COLUMNS[:-2], F.substring_index("key", "|", 1).alias("kind"), "key")
 
 
-def sim_points(events: DataFrame, *, settings: FeatureSettings) -> DataFrame:
-    """(entity, as_of, values, recent) from the processor, for a stream or a batch of events."""
+def sim_points(events: DataFrame, *, settings: FeatureSettings, evidence: bool = True) -> DataFrame:
+    """(entity, as_of, values, recent) from the processor, for a stream or a batch of events
+    (``recent`` empty without ``evidence``)."""
     from pyspark.sql import DataFrame
 
     spark = events.sparkSession
@@ -91,8 +99,9 @@ def sim_points(events: DataFrame, *, settings: FeatureSettings) -> DataFrame:
         settings.short_window_s,
         settings.sub_bucket_s,
         settings.score_interval_s,
+        settings.cohort_bucket_s,
         settings.max_calls,
-        EVIDENCE_CALLS,
+        EVIDENCE_CALLS if evidence else 0,
         settings.sequential_max_step,
     )
     return DataFrame(jdf, spark)
@@ -103,8 +112,8 @@ def value_names(settings: FeatureSettings) -> list[str]:
     c = duration_label(settings.cohort_bucket_s)
     w = settings.window
     return [
-        *_window_feature_names(w, settings.burst),
-        *_window_feature_names(settings.short_window, None),
+        *window_feature_names(w, settings.burst),
+        *window_feature_names(settings.short_window, None),
         f"imei_shared_sims_{w}",
         f"cell_cohort_peak_{c}_{w}",
         f"hours_seen_{w}",
@@ -140,9 +149,20 @@ def named_features(
     ).select(*KEY_COLUMNS, *sim_feature_names(settings), *(["recent_calls"] if evidence else []))
 
 
-def build_sim_features_jvm(
-    cdrs: DataFrame, *, settings: FeatureSettings, plan: NumberingPlan | None = None, evidence: bool = False
+def build_sim_features(
+    cdrs: DataFrame,
+    *,
+    settings: FeatureSettings,
+    plan: NumberingPlan | None = None,
+    sample_before: float | None = None,
+    evidence: bool = False,
 ) -> DataFrame:
-    """Every scoring point of canonical CDRs at once (a batch: the state starts empty)."""
+    """Batch path: canonical CDRs in, one feature row per SIM and scoring point out (the
+    processor over all of them at once, its state starting empty): every point, except that
+    points up to ``sample_before`` (epoch s, the training and validation days) are a sample of at
+    most ``train_points_per_day`` per SIM and day."""
     events = processor_events(cdrs, settings=settings, plan=plan)
-    return named_features(sim_points(events, settings=settings), settings=settings, plan=plan, evidence=evidence)
+    points = sim_points(events, settings=settings, evidence=evidence)
+    if sample_before is not None:
+        points = sample_points(points, per_day=settings.train_points_per_day, keep_all_from=sample_before)
+    return named_features(points, settings=settings, plan=plan, evidence=evidence)

@@ -30,7 +30,7 @@ def check_java() -> Check:
 
 def check_jars(settings: Settings) -> Check:
     from pipeline.local import local_broker
-    from pipeline.spark import connector_jars, pyspark_version
+    from pipeline.spark import connector_jars, features_jar, pyspark_version
 
     broker = local_broker(settings)
     try:
@@ -38,12 +38,14 @@ def check_jars(settings: Settings) -> Check:
         if not kafka:
             raise SimGuardError(f"Kafka broker jars missing in {broker.jars}")
         spark = connector_jars(broker.jars.parent)
+        features_jar(broker.jars.parent)
     except SimGuardError as exc:
         return Check("jars", False, str(exc).split(": run")[0], "run `make setup`")
     return Check(
         "jars",
         True,
-        f"{kafka[0].stem}, spark-sql-kafka {pyspark_version()} (+{len(spark) - 1} deps) in {broker.jars.parent}",
+        f"{kafka[0].stem}, spark-sql-kafka {pyspark_version()} (+{len(spark) - 1} deps), simguard-features "
+        f"in {broker.jars.parent}",
     )
 
 

@@ -17,7 +17,7 @@ from features.errors import SchemaError
 from features.numbering import NumberingPlan
 from features.schema import FIELD_NAMES, spark_schema
 from features.settings import FeatureSettings
-from features.sim import build_sim_features
+from features.sim_state import build_sim_features
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -10,7 +10,8 @@ from factories import T0, cdr, spark_frame
 
 from features.calls import build_call_features, call_feature_names
 from features.settings import FeatureSettings
-from features.sim import KEY_COLUMNS, build_sim_features, sim_feature_names
+from features.sim import KEY_COLUMNS, sim_feature_names
+from features.sim_state import build_sim_features
 
 pytestmark = pytest.mark.spark
 

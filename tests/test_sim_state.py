@@ -16,14 +16,21 @@ from factories import T0, cdr, spark_frame
 from test_feature_parity import mixed_traffic
 
 from features.settings import FeatureSettings
-from features.sim import KEY_COLUMNS, build_sim_features, sim_features_at, sim_state
+from features.sim import KEY_COLUMNS, sim_features_at, sim_state
 from features.sim_rows import ENTITY
-from features.sim_state import EVENT_COLUMNS, build_sim_features_jvm, named_features, processor_events, sim_points
+from features.sim_state import EVENT_COLUMNS, build_sim_features, named_features, processor_events, sim_points
 from features.sim_windows import scoring_points
 
 pytestmark = pytest.mark.spark
 
 SETTINGS = FeatureSettings()
+
+
+def sql_features(cdrs, *, settings: FeatureSettings = SETTINGS, evidence: bool = False):
+    """Every scoring point of the CDRs by the SQL definitions the stream's SIM stage uses."""
+    rows, members = sim_state(cdrs, settings=settings)
+    points = scoring_points(rows, settings=settings)
+    return sim_features_at(rows, members, points, settings=settings, partials=False, evidence=evidence)
 
 
 def _assert_same(got, want) -> None:
@@ -37,16 +44,13 @@ def _assert_same(got, want) -> None:
 
 def test_batch_rows_equal_the_sql_definitions(spark):
     cdrs = spark_frame(spark, mixed_traffic()).persist()
-    _assert_same(build_sim_features_jvm(cdrs, settings=SETTINGS), build_sim_features(cdrs, settings=SETTINGS))
+    _assert_same(build_sim_features(cdrs, settings=SETTINGS), sql_features(cdrs))
     cdrs.unpersist()
 
 
 def test_evidence_is_the_long_windows_newest_calls(spark):
     cdrs = spark_frame(spark, mixed_traffic()).persist()
-    rows, members = sim_state(cdrs, settings=SETTINGS)
-    points = scoring_points(rows, settings=SETTINGS)
-    want = sim_features_at(rows, members, points, settings=SETTINGS, partials=False, evidence=True)
-    _assert_same(build_sim_features_jvm(cdrs, settings=SETTINGS, evidence=True), want)
+    _assert_same(build_sim_features(cdrs, settings=SETTINGS, evidence=True), sql_features(cdrs, evidence=True))
     cdrs.unpersist()
 
 
@@ -67,7 +71,7 @@ def test_settings_reach_the_processor(spark):
             records.append(cdr(len(records), a_number=f"+8491300{i % 5000:04d}", b_number="+84970000001",
                                start_time=T0 + dt.timedelta(seconds=20 * i + 7), a_imei="350000000000777"))
     cdrs = spark_frame(spark, records)
-    _assert_same(build_sim_features_jvm(cdrs, settings=settings), build_sim_features(cdrs, settings=settings))
+    _assert_same(build_sim_features(cdrs, settings=settings), sql_features(cdrs, settings=settings))
 
 
 def test_micro_batches_carry_the_state(spark, tmp_path):
@@ -82,7 +86,8 @@ def test_micro_batches_carry_the_state(spark, tmp_path):
     schema = pa.schema([
         (ENTITY, pa.string()), ("t", pa.float64()), ("flags", pa.int32()), ("party", pa.string()),
         ("b_digits", pa.int64()), ("duration_s", pa.float64()), ("release_cause", pa.string()),
-        ("cell_id", pa.string()), ("a_imei", pa.string()), ("cohort", pa.int32()), ("shared", pa.int32()),
+        ("cell_id", pa.string()), ("a_imei", pa.string()), ("eid", pa.string()), ("kind", pa.string()),
+        ("key", pa.string()),
     ])
     assert schema.names == list(EVENT_COLUMNS)
     for i, (lo, hi) in enumerate(itertools.pairwise(cuts)):
@@ -96,7 +101,7 @@ def test_micro_batches_carry_the_state(spark, tmp_path):
     got: list[pd.DataFrame] = []
     query = (
         named_features(sim_points(stream, settings=SETTINGS), settings=SETTINGS)
-        .writeStream.outputMode("update")
+        .writeStream.outputMode("append")
         .option("checkpointLocation", str(tmp_path / "checkpoint"))
         .foreachBatch(lambda frame, _id: got.append(frame.toPandas()))
         .trigger(availableNow=True)
@@ -104,7 +109,7 @@ def test_micro_batches_carry_the_state(spark, tmp_path):
     )
     query.awaitTermination()
     assert len(got) == len(cuts) - 1 > 5
-    want = build_sim_features(cdrs, settings=SETTINGS)
+    want = sql_features(cdrs)
     streamed = spark.createDataFrame(pd.concat(got, ignore_index=True), schema=want.schema)
     _assert_same(streamed, want)
     assert not streamed.groupBy(*KEY_COLUMNS).count().where("count > 1").take(1)

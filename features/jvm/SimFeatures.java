@@ -8,6 +8,7 @@ import java.util.Comparator;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.Iterator;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -107,7 +108,7 @@ public final class SimFeatures {
 
     Double answered(int i) { return is(i, ANSWERED) ? duration.get(i) : null; }
 
-    void add(Row r) {
+    void add(Row r, Integer cohortCount, Integer sharedCount) {
       t.add(r.getDouble(1));
       flags.add(r.getInt(2));
       party.add(r.isNullAt(3) ? null : r.getString(3));
@@ -116,8 +117,8 @@ public final class SimFeatures {
       cause.add(r.isNullAt(6) ? null : r.getString(6));
       cell.add(r.isNullAt(7) ? null : r.getString(7));
       imei.add(r.isNullAt(8) ? null : r.getString(8));
-      cohort.add(r.isNullAt(9) ? null : r.getInt(9));
-      shared.add(r.isNullAt(10) ? null : r.getInt(10));
+      cohort.add(cohortCount);
+      shared.add(sharedCount);
     }
 
     /** Puts the events in the order Spark sorts call structs (t, b_digits, answered_s, b_number,
@@ -423,13 +424,27 @@ public final class SimFeatures {
         scala.Tuple2<Long, Bucket> e = stored.next();
         all.put(e._1(), e._2());
       }
-      TreeSet<Long> touched = new TreeSet<>();
-      TreeSet<Long> points = new TreeSet<>();
+      // an event comes as one row per context kind (SimContext): its cell's count and its IMEI's
+      Map<String, Row> events = new LinkedHashMap<>();
+      Map<String, Integer> cohorts = new HashMap<>(), shareds = new HashMap<>();
       while (rows.hasNext()) {
         Row r = rows.next();
+        String eid = r.getString(9), kind = r.getString(10);
+        events.putIfAbsent(eid, r);
+        Integer count = r.isNullAt(11) ? null : r.getInt(11);
+        if ("cell".equals(kind)) {
+          cohorts.put(eid, count);
+        } else if ("imei".equals(kind)) {
+          shareds.put(eid, count);
+        }
+      }
+      TreeSet<Long> touched = new TreeSet<>();
+      TreeSet<Long> points = new TreeSet<>();
+      for (Map.Entry<String, Row> e : events.entrySet()) {
+        Row r = e.getValue();
         double t = r.getDouble(1);
         long bucket = (long) Math.floor(t / cfg.subS) * cfg.subS;
-        all.computeIfAbsent(bucket, k -> new Bucket()).add(r);
+        all.computeIfAbsent(bucket, k -> new Bucket()).add(r, cohorts.get(e.getKey()), shareds.get(e.getKey()));
         touched.add(bucket);
         int f = r.getInt(2);
         if ((f & OUT) != 0 && (f & (VOICE | SMS)) != 0) {
@@ -534,17 +549,24 @@ public final class SimFeatures {
   }
 
   /**
-   * The scoring points of every SIM the events touch: (entity, as_of, values, recent). Input columns
-   * in order: entity, t, flags, party, b_digits, duration_s, release_cause, cell_id, a_imei,
-   * cohort, shared (see features/sim_state.py).
+   * The scoring points of every SIM the events touch: (entity, as_of, values, recent). The events
+   * first get their cross-SIM context ({@link SimContext}, keyed by cell or IMEI), then the
+   * features (keyed by SIM), in the same micro-batch. Input columns in order: entity, t, flags,
+   * party, b_digits, duration_s, release_cause, cell_id, a_imei, eid (one per CDR side), kind and
+   * key (one row per context kind of the event; see features/sim_state.py).
    */
-  public static Dataset<Row> apply(Dataset<Row> events, int windowS, int shortS, int subS, int stepS, int maxCalls,
-                                   int evidenceCalls, int sequentialMaxStep) {
+  public static Dataset<Row> apply(Dataset<Row> events, int windowS, int shortS, int subS, int stepS, int cohortS,
+                                   int maxCalls, int evidenceCalls, int sequentialMaxStep) {
     Settings settings = new Settings(windowS, shortS, subS, stepS, maxCalls, evidenceCalls, sequentialMaxStep);
-    return events
+    Dataset<Row> withContext = events
+        .groupByKey((MapFunction<Row, String>) r -> r.getString(SimContext.KEY), Encoders.STRING())
+        .transformWithState(new SimContext(subS, cohortS, windowS), TimeMode.None(), OutputMode.Append(),
+                            Encoders.bean(SimContext.Event.class))
+        .toDF()
+        .select("entity", "t", "flags", "party", "digits", "duration", "cause", "cell", "imei", "eid", "kind", "count");
+    return withContext
         .groupByKey((MapFunction<Row, String>) r -> r.getString(0), Encoders.STRING())
-        .transformWithState(new Processor(settings), TimeMode.None(), OutputMode.Update(),
-                            Encoders.bean(Point.class))
+        .transformWithState(new Processor(settings), TimeMode.None(), OutputMode.Append(), Encoders.bean(Point.class))
         .select("entity", "asOf", "values", "recent")
         .toDF("entity", "as_of", "values", "recent");
   }

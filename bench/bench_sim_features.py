@@ -3,13 +3,15 @@ on a simulated day, streamed in micro-batches with the state Spark keeps between
 
 Two steps, each timed with the CPU of Spark's processes:
 
-1. **events**: the processor's input from the CDRs of the day and the day before
-   (``processor_events``: one event per CDR side, its flags and its cross-SIM context), written
+1. **events**: the processors' input from the CDRs of the day and the day before
+   (``processor_events``: one row per CDR side and context key, with its flags), written
    as one Parquet file per ``--batch-minutes`` of event time (cut at whole minutes), the day
    before in one file first;
-2. **features**: those files as a file stream, one per micro-batch, through the processor
-   (RocksDB state in the query's checkpoint) and ``named_features`` with the evidence calls, each
-   micro-batch's rows materialised. The day before is the first micro-batch and is not counted.
+2. **features**: those files as a file stream, one per micro-batch, through the two processors
+   (``SimContext`` keyed by cell or IMEI, then ``SimFeatures`` keyed by SIM; RocksDB state in the
+   query's checkpoint) and ``named_features`` with the evidence calls
+   (``--no-evidence``: without), each micro-batch's rows materialised. The day before is the
+   first micro-batch and is not counted.
 
     .venv/bin/python bench/bench_sim_features.py --cdrs /tmp/sim100/cdrs --day 2025-03-05 \\
         --batch-minutes 1440 --work /tmp/bench_simf
@@ -38,6 +40,7 @@ def main() -> int:
     parser.add_argument("--day", required=True, help="the day streamed (YYYY-MM-DD); the day before comes first")
     parser.add_argument("--batch-minutes", type=int, default=1440, help="event minutes per micro-batch")
     parser.add_argument("--max-batches", type=int, help="stream only the day's first micro-batches")
+    parser.add_argument("--no-evidence", action="store_true", help="without each point's newest 50 calls")
     parser.add_argument("--work", required=True, type=Path)
     args = parser.parse_args()
 
@@ -97,7 +100,11 @@ def main() -> int:
     stream = spark.readStream.schema(schema).option("maxFilesPerTrigger", 1).parquet(str(stream_dir))
     cpu, started = process_cpu()["spark"], time.monotonic()
     query = (
-        named_features(sim_points(stream, settings=features), settings=features, evidence=True)
+        named_features(
+            sim_points(stream, settings=features, evidence=not args.no_evidence),
+            settings=features,
+            evidence=not args.no_evidence,
+        )
         .writeStream.outputMode("append")
         .option("checkpointLocation", str(work / "checkpoint"))
         .foreachBatch(batch)

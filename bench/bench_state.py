@@ -1,4 +1,4 @@
-"""Benchmark: the cost of keeping per-SIM state per micro-batch, four designs in one run.
+"""Benchmark: the cost of keeping per-SIM state per micro-batch, three designs in one run.
 
 The same stream of micro-batches (``--batches`` Parquet files of ``--rows`` SIM events over
 ``--keys`` SIMs each, one file per trigger; ``EVENT_COLUMNS``) goes through:
@@ -11,11 +11,9 @@ The same stream of micro-batches (``--batches`` Parquet files of ``--rows`` SIM 
    the minute buckets only, with no 24 h window merged;
 3. **pandas_state**: ``applyInPandasWithState`` keeping each SIM's events of the last 24 h in
    Spark's state (RocksDB) and emitting its window count, the Python stateful API;
-4. **jvm_state**: ``transformWithState`` with a Java ``StatefulProcessor`` (bench/jvm/SimWindows.java,
-   compiled here with ``javac`` against pyspark's jars): each SIM's events of the last 24 h by
-   minute in a ``MapState`` (RocksDB); one row per minute a SIM had an event in, as of the
-   minute's end, with 18 values of each of its 24 h and 1 h windows (counts by kind, distinct
-   parties, cells and IMEIs, the busiest hour, and features of the newest 200 calls out).
+
+The fourth design measured here before, a Java ``StatefulProcessor`` run by ``transformWithState``,
+is now the project's own (``features/jvm``): ``bench_sim_features.py`` measures it.
 
 With ``--cdrs`` and ``--day`` the micro-batches are a simulated day's CDRs instead, as SIM events
 (each CDR an event out of its caller and an event in of its callee), ``--batch-minutes`` of event
@@ -27,7 +25,7 @@ Spark CPU seconds of each design's whole run, and the state's size on disk at th
 
     .venv/bin/python bench/bench_state.py --work /tmp/bench_state --batches 12 --rows 5000 --keys 1000
     .venv/bin/python bench/bench_state.py --work /tmp/bench_day --cdrs /tmp/sim100/cdrs --day 2025-03-05 \
-        --batch-minutes 1440 --designs delta,builtin,jvm_state
+        --batch-minutes 1440 --designs delta,builtin
 """
 
 from __future__ import annotations
@@ -47,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 DAY = 86400
-#: the events every design reads (bench/jvm/SimWindows.java reads them by position): ``b_number``
+#: the events every design reads: ``b_number``
 #: is the other party, ``cell`` and ``imei`` are "" when unknown
 EVENT_COLUMNS = {"entity": "string", "t": "double", "duration_s": "double", "b_number": "string",
                  "out": "boolean", "answered": "boolean", "sms": "boolean", "night": "boolean",
@@ -214,58 +212,13 @@ def pandas_state_design(spark, source: Path, work: Path) -> list[float]:
     return times
 
 
-def _jvm_jar(work: Path) -> Path:
-    """bench/jvm/SimWindows.java compiled against the installed pyspark's jars."""
-    import subprocess
-
-    import pyspark
-
-    jars = Path(pyspark.__file__).resolve().parent / "jars"
-    classes = work / "jvm-classes"
-    classes.mkdir(parents=True)
-    subprocess.run(["javac", "--release", "17", "-cp", f"{jars}/*", "-d", str(classes),
-                    str(ROOT / "bench" / "jvm" / "SimWindows.java")], check=True)
-    jar = work / "sim-windows.jar"
-    subprocess.run(["jar", "cf", str(jar), "-C", str(classes), "simguard"], check=True)
-    return jar
-
-
-#: rows each jvm_state micro-batch emitted (scoring points)
-JVM_POINTS: list[int] = []
-
-
-def state_spark(work: Path):
-    """The SparkSession of the bench: the processor's jar on the driver, RocksDB state."""
+def state_spark():
+    """The SparkSession of the bench (RocksDB state, as the project's configuration sets it)."""
     from pipeline.config import load_settings
     from pipeline.spark import build_spark
 
     settings = load_settings()
-    conf = {**settings.spark.conf, "spark.driver.extraClassPath": str(_jvm_jar(work))}
-    spark = build_spark(settings.spark.model_copy(update={"conf": conf}), jars_dir=settings.jars_dir)
-    spark.conf.set(
-        "spark.sql.streaming.stateStore.providerClass",
-        "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
-    )
-    spark.conf.set("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
-    return spark
-
-
-def sim_windows(spark, events):
-    """``SimWindows.apply`` on a DataFrame of events, streaming or not."""
-    from pyspark.sql import DataFrame
-
-    return DataFrame(spark._jvm.simguard.bench.SimWindows.apply(events._jdf), spark)
-
-
-def jvm_state_design(spark, source: Path, work: Path) -> list[float]:
-    out = sim_windows(spark, _stream(spark, source))
-    times: list[float] = []
-    q = (
-        out.writeStream.outputMode("update").option("checkpointLocation", str(work / "jvm-ckpt"))
-        .foreachBatch(_timed(times, lambda frame, _id: frame.count(), JVM_POINTS)).trigger(availableNow=True).start()
-    )
-    q.awaitTermination()
-    return times
+    return build_spark(settings.spark, jars_dir=settings.jars_dir)
 
 
 def _size_mb(path: Path) -> float:
@@ -283,7 +236,7 @@ def main() -> int:
     parser.add_argument("--batch-minutes", type=int, default=1440, help="event minutes per micro-batch of --day")
     parser.add_argument("--max-batches", type=int, help="stream only the day's first micro-batches")
     parser.add_argument("--warm", action="store_true", help="the day before --day first, in one micro-batch")
-    parser.add_argument("--designs", default="delta,builtin,pandas_state,jvm_state",
+    parser.add_argument("--designs", default="delta,builtin,pandas_state",
                         help="comma-separated designs to run, in this order")
     args = parser.parse_args()
 
@@ -297,7 +250,7 @@ def main() -> int:
         _write_batches(source, batches=args.batches, rows=args.rows, keys=args.keys)
         skip = 2
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(source.glob("*.parquet")))
-    spark = state_spark(work)
+    spark = state_spark()
     files = sorted(source.glob("*.parquet"))
     counted = sum(pq.ParquetFile(f).metadata.num_rows for f in files[skip:])
     results = {}
@@ -305,7 +258,6 @@ def main() -> int:
         ("delta", delta_design, "delta-state"),
         ("builtin", builtin_design, "builtin-ckpt"),
         ("pandas_state", pandas_state_design, "pandas-ckpt"),
-        ("jvm_state", jvm_state_design, "jvm-ckpt"),
     ):
         if name not in args.designs.split(","):
             continue
@@ -323,8 +275,6 @@ def main() -> int:
             "spark_cpu_s": round(cpu, 1),
             "state_mb": _size_mb(work / state),
         }
-        if name == "jvm_state":
-            results[name]["points"] = sum(JVM_POINTS[skip:])
         print(name, results[name], flush=True)
     (work / "bench_state.json").write_text(json.dumps({"command": " ".join(sys.argv), **results}, indent=2))
     print(f"\n{len(files)} micro-batches, {rows:,} rows; the first {skip} not counted ({counted:,} rows counted)")

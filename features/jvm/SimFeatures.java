@@ -108,15 +108,15 @@ public final class SimFeatures {
 
     Double answered(int i) { return is(i, ANSWERED) ? duration.get(i) : null; }
 
-    void add(Row r, Integer cohortCount, Integer sharedCount) {
-      t.add(r.getDouble(1));
-      flags.add(r.getInt(2));
-      party.add(r.isNullAt(3) ? null : r.getString(3));
-      digits.add(r.isNullAt(4) ? null : r.getLong(4));
-      duration.add(r.isNullAt(5) ? null : r.getDouble(5));
-      cause.add(r.isNullAt(6) ? null : r.getString(6));
-      cell.add(r.isNullAt(7) ? null : r.getString(7));
-      imei.add(r.isNullAt(8) ? null : r.getString(8));
+    void add(SimContext.Event e, Integer cohortCount, Integer sharedCount) {
+      t.add(e.getT());
+      flags.add(e.getFlags());
+      party.add(e.getParty());
+      digits.add(e.getDigits());
+      duration.add(e.getDuration());
+      cause.add(e.getCause());
+      cell.add(e.getCell());
+      imei.add(e.getImei());
       cohort.add(cohortCount);
       shared.add(sharedCount);
     }
@@ -401,7 +401,7 @@ public final class SimFeatures {
     }
   }
 
-  static final class Processor extends StatefulProcessor<String, Row, Point> {
+  static final class Processor extends StatefulProcessor<String, SimContext.Event, Point> {
     private static final long serialVersionUID = 1L;
     private final Settings cfg;
     private transient MapState<Long, Bucket> buckets;
@@ -416,7 +416,8 @@ public final class SimFeatures {
     }
 
     @Override
-    public scala.collection.Iterator<Point> handleInputRows(String key, scala.collection.Iterator<Row> rows,
+    public scala.collection.Iterator<Point> handleInputRows(String key,
+                                                            scala.collection.Iterator<SimContext.Event> rows,
                                                             TimerValues timerValues) {
       TreeMap<Long, Bucket> all = new TreeMap<>();
       Iterator<scala.Tuple2<Long, Bucket>> stored = CollectionConverters.asJava(buckets.iterator());
@@ -425,28 +426,24 @@ public final class SimFeatures {
         all.put(e._1(), e._2());
       }
       // an event comes as one row per context kind (SimContext): its cell's count and its IMEI's
-      Map<String, Row> events = new LinkedHashMap<>();
+      Map<String, SimContext.Event> events = new LinkedHashMap<>();
       Map<String, Integer> cohorts = new HashMap<>(), shareds = new HashMap<>();
       while (rows.hasNext()) {
-        Row r = rows.next();
-        String eid = r.getString(9), kind = r.getString(10);
-        events.putIfAbsent(eid, r);
-        Integer count = r.isNullAt(11) ? null : r.getInt(11);
-        if ("cell".equals(kind)) {
-          cohorts.put(eid, count);
-        } else if ("imei".equals(kind)) {
-          shareds.put(eid, count);
+        SimContext.Event r = rows.next();
+        events.putIfAbsent(r.getEid(), r);
+        if ("cell".equals(r.getKind())) {
+          cohorts.put(r.getEid(), r.getCount());
+        } else if ("imei".equals(r.getKind())) {
+          shareds.put(r.getEid(), r.getCount());
         }
       }
       TreeSet<Long> touched = new TreeSet<>();
       TreeSet<Long> points = new TreeSet<>();
-      for (Map.Entry<String, Row> e : events.entrySet()) {
-        Row r = e.getValue();
-        double t = r.getDouble(1);
-        long bucket = (long) Math.floor(t / cfg.subS) * cfg.subS;
-        all.computeIfAbsent(bucket, k -> new Bucket()).add(r, cohorts.get(e.getKey()), shareds.get(e.getKey()));
+      for (SimContext.Event r : events.values()) {
+        long bucket = (long) Math.floor(r.getT() / cfg.subS) * cfg.subS;
+        all.computeIfAbsent(bucket, k -> new Bucket()).add(r, cohorts.get(r.getEid()), shareds.get(r.getEid()));
         touched.add(bucket);
-        int f = r.getInt(2);
+        int f = r.getFlags();
         if ((f & OUT) != 0 && (f & (VOICE | SMS)) != 0) {
           points.add((Math.floorDiv(bucket, cfg.stepS) + 1) * cfg.stepS);
         }
@@ -558,14 +555,12 @@ public final class SimFeatures {
   public static Dataset<Row> apply(Dataset<Row> events, int windowS, int shortS, int subS, int stepS, int cohortS,
                                    int maxCalls, int evidenceCalls, int sequentialMaxStep) {
     Settings settings = new Settings(windowS, shortS, subS, stepS, maxCalls, evidenceCalls, sequentialMaxStep);
-    Dataset<Row> withContext = events
+    Dataset<SimContext.Event> withContext = events
         .groupByKey((MapFunction<Row, String>) r -> r.getString(SimContext.KEY), Encoders.STRING())
         .transformWithState(new SimContext(subS, cohortS, windowS), TimeMode.None(), OutputMode.Append(),
-                            Encoders.bean(SimContext.Event.class))
-        .toDF()
-        .select("entity", "t", "flags", "party", "digits", "duration", "cause", "cell", "imei", "eid", "kind", "count");
+                            Encoders.bean(SimContext.Event.class));
     return withContext
-        .groupByKey((MapFunction<Row, String>) r -> r.getString(0), Encoders.STRING())
+        .groupByKey((MapFunction<SimContext.Event, String>) SimContext.Event::getEntity, Encoders.STRING())
         .transformWithState(new Processor(settings), TimeMode.None(), OutputMode.Append(), Encoders.bean(Point.class))
         .select("entity", "asOf", "values", "recent")
         .toDF("entity", "as_of", "values", "recent");

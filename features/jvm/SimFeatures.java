@@ -1,17 +1,14 @@
 package simguard.features;
 
 import java.io.Serializable;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
 import java.util.HashMap;
-import java.util.HashSet;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 import java.util.TreeMap;
 import java.util.TreeSet;
 
@@ -173,106 +170,6 @@ public final class SimFeatures {
     return c;
   };
 
-  /** The counts of features.sim_rows.BUCKET_COUNTS: which flags each event needs. */
-  static final int[] COUNTS = {
-    OUT | VOICE,                    // n_out
-    OUT | VOICE | ANSWERED,         // n_answered
-    OUT | VOICE | ANSWERED | SHORT, // n_short
-    VOICE,                          // n_in (the event is not out: checked below)
-    OUT | SMS,                      // n_sms_out
-    OUT | VOICE | NIGHT,            // n_night
-    OUT | VOICE | INTL,             // n_intl
-    OUT | VOICE | PREMIUM,          // n_premium
-    OUT | VOICE | ONNET,            // n_onnet
-    OUT | VOICE | GATEWAY,          // n_gateway
-    OUT | VOICE | CANCELLED,        // n_cancelled
-  };
-  static final int N_OUT = 0, N_ANSWERED = 1, N_SHORT = 2, N_IN = 3, N_SMS = 4, N_NIGHT = 5;
-
-  /** What a window holds of its sub-buckets, kept as they enter and leave it. */
-  static final class Window {
-    final long[] counts = new long[COUNTS.length];
-    final Map<String, Integer> callers = new HashMap<>();
-    final Map<String, Integer> cells = new HashMap<>();
-    final Map<String, Integer> imeis = new HashMap<>();
-    /** calls out per clock hour */
-    final Map<Long, Long> hours = new HashMap<>();
-
-    static void count(Map<String, Integer> m, String k, int d) {
-      if (k != null) {
-        m.merge(k, d, (a, b) -> a + b == 0 ? null : a + b);
-      }
-    }
-
-    void add(long bucket, Bucket b, int d) {
-      long out = 0;
-      for (int i = 0; i < b.size(); i++) {
-        int f = b.flags.get(i);
-        boolean isOut = (f & OUT) != 0;
-        for (int k = 0; k < COUNTS.length; k++) {
-          boolean match = (f & COUNTS[k]) == COUNTS[k] && (k != N_IN || !isOut);
-          counts[k] += match ? d : 0;
-        }
-        out += (f & (OUT | VOICE)) == (OUT | VOICE) ? 1 : 0;
-        if (isOut) {
-          count(cells, b.cell.get(i), d);
-          count(imeis, b.imei.get(i), d);
-        } else {
-          count(callers, b.party.get(i), d);
-        }
-      }
-      hours.merge(Math.floorDiv(bucket, HOUR), out * d, (a, c) -> a + c);
-    }
-
-    long peakHour() {
-      long peak = 0;
-      for (long n : hours.values()) {
-        peak = Math.max(peak, n);
-      }
-      return peak;
-    }
-
-    long activeHours() {
-      long n = 0;
-      for (long v : hours.values()) {
-        n += v > 0 ? 1 : 0;
-      }
-      return n;
-    }
-  }
-
-  /** The largest cross-SIM context value of the sub-buckets in a sliding window. */
-  static final class SlidingMax {
-    private final ArrayDeque<long[]> deque = new ArrayDeque<>();  // (bucket, value), values falling
-
-    void add(long bucket, Integer value) {
-      if (value == null) {
-        return;
-      }
-      while (!deque.isEmpty() && deque.peekLast()[1] <= value) {
-        deque.pollLast();
-      }
-      deque.addLast(new long[] {bucket, value});
-    }
-
-    void dropBefore(long bucket) {
-      while (!deque.isEmpty() && deque.peekFirst()[0] < bucket) {
-        deque.pollFirst();
-      }
-    }
-
-    Long max() { return deque.isEmpty() ? null : deque.peekFirst()[1]; }
-  }
-
-  static Integer max(List<Integer> values) {
-    Integer m = null;
-    for (Integer v : values) {
-      if (v != null && (m == null || v > m)) {
-        m = v;
-      }
-    }
-    return m;
-  }
 
   /** A call out of a window's newest, with what an analyst sees of it. */
   public static class Call implements Serializable {
@@ -317,89 +214,6 @@ public final class SimFeatures {
     public void setImei(String v) { imei = v; }
   }
 
-  static Double share(long num, long den) {
-    return den > 0 ? (double) num / den : null;
-  }
-
-  /**
-   * The values of a window, in the order of features.sim._window_feature_names (with the busiest
-   * hour and the hours active for the long window only). {@code calls}: its newest calls out in
-   * time order.
-   */
-  static void values(List<Double> out, Window w, List<Call> calls, boolean isLong, long seqMax) {
-    long nOut = w.counts[N_OUT], nAnswered = w.counts[N_ANSWERED];
-    int n = calls.size();
-    List<Double> durations = new ArrayList<>();
-    Set<String> callees = new HashSet<>();
-    double s = 0, ss = 0;
-    long sequential = 0;
-    for (int i = 0; i < n; i++) {
-      Call c = calls.get(i);
-      if (c.answered != null) {
-        durations.add(c.answered);
-      }
-      callees.add(c.number);
-      if (i > 0) {
-        double gap = c.t - calls.get(i - 1).t;
-        s += gap;
-        ss += gap * gap;
-        Long x = c.digits, y = calls.get(i - 1).digits;
-        if (x != null && y != null) {
-          long step = Math.abs(x - y);
-          sequential += step >= 1 && step <= seqMax ? 1 : 0;
-        }
-      }
-    }
-    durations.sort(Comparator.naturalOrder());
-    int nDur = durations.size();
-    double durSum = 0;
-    for (double d : durations) {
-      durSum += d;
-    }
-    int nCallees = callees.size();
-    int callbacks = 0;
-    for (String c : callees) {
-      callbacks += c != null && w.callers.containsKey(c) ? 1 : 0;
-    }
-    int nGaps = Math.max(n - 1, 0);
-    Double gapCv = null;
-    if (nGaps >= 2) {
-      double mean = s / nGaps;
-      double var = Math.max(ss / nGaps - mean * mean, 0.0);
-      gapCv = mean != 0 ? Math.sqrt(var) / mean : null;
-    }
-    Double median = null;
-    if (nDur > 0) {
-      median = (durations.get((nDur + 1) / 2 - 1) + durations.get((nDur + 2) / 2 - 1)) / 2;
-    }
-    out.add((double) nOut);
-    if (isLong) {
-      out.add((double) w.peakHour());
-    }
-    out.add(share(w.counts[N_ANSWERED], nOut));
-    out.add((double) nCallees);
-    out.add(nOut > 0 ? (double) nCallees / nOut : null);
-    out.add(nCallees > 0 ? (double) nOut / nCallees : null);
-    out.add(share(w.counts[N_SHORT], nAnswered));
-    out.add(nDur > 0 ? durSum / nDur : null);
-    out.add(median);
-    out.add(nDur > 0 ? durations.get(nDur - 1) : null);
-    out.add((double) w.counts[N_IN]);
-    out.add(w.counts[N_IN] / (double) (nOut + 1));
-    out.add(nCallees > 0 ? (double) callbacks / nCallees : null);
-    out.add((double) w.counts[N_SMS]);
-    out.add((double) w.cells.size());
-    out.add((double) w.imeis.size());
-    out.add(share(w.counts[N_NIGHT], nOut));
-    if (isLong) {
-      out.add((double) w.activeHours());
-    }
-    out.add(gapCv);
-    out.add(n >= 2 ? (double) sequential / (n - 1) : null);
-    for (int k = N_NIGHT + 1; k < COUNTS.length; k++) {
-      out.add(share(w.counts[k], nOut));
-    }
-  }
 
   static final class Processor extends StatefulProcessor<String, SimContext.Event, Point> {
     private static final long serialVersionUID = 1L;
@@ -464,8 +278,8 @@ public final class SimFeatures {
     /** The points in ascending order, the windows sliding over the sub-buckets. */
     List<Point> emit(String key, TreeMap<Long, Bucket> all, TreeSet<Long> points) {
       List<Map.Entry<Long, Bucket>> ordered = new ArrayList<>(all.entrySet());
-      Window day = new Window(), hour = new Window();
-      SlidingMax cohort = new SlidingMax(), shared = new SlidingMax();
+      SimWindow day = new SimWindow(), hour = new SimWindow();
+      SimWindow.SlidingMax cohort = new SimWindow.SlidingMax(), shared = new SimWindow.SlidingMax();
       int in = 0, outDay = 0, outHour = 0;
       List<Point> out = new ArrayList<>();
       long hours = cfg.windowS / HOUR - 1;
@@ -476,8 +290,8 @@ public final class SimFeatures {
           Bucket b = ordered.get(in).getValue();
           day.add(bucket, b, 1);
           hour.add(bucket, b, 1);
-          cohort.add(bucket, max(b.cohort));
-          shared.add(bucket, max(b.shared));
+          cohort.add(bucket, SimWindow.max(b.cohort));
+          shared.add(bucket, SimWindow.max(b.shared));
         }
         for (; outDay < in && ordered.get(outDay).getKey() < from; outDay++) {
           day.add(ordered.get(outDay).getKey(), ordered.get(outDay).getValue(), -1);
@@ -504,8 +318,9 @@ public final class SimFeatures {
         }
         java.util.Collections.reverse(calls);
         List<Double> values = new ArrayList<>();
-        values(values, day, calls, true, cfg.sequentialMaxStep);
-        values(values, hour, calls.subList(calls.size() - inShort, calls.size()), false, cfg.sequentialMaxStep);
+        SimWindow.values(values, day, calls, true, cfg.sequentialMaxStep);
+        List<Call> newestShort = calls.subList(calls.size() - inShort, calls.size());
+        SimWindow.values(values, hour, newestShort, false, cfg.sequentialMaxStep);
         Long cohortPeak = cohort.max(), sharedPeak = shared.max();
         values.add(sharedPeak == null ? 0.0 : (double) sharedPeak);
         values.add(cohortPeak == null ? 0.0 : (double) cohortPeak);

@@ -1,7 +1,7 @@
-"""Per-SIM features as of a scoring time: the names, and the Spark SQL definitions the stream's
-SIM stage computes them with. The batch path (training, ``evaluate``) computes the same rows with
-the JVM processor of :mod:`features.sim_state`; ``tests/test_sim_state.py`` holds the two equal,
-row for row, until the stream runs the processor too.
+"""Per-SIM features as of a scoring time: the names, and their Spark SQL definitions. Training,
+``evaluate`` and the stream compute the rows with the JVM processors of :mod:`features.sim_state`
+(state kept by Spark); these definitions are what ``tests/test_sim_state.py`` and
+``tests/test_feature_parity.py`` hold the processors to, row for row.
 
 A SIM is scored *as of* a time ``t``: its features cover the trailing long window (24 h: the
 whole hours before ``t``'s hour plus that hour up to ``t``) and the trailing short window (1 h:
@@ -46,7 +46,7 @@ from features.sim_rows import (
     sim_events,
     with_context,
 )
-from features.sim_windows import AS_OF, hour_rows, window_rows
+from features.sim_windows import AS_OF, window_rows
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -270,7 +270,7 @@ def assemble_sim_features(
 
 
 def sim_state(cdrs: DataFrame, *, settings: FeatureSettings, plan: NumberingPlan | None = None):
-    """(minute rows, context members) of canonical CDRs: what the stream's state tables hold."""
+    """(minute rows, context members) of canonical CDRs."""
     events = sim_events(cdrs, plan=plan)
     return minute_rows(events, settings=settings), context_members(events, settings=settings)
 
@@ -282,12 +282,6 @@ def _with_context(rows: DataFrame, members: DataFrame, *, settings: FeatureSetti
     return with_context(rows, context_counts(members))
 
 
-def sim_hour_rows(rows: DataFrame, members: DataFrame, *, settings: FeatureSettings) -> DataFrame:
-    """:func:`features.sim_windows.hour_rows` from the stream's partial minute rows and context
-    members: the rows of the hours they cover (with every member of those hours' cells and IMEIs)."""
-    return hour_rows(_with_context(rows, members, settings=settings, partials=True), settings=settings)
-
-
 def sim_features_at(
     rows: DataFrame,
     members: DataFrame,
@@ -297,27 +291,12 @@ def sim_features_at(
     plan: NumberingPlan | None = None,
     evidence: bool = False,
     partials: bool = True,
-    closed_hours: DataFrame | None = None,
-    closed_until: float | None = None,
 ) -> DataFrame:
     """Feature rows at ``points`` (entity, as_of) from minute rows and context members. With
     ``partials`` (the stream's state: one row per micro-batch that saw a minute) rows and members
     of the same key are merged first; without, each (entity, minute) and each context member must
-    have one row (:func:`minute_rows` and :func:`context_members` of all the CDRs at once).
-
-    ``closed_hours``: the hour rows (:func:`sim_hour_rows`) of every hour before ``closed_until``
-    that the points' windows read (the stream's closed hours); only minute rows from
-    ``closed_until`` on are then merged into hours, and ``rows`` and ``members`` need only cover
-    the points' own hours and the hours their short windows reach back into."""
-    from pyspark.sql import functions as F
-
+    have one row (:func:`minute_rows` and :func:`context_members` of all the CDRs at once)."""
     with_ctx = _with_context(rows, members, settings=settings, partials=partials)
-    hours = None
-    if closed_hours is not None:
-        if closed_until is None:
-            raise ValueError("closed_hours needs closed_until")
-        recent = hour_rows(with_ctx.where(F.col(MINUTE) >= F.lit(int(closed_until))), settings=settings)
-        hours = closed_hours.unionByName(recent.select(*closed_hours.columns))
     return assemble_sim_features(
-        window_rows(with_ctx, points, settings=settings, hours=hours), settings=settings, plan=plan, evidence=evidence
+        window_rows(with_ctx, points, settings=settings), settings=settings, plan=plan, evidence=evidence
     )

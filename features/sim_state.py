@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 #: the flag bits of an event, in the processor's order (``SimFeatures.OUT`` ...)
 FLAGS = ("out", "voice", "sms", "answered", "short", "night", "intl", "premium", "onnet", "gateway", "cancelled")
+#: the flag of a warm start's event: the processor keeps it, but scores no point for it
+WARM = 1 << len(FLAGS)
 #: the processor's input columns, in order
 EVENT_COLUMNS = (
     ENTITY, "t", "flags", "party", "b_digits", "duration_s", "release_cause", "cell_id", "a_imei", "eid", "kind", "key"
@@ -55,10 +57,13 @@ LONGS = ("calls_out_", "calls_in_", "sms_out_", "active_hours_")
 INTS = ("distinct_cells_", "distinct_imeis_", "distinct_callees_", "imei_shared_sims_", "cell_cohort_peak_")
 
 
-def processor_events(cdrs: DataFrame, *, plan: NumberingPlan | None = None, settings: FeatureSettings) -> DataFrame:
+def processor_events(
+    cdrs: DataFrame, *, settings: FeatureSettings, plan: NumberingPlan | None = None, warm: bool = False
+) -> DataFrame:
     """The processor's input (:data:`EVENT_COLUMNS`) from canonical CDRs, batch or stream: one row
     per CDR side and context kind, the kind's ``key`` the cell or the IMEI of an event out
-    (``"none|<entity>"`` for events in and events out with neither)."""
+    (``"none|<entity>"`` for events in and events out with neither). ``warm``: events of the days
+    before the stream's first record (:data:`WARM`)."""
     from pyspark.sql import functions as F
 
     events = sim_events(cdrs, plan=plan)
@@ -69,6 +74,8 @@ def processor_events(cdrs: DataFrame, *, plan: NumberingPlan | None = None, sett
         range(1, len(FLAGS)),
         F.when(conditions[FLAGS[0]], 1).otherwise(0),
     )
+    if warm:
+        flags = flags.bitwiseOR(F.lit(WARM))
     party = F.when(out, F.col("b_number")).otherwise(F.col("a_number"))
     keys = F.filter(
         F.array(

@@ -2,12 +2,11 @@
 the state rows (:mod:`features.sim_rows`) and the named features.
 
 3. :func:`scoring_points`: the times a SIM is scored: the end of every ``score_interval_s`` in
-   which it called (the stream caps them at its micro-batch's newest event);
+   which it called (or up to a ``horizon``);
    :func:`sample_points` keeps a bounded random sample per SIM and day for training.
 4. :func:`hour_rows` merges a SIM's sub-bucket rows of each clock hour, and :func:`window_rows`
    merges, per point, the hour rows and sub-bucket rows of each window (the whole hours once per
-   SIM and hour, shared by that hour's points). A closed hour's rows do
-   not change, so the stream keeps them (``streaming.hours``) instead of merging them again.
+   SIM and hour, shared by that hour's points).
 """
 
 from __future__ import annotations
@@ -96,20 +95,14 @@ def _newest_by_rows(key: str, newest: int, on: Column | None = None) -> Column:
     return newest_calls(F.flatten(F.transform(in_order, lambda r: r["calls"])), newest)
 
 
-def window_rows(
-    rows: DataFrame, points: DataFrame, *, settings: FeatureSettings, hours: DataFrame | None = None
-) -> DataFrame:
+def window_rows(rows: DataFrame, points: DataFrame, *, settings: FeatureSettings) -> DataFrame:
     """Per point, the long and the short window merged from (entity, sub-bucket) rows that carry
-    their context (:func:`with_context`). Long: the whole hours before the point's hour (from
-    ``hours``, :func:`hour_rows` of ``rows`` unless given) and its own hour's sub-buckets before
-    ``as_of``; short: the sub-buckets in the ``short_window_s`` before ``as_of``. Columns of the
-    short window get the prefix ``s_``. Given ``hours``, ``rows`` need only cover the points'
-    own hours and the hours their short windows reach back into."""
+    their context (:func:`with_context`). Long: the whole hours before the point's hour
+    (:func:`hour_rows`) and its own hour's sub-buckets before ``as_of``; short: the sub-buckets in
+    the ``short_window_s`` before ``as_of``. Columns of the short window get the prefix ``s_``."""
     from pyspark.sql import functions as F
 
-    if hours is None:
-        hours = hour_rows(rows, settings=settings)
-    hours = hours.withColumnRenamed(HOUR_START, "_hour")
+    hours = hour_rows(rows, settings=settings).withColumnRenamed(HOUR_START, "_hour")
     rows = rows.withColumn("_hour", hour_of(F.col(MINUTE)))
     pts = points.select(ENTITY, AS_OF).withColumn("_h", hour_of(F.col(AS_OF)))
     n_hours = settings.window_s // HOUR - 1

@@ -1,22 +1,26 @@
-"""``simguard stream``: Kafka CDRs -> validation -> state -> features as of now -> models -> decisions.
+"""``simguard stream``: Kafka CDRs -> validation -> features as of now -> models -> decisions.
 
-One Structured Streaming query reads the CDR topic, validates every record once (in Python,
-``features.validation``, the definition batch ingest uses) and hands each micro-batch to
-:meth:`StreamJob._batch`, which
+One Structured Streaming query reads the CDR topic and validates every record (in Python,
+``features.validation``, the definition batch ingest uses). Its output is the union of two
+branches of the same micro-batch, handed to :meth:`StreamJob._batch`:
+
+- the validated records, valid or not;
+- the per-SIM features as of every scoring point the valid records make (the JVM processors of
+  ``features.sim_state``: the cross-SIM context keyed by cell and IMEI, then the trailing 24 h and
+  1 h windows keyed by SIM, their state in the query's checkpoint, RocksDB), with the SIM's
+  recent calls. A warm start's CDRs come in through a second source, a Parquet folder beside the
+  state, as state only: they make no points.
+
+Per micro-batch, :meth:`StreamJob._batch`
 
 1. sends invalid records to the dead-letter topic with their reason and Kafka coordinates, and
    counts them (records in = valid + dead-lettered);
-2. appends the batch's partial aggregates to the state table (``streaming.state``, Delta Lake),
-   once per (query id, batch id);
-3. scores every SIM that called in the batch as of the end of each scoring interval it called
-   in, capped at the batch's newest event (``features.sim``: trailing 24 h and 1 h windows and
-   the cross-SIM context as of that time, read from the state table and, for the hours that
-   have ended, from their rows merged once, ``streaming.hours``), and every voice call that
-   arrived on a trunk (``features.calls``);
+2. appends the batch's CLI and trunk aggregates to the state table (``streaming.state``, Delta
+   Lake), once per (query id, batch id);
+3. scores the SIM points, and every voice call that arrived on a trunk (``features.calls``);
 4. turns scores into decisions (policy, blocklist store) with deterministic keys (query id,
    batch id, number, scope, scoring time) and the evidence an analyst checks them against;
-5. keeps the validated records in an archive table and its own batch record in the database,
-   and closes the hours that have ended (after the decisions are stored).
+5. keeps the validated records in an archive table and its own batch record in the database.
 
 The call stage (3) and the archive (5) run on a second thread beside the SIM stage, their Spark
 jobs in the micro-batch's job group; the decisions of both are stored after, in a fixed order.
@@ -47,21 +51,19 @@ from features.errors import ConfigError
 from features.numbering import NumberingPlan
 from features.schema import FIELD_NAMES, spark_schema
 from features.settings import FeatureSettings
-from features.sim import ENTITY, KEY_COLUMNS, WINDOW_END, WINDOW_START, sim_features_at
-from features.sim_rows import HOUR
-from features.sim_windows import AS_OF, scoring_points, short_reach_hours
+from features.sim import ENTITY, KEY_COLUMNS, WINDOW_END, WINDOW_START, sim_feature_names
+from features.sim_state import named_features, processor_events, sim_points
 from models.scoring import SCORE
 from streaming.blocklist.loop import DistributionLoop
 from streaming.evidence import call_evidence, sim_evidence, with_reasons
-from streaming.hours import ClosedHours
 from streaming.metrics import StreamMetrics
 from streaming.policy import COLD, MODEL_THRESHOLD
 from streaming.scoring import ChampionScorer, first_decisive_rows
 from streaming.settings import StreamSettings
 from streaming.source import kafka_stream
 from streaming.stages import Stages
-from streaming.state import PART, StateTable, state_rows
-from streaming.validate import VALID, dead_letter_payload, validate_stream
+from streaming.state import StateTable, state_rows
+from streaming.validate import VALID, dead_letter_payload, validate_stream, validated_schema
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -70,6 +72,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("simguard.stream")
 
 QUERY = "detect"
+#: which branch a row of the query's output comes from
+ROW, RECORD, POINT = "_row", "record", "point"
 
 
 @dataclass(frozen=True)
@@ -143,9 +147,6 @@ class StreamJob:
             )
         self.state_uri = self.state_uri.rstrip("/")
         self.state = StateTable(self.spark, f"{self.state_uri}/state")
-        self.hours = ClosedHours(
-            self.spark, f"{self.state_uri}/hours", self.state, self.features, grace_s=self.stream.hour_close_grace_s
-        )
         #: epoch s of the minute of the state's first record (read at the first SIM stage that finds one)
         self._first_record: float | None = None
         self._query: StreamingQuery | None = None
@@ -170,6 +171,11 @@ class StreamJob:
     def archive_uri(self) -> str:
         return f"{self.state_uri}/archive"
 
+    @property
+    def warm_uri(self) -> str:
+        """The warm start's CDRs (Parquet), the query's second source."""
+        return f"{self.state_uri}/warm"
+
     # -- a warm start ----------------------------------------------------------------------------
     def warm(self, cdrs: DataFrame, *, source: str) -> dict[str, Any]:
         """Fill a new state with earlier canonical CDRs (the day before the first record the
@@ -188,6 +194,9 @@ class StreamJob:
                 "folder); a warm start fills a new state only (set stream.state_uri to a new location)"
             )
         span = cdrs.agg(F.count(F.lit(1)), F.min("start_time"), F.max("start_time")).first()
+        # the SIM processors read them from here with the first micro-batch; the state table's
+        # note below commits the warm start (a failure before it lets a new attempt overwrite)
+        cdrs.select(*FIELD_NAMES).write.mode("overwrite").parquet(self.warm_uri)
         rows = state_rows(cdrs, settings=self.features, plan=self.plan)
         self.state.append(rows, app_id=note, batch_id=0, note=note)
         n, first, last = span
@@ -197,6 +206,8 @@ class StreamJob:
     def start(self, trigger: Trigger) -> StreamingQuery:
         empty = self.spark.createDataFrame([], spark_schema())
         self.state.check_layout(state_rows(empty, settings=self.features, plan=self.plan).columns)
+        # the warm source must exist: an empty folder when there was no warm start
+        self.spark.createDataFrame([], spark_schema()).write.mode("ignore").parquet(self.warm_uri)
         raw = kafka_stream(
             self.spark,
             kafka_options=self.kafka_options,
@@ -205,7 +216,7 @@ class StreamJob:
             max_offsets_per_trigger=self.stream.max_offsets_per_trigger,
         )
         writer = (
-            validate_stream(raw, rules=self.stream.validation)
+            self._rows(validate_stream(raw, rules=self.stream.validation))
             .writeStream.queryName(f"simguard-{QUERY}")
             .option("checkpointLocation", self.checkpoint)
             .foreachBatch(self._batch)
@@ -216,6 +227,21 @@ class StreamJob:
         self._query, self._query_id = query, str(query.id)
         self._started.set()
         return query
+
+    def _rows(self, validated: DataFrame) -> DataFrame:
+        """The query's output: the validated records and the SIM points they make."""
+        from pyspark.sql import functions as F
+
+        f = self.features
+        valid = validated.where(F.col(VALID)).select(*FIELD_NAMES)
+        warm = self.spark.readStream.schema(spark_schema()).parquet(self.warm_uri)
+        events = processor_events(valid, settings=f, plan=self.plan).unionByName(
+            processor_events(warm, settings=f, plan=self.plan, warm=True)
+        )
+        points = named_features(sim_points(events, settings=f), settings=f, plan=self.plan, evidence=True)
+        return validated.withColumn(ROW, F.lit(RECORD)).unionByName(
+            points.withColumn(ROW, F.lit(POINT)), allowMissingColumns=True
+        )
 
     def _run_beside(self, stages: Stages, name: str, fn: Callable[..., Any], *args: Any) -> Future:
         """``fn(*args)`` on the job's second thread, its Spark jobs in the micro-batch's job group
@@ -230,18 +256,18 @@ class StreamJob:
         self._started.wait()
         app_id = f"{QUERY}@{self._query_id}"
         started, stages = time.monotonic(), Stages()
-        batch = batch.persist()
+        out = batch.persist()
+        batch = out.where(F.col(ROW) == RECORD).select(*validated_schema().fieldNames())
+        points = out.where(F.col(ROW) == POINT).select(*KEY_COLUMNS, *sim_feature_names(self.features), "recent_calls")
         beside: list[Future] = []
         try:
             verdicts = batch.groupBy(VALID, "reason_code").agg(
                 F.count(F.lit(1)).alias("n"),
-                F.min(F.col("start_time").cast("double")).alias("oldest"),
                 F.max(F.col("start_time").cast("double")).alias("newest"),
             ).collect()
             valid_n = sum(r["n"] for r in verdicts if r[VALID])
             reasons = {str(r["reason_code"]): int(r["n"]) for r in verdicts if not r[VALID]}
             horizon = max((r["newest"] for r in verdicts if r[VALID] and r["newest"] is not None), default=None)
-            oldest = min((r["oldest"] for r in verdicts if r[VALID] and r["oldest"] is not None), default=None)
             if reasons:
                 (
                     dead_letter_payload(batch)
@@ -250,32 +276,23 @@ class StreamJob:
                     .option("topic", self.dead_letter_topic)
                     .save()
                 )
-            stages.lap("validate")
+            # the first action computes the whole micro-batch: Kafka, validation, the SIM processors
+            stages.lap("read")
             counts: dict[str, int] = {}
-            active = closed = reopened = 0
+            active = 0
             if horizon is not None:
+                if self._first_record is None:
+                    # before this batch appends (fixing it alters the table): the rows of a first
+                    # batch are all cold anyway, their windows reach before it
+                    self._first_record = self.state.first_record(reach_s=self.features.window_s)
                 valid = batch.where(F.col(VALID)).select(*FIELD_NAMES)
-                # one file per kind and core, not per kind and shuffle partition of each part
-                parallelism = self.spark.sparkContext.defaultParallelism
-                rows = state_rows(valid, settings=self.features, plan=self.plan).coalesce(parallelism).persist()
-                try:
-                    self.state.append(rows, app_id=app_id, batch_id=batch_id)
-                    # late records change hours already closed: merged again before any scoring
-                    reopened = self.hours.reopen(oldest, app_id=app_id, batch_id=batch_id)
-                    stages.lap("state")
-                    # the calls read the state this batch appended to
-                    beside.append(self._run_beside(stages, "calls", self._call_candidates, valid))
-                    if self.stream.archive:
-                        beside.append(self._run_beside(stages, "archive", self._archive, batch, app_id, batch_id))
-                    points = scoring_points(
-                        rows.where(F.col(PART) == "sim"), settings=self.features, horizon=horizon
-                    ).persist()
-                    active, sims = self._sim_candidates(points)
-                    points.unpersist()
-                    stages.lap("sims")
-                    calls = beside[0].result()
-                finally:
-                    rows.unpersist()  # the work beside reads the batch and the state, not these rows
+                # the table state, then the calls that read it, beside the SIM stage
+                beside.append(self._run_beside(stages, "state+calls", self._state_and_calls, valid, app_id, batch_id))
+                if self.stream.archive:
+                    beside.append(self._run_beside(stages, "archive", self._archive, batch, app_id, batch_id))
+                active, sims = self._sim_candidates(points)
+                stages.lap("sims")
+                calls = beside[0].result()
                 # stored in a fixed order (entries are numbered in the order of the decisions)
                 sim_counts = self._decide(sims, kind="sim", batch_id=batch_id, app_id=app_id, model=self.spam)
                 call_counts = self._decide(calls, kind="call", batch_id=batch_id, app_id=app_id, model=self.spoof)
@@ -283,9 +300,6 @@ class StreamJob:
                 counts = {k: sim_counts.get(k, 0) + call_counts.get(k, 0) for k in {*sim_counts, *call_counts}}
                 if counts and self._loop is not None:
                     self._loop.wake()
-                # after the decisions: closing an hour never delays the batch's blocks
-                closed = self.hours.close(horizon, app_id=app_id, batch_id=batch_id)
-                stages.lap("hours")
             elif self.stream.archive:
                 beside.append(self._run_beside(stages, "archive", self._archive, batch, app_id, batch_id))
             for done in beside:
@@ -293,7 +307,7 @@ class StreamJob:
             self._maintain(batch_id, horizon)
         finally:
             wait(beside)
-            batch.unpersist()
+            out.unpersist()
         record = {
             "records_in": int(valid_n + sum(reasons.values())),
             "valid": int(valid_n),
@@ -301,8 +315,6 @@ class StreamJob:
             "dead_letter_reasons": reasons,
             "newest_event": horizon,
             "active_sims": active,
-            "hours_closed": closed,
-            "hours_reopened": reopened,
             "decisions": dict(sorted(counts.items())),
             "duration_s": round(time.monotonic() - started, 3),
             "stages_s": stages.laps,
@@ -337,37 +349,14 @@ class StreamJob:
         """(SIMs scored, the rows above the lowest score the policy acts on: one per SIM)."""
         from pyspark.sql import functions as F
 
-        first = points.agg(F.min(AS_OF), F.countDistinct(ENTITY)).first()
-        if first is None or first[0] is None:
+        active = points.agg(F.countDistinct(ENTITY)).first()[0]
+        if not active:
             return 0, pd.DataFrame()
-        f = self.features
-        start = float(first[0])
-        since = start - f.window_s
-        entities = points.select(ENTITY).distinct()
-        # closed hours come merged; minutes only from the hours not closed and from the points'
-        # own and previous hours (what their short windows reach)
-        until = self.hours.until(start)
-        closed = None
-        if until is not None:
-            closed = self.hours.read(since=since, until=until).join(entities, [ENTITY], "left_semi").localCheckpoint()
-            since = min(float(until), start // HOUR * HOUR - short_reach_hours(f) * HOUR)
-        # materialised where they are first needed, and later plans start from the result: with
-        # persist() instead every later step is planned over (and matched against) the whole
-        # lineage, which cost the SIM stage 1.6 to 3 times as much (BENCHMARKS.md)
-        rows = self.state.read("sim", since=since).join(entities, [ENTITY], "left_semi").localCheckpoint()
-        keys = rows.select(F.explode("ctx").alias("c")).select("c.kind", "c.key", "c.hour").distinct()
-        ctx_since = since // f.cohort_bucket_s * f.cohort_bucket_s
-        members = self.state.read("ctx", since=ctx_since).join(keys, ["kind", "key", "hour"], "left_semi")
-        features = sim_features_at(
-            rows, members, points, settings=f, plan=self.plan, evidence=True, closed_hours=closed, closed_until=until
-        ).localCheckpoint()
         model = self.spam.refresh(self.spark)
-        keep = [c for c in features.columns if c != "recent_calls"]
+        keep = [c for c in points.columns if c != "recent_calls"]
         low = self.sink.min_score("sim", model_threshold=min(model.threshold, model.cold_threshold))
         # a window that reaches before the state's first record lacks part of its history: such
         # rows are judged at the version's cold threshold (chosen on rows computed the same way)
-        if self._first_record is None:
-            self._first_record = self.state.first_record(reach_s=f.window_s)
         first_record = self._first_record
         if not model.has_cold_threshold:
             cold = F.lit(False)
@@ -376,16 +365,24 @@ class StreamJob:
         else:
             cold = F.col(WINDOW_START) < F.lit(first_record).cast("timestamp")
         threshold = F.when(cold, F.lit(model.cold_threshold)).otherwise(F.lit(model.threshold))
-        scored = self.spam.score(features, keep=keep).withColumn(COLD, cold).withColumn(MODEL_THRESHOLD, threshold)
+        scored = self.spam.score(points, keep=keep).withColumn(COLD, cold).withColumn(MODEL_THRESHOLD, threshold)
         flagged = scored.where(F.col(SCORE) > low)
         # the recent calls travel with the few flagged rows only, not through the model
-        calls = features.select(ENTITY, WINDOW_END, "recent_calls")
+        calls = points.select(ENTITY, WINDOW_END, "recent_calls")
         candidates = flagged.join(calls, [ENTITY, WINDOW_END], "left").toPandas()
         if not candidates.empty:
             candidates = first_decisive_rows(candidates, self.sink.block_thresholds(candidates))
             candidates["evidence"] = sim_evidence(candidates, self.spam.model.feature_names)
             candidates = candidates.drop(columns=["recent_calls"])
-        return int(first[1]), candidates
+        return int(active), candidates
+
+    def _state_and_calls(self, valid: DataFrame, app_id: str, batch_id: int) -> pd.DataFrame:
+        """Append the batch's rows to the state table, then score the calls (which read it)."""
+        # one file per kind and core, not per kind and shuffle partition of each part
+        parallelism = self.spark.sparkContext.defaultParallelism
+        rows = state_rows(valid, settings=self.features, plan=self.plan).coalesce(parallelism)
+        self.state.append(rows, app_id=app_id, batch_id=batch_id)
+        return self._call_candidates(valid)
 
     def _call_candidates(self, valid: DataFrame) -> pd.DataFrame:
         """The trunk calls above the lowest score the policy acts on."""
@@ -448,7 +445,6 @@ class StreamJob:
         if not every or horizon is None or batch_id == 0 or batch_id % every != 0 or not self.state.exists():
             return
         self.state.maintain(keep_after=horizon - self.stream.state_keep_s, vacuum_hours=1.0)
-        self.hours.maintain(keep_after=horizon - self.stream.state_keep_s, vacuum_hours=1.0)
 
     # -- running ----------------------------------------------------------------------------------
     def run(self, *, available_now: bool, timeout_s: float | None = None) -> dict[str, Any]:

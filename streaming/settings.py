@@ -28,9 +28,6 @@ class StreamSettings(BaseModel):
     #: every this many micro-batches the state table drops rows older than ``state_keep_s``,
     #: compacts its small files and vacuums what it no longer references (0: never)
     state_maintain_every: int = Field(200, ge=0)
-    #: an hour's per-SIM rows are merged once and kept (``streaming.hours``) when the newest
-    #: record is this far past the hour's end; a record later than that merges its hour again
-    hour_close_grace_s: int = Field(600, ge=0)
     #: keep the validated records (valid and dead-lettered, with their Kafka coordinates) in a
     #: Delta table beside the state: the stream's archive of what it read
     archive: bool = True

@@ -1,18 +1,18 @@
-"""The stream's state: one Delta Lake table of per-micro-batch partial aggregates.
+"""The stream's table state: one Delta Lake table of per-micro-batch partial aggregates.
 
-Every micro-batch appends what it read, aggregated once per key, as rows of four kinds (the
+The per-SIM features keep their state in the query's own checkpoint (the JVM processors of
+``features.sim_state``, RocksDB). What the call features read, and when the stream's records
+begin, every micro-batch appends here, aggregated once per key, as rows of three kinds (the
 ``part`` column, the table's partitioning):
 
-- ``sim``: per (SIM, minute) counts, calls and sets (``features.sim_rows.minute_rows``);
-- ``ctx``: the (cell | IMEI, hour, SIM) triples behind the cross-SIM context, with the minute
-  the SIM was first seen there;
 - ``cli``: per (CLI, minute) calls presenting it and its owner's own records;
-- ``trunk``: per (ingress trunk, minute) calls and suspect CLIs.
+- ``trunk``: per (ingress trunk, minute) calls and suspect CLIs;
+- ``seen``: the sub-buckets (minutes) that held a record, for :meth:`StateTable.first_record`.
 
 Rows of one key from several micro-batches are partial: readers merge them (sums and unions,
-``features.sim_rows.merge_rows``, ``features.calls.merge_cli_rows``), so the state holds exactly what
-a batch job computes from the same CDRs. Each row also has ``at``, its time key in epoch
-seconds; Delta's per-file statistics on it let a read of the last day skip older files.
+``features.calls.merge_cli_rows``), so the state holds exactly what a batch job computes from the
+same CDRs. Each row also has ``at``, its time key in epoch seconds; Delta's per-file statistics
+on it let a read of the last day skip older files.
 
 An append is idempotent on (query id, batch id) through Delta's ``txnAppId``/``txnVersion``:
 a micro-batch that Spark re-runs after a crash writes nothing twice. Old rows are deleted, small
@@ -32,7 +32,6 @@ from features.calls import cli_bucket_aggregates, trunk_bucket_aggregates
 from features.errors import ConfigError
 from features.numbering import NumberingPlan
 from features.settings import FeatureSettings
-from features.sim_rows import MINUTE, context_members, minute_rows, sim_events
 from models.scoring import history_start
 
 if TYPE_CHECKING:
@@ -42,7 +41,7 @@ log = logging.getLogger("simguard.stream")
 
 PART = "part"
 AT = "at"
-KINDS = ("sim", "ctx", "cli", "trunk")
+KINDS = ("cli", "trunk", "seen")
 #: the table property that keeps the minute of the state's first record (epoch s)
 FIRST_RECORD = "simguard.firstRecord"
 
@@ -51,10 +50,10 @@ def state_rows(cdrs: DataFrame, *, settings: FeatureSettings, plan: NumberingPla
     """The state rows of canonical CDRs: every kind, one table schema (absent columns null)."""
     from pyspark.sql import functions as F
 
-    events = sim_events(cdrs, plan=plan)
+    sub = settings.sub_bucket_s
+    minute = (F.floor(F.col("start_time").cast("double") / sub) * sub).cast("long")
     parts = {
-        "sim": minute_rows(events, settings=settings).withColumn(AT, F.col(MINUTE)),
-        "ctx": context_members(events, settings=settings).withColumn(AT, F.col("hour")),
+        "seen": cdrs.select(minute.alias(AT)).distinct(),
         "cli": cli_bucket_aggregates(cdrs, settings=settings).withColumn(
             AT, F.col("bucket_start").cast("long")
         ),
@@ -72,8 +71,7 @@ def state_rows(cdrs: DataFrame, *, settings: FeatureSettings, plan: NumberingPla
 
 #: the columns each kind reads back
 COLUMNS = {
-    "sim": None,  # everything of minute_rows
-    "ctx": ("kind", "key", "hour", "entity", "seen"),
+    "seen": (AT,),
     "cli": ("a_number", "bucket_start", "cli_calls", "cli_operators", "cli_subscriber_calls", "owner_home",
             "owner_roaming", "owner_callees"),
     "trunk": ("in_trunk_id", "trunk_bucket", "trunk_calls", "trunk_suspect", "trunk_bad"),
@@ -124,11 +122,11 @@ class StateTable:
     def first_record(self, *, reach_s: float) -> float | None:
         """Epoch seconds of the minute of the state's first record: windows that start before it
         lack part of their history. The first minute after the last gap of ``reach_s`` (a window)
-        or more between the SIM rows' minutes (``models.scoring.history_start``): a straggler
+        or more between the minutes that held a record (``models.scoring.history_start``): a straggler
         in the first micro-batch does not count, a warm start or a long first backlog counts from
         its beginning. Fixed in the table's properties (:data:`FIRST_RECORD`) the first time it is
         asked for, so that a late record older than it does not move it then. ``None`` while
-        there are no SIM rows."""
+        there are no records."""
         from delta.tables import DeltaTable
         from pyspark.sql import functions as F
 
@@ -145,8 +143,8 @@ class StateTable:
                     f"{properties[FIRST_RECORD]!r}, not epoch seconds: set it to the minute of the state's first "
                     "record, or unset it to have it found again"
                 ) from None
-        sims = self.spark.read.format("delta").load(self.uri).where(F.col(PART) == "sim")
-        minutes = [r[0] for r in sims.select(AT).distinct().collect()]
+        seen = self.spark.read.format("delta").load(self.uri).where(F.col(PART) == "seen")
+        minutes = [r[0] for r in seen.select(AT).distinct().collect()]
         first = history_start(np.array(minutes, dtype=np.float64), reach_s=reach_s)
         if first is None:
             return None
@@ -157,16 +155,18 @@ class StateTable:
 
     def check_layout(self, columns: list[str]) -> None:
         """Before a query appends rows with ``columns``: a table an older version wrote lacks some
-        of them, and Delta would fail the first micro-batch with a schema mismatch."""
+        of them (Delta would fail the first micro-batch with a schema mismatch), or has others (it
+        kept the per-SIM state that now lives in the query's checkpoint, which it does not have)."""
         if not self.exists():
             return
-        have = set(self.spark.read.format("delta").load(self.uri).columns)
+        have = self.spark.read.format("delta").load(self.uri).columns
         missing = [c for c in columns if c not in have]
-        if missing:
+        extra = [c for c in have if c not in columns]
+        if missing or extra:
+            what = f"no column {', '.join(missing)}" if missing else f"column {', '.join(extra)}"
             raise ConfigError(
-                f"the stream's state at {self.uri} was written by an older version (no column "
-                f"{', '.join(missing)}): give stream.state_uri a new location and load the days before it "
-                "with --warm-from"
+                f"the stream's state at {self.uri} was written by an older version ({what}): give "
+                "stream.state_uri a new location and load the days before it with --warm-from"
             )
 
     def notes(self) -> set[str]:
@@ -185,14 +185,7 @@ class StateTable:
         frame = self.spark.read.format("delta").load(self.uri).where(F.col(PART) == kind)
         if since is not None:
             frame = frame.where(F.col(AT) >= F.lit(int(since)))
-        columns = COLUMNS[kind]
-        if columns is None:
-            sim = [
-                "entity", MINUTE, "n_out", "n_answered", "n_short", "n_in", "n_sms_out", "n_night", "n_intl",
-                "n_premium", "n_onnet", "n_gateway", "n_cancelled", "calls", "callers", "cells", "imeis", "ctx",
-            ]
-            return frame.select(*sim)
-        return frame.select(*columns)
+        return frame.select(*COLUMNS[kind])
 
     def maintain(self, *, keep_after: float, vacuum_hours: float) -> None:
         """Delete rows older than ``keep_after`` (epoch s), compact small files, vacuum files no

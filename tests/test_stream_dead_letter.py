@@ -116,7 +116,7 @@ def test_a_late_record_is_scored_as_of_its_own_time_and_archived(spark, kafka_bo
 
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     on_time = [record_to_json(cdr(i, start_time=now - dt.timedelta(minutes=30 + i))) for i in range(20)]
-    # on a minute boundary: the record is the newest event and starts where its minute does
+    # on a minute boundary: the record starts where its minute does
     late_start = now.replace(second=0) - dt.timedelta(hours=5)
     late = record_to_json(cdr(99, a_number="+84961000099", start_time=late_start))
     topic = new_topic(partitions=1)
@@ -137,9 +137,8 @@ def test_a_late_record_is_scored_as_of_its_own_time_and_archived(spark, kafka_bo
     late_rows = rows[2][rows[2]["entity"] == "+84961000099"]
     assert len(late_rows) == 1
     row = late_rows.iloc[0]
-    # the batch's newest event is the late record itself: its SIM is scored as of the end of
-    # that record's second
-    assert row["window_end"] == late_start.replace(tzinfo=None) + dt.timedelta(seconds=1)
+    # its SIM is scored as of the end of the record's own minute
+    assert row["window_end"] == late_start.replace(tzinfo=None) + dt.timedelta(minutes=1)
     assert row["calls_out_24h"] == 1
     # the batches before it scored the on-time records' SIM hours later, in their own minutes
     for kind, batch, frame in sink.rows:

@@ -94,17 +94,27 @@ def test_archive_locations_are_uris(spark, tmp_path) -> None:
 
 
 def test_a_state_an_older_version_wrote_is_refused_in_one_line(spark, settings, tmp_path) -> None:
+    from pyspark.sql import functions as F
+
     from features.settings import FeatureSettings
     from pipeline.stream import run_stream
     from streaming.state import StateTable, state_rows
 
     stream = tmp_path / "stream"
     calls = spark_frame(spark, [cdr(i, start_time=T0 + dt.timedelta(minutes=i)) for i in range(3)])
-    # the layout before the context kept the minute each SIM was first seen
-    old = state_rows(calls, settings=FeatureSettings()).drop("seen")
+    # the layout before the SIM state moved into the query's checkpoint kept per-SIM rows
+    old = state_rows(calls, settings=FeatureSettings()).withColumn("entity", F.col("a_number"))
     StateTable(spark, f"{stream.as_uri()}/state").append(old, app_id="old", batch_id=0)
     run = _run_settings(settings, tmp_path, "old", stream.as_uri())
-    with pytest.raises(ConfigError, match=r"written by an older version \(no column seen\)"):
+    with pytest.raises(ConfigError, match=r"written by an older version \(column entity\)"):
+        run_stream(spark, run, available_now=True, say=lambda line: None)
+    # and a table that lacks a column this version writes
+    newer = tmp_path / "newer"
+    StateTable(spark, f"{newer.as_uri()}/state").append(
+        state_rows(calls, settings=FeatureSettings()).drop("owner_callees"), app_id="old", batch_id=0
+    )
+    run = _run_settings(settings, tmp_path, "newer", newer.as_uri())
+    with pytest.raises(ConfigError, match=r"written by an older version \(no column owner_callees\)"):
         run_stream(spark, run, available_now=True, say=lambda line: None)
 
 

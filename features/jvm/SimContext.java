@@ -4,8 +4,10 @@ import java.io.Serializable;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.TreeMap;
 
 import org.apache.spark.sql.Encoders;
@@ -27,12 +29,19 @@ import scala.jdk.javaapi.CollectionConverters;
  * {@code with_context} of features/sim_rows.py, per event). Rows of kind "none" (events in, and
  * events out with neither cell nor IMEI) pass with no count. Buckets older than the window before
  * the newest one are dropped when the key is next seen.
+ *
+ * <p>A SIM seen there later in a sub-bucket already read (a late record, or a micro-batch that
+ * ended inside the minute) raises the count of the events other SIMs had there from then on: for
+ * each such (SIM, sub-bucket) a correction row goes out with the new count ({@link #CORRECTION}),
+ * which {@code SimFeatures} applies to the events it keeps.
  */
 public final class SimContext extends StatefulProcessor<String, Row, SimContext.Event> {
   private static final long serialVersionUID = 1L;
   /** Input and output columns, in order. */
   static final int ENTITY = 0, T = 1, FLAGS = 2, PARTY = 3, DIGITS = 4, DURATION = 5, CAUSE = 6, CELL = 7, IMEI = 8,
       EID = 9, KIND = 10, KEY = 11;
+  /** The flag of a correction row: the new count of a SIM's events in a sub-bucket (no event). */
+  static final int CORRECTION = 4096;
   private final long subS, cohortS, keepS;
   private transient MapState<Long, Members> buckets;
 
@@ -42,16 +51,23 @@ public final class SimContext extends StatefulProcessor<String, Row, SimContext.
     this.keepS = keepS;
   }
 
-  /** The SIMs of a cohort bucket and the sub-bucket each was first seen in. */
+  /** The SIMs of a cohort bucket, the sub-bucket each was first seen in, and every (SIM,
+   * sub-bucket) that had an event there (whose count a later SIM can raise). */
   public static class Members implements Serializable {
     private static final long serialVersionUID = 1L;
     private List<String> entities = new ArrayList<>();
     private List<Long> seen = new ArrayList<>();
+    private List<String> pairEntities = new ArrayList<>();
+    private List<Long> pairSubs = new ArrayList<>();
 
     public List<String> getEntities() { return entities; }
     public void setEntities(List<String> v) { entities = v; }
     public List<Long> getSeen() { return seen; }
     public void setSeen(List<Long> v) { seen = v; }
+    public List<String> getPairEntities() { return pairEntities; }
+    public void setPairEntities(List<String> v) { pairEntities = v; }
+    public List<Long> getPairSubs() { return pairSubs; }
+    public void setPairSubs(List<Long> v) { pairSubs = v; }
   }
 
   @Override
@@ -75,25 +91,43 @@ public final class SimContext extends StatefulProcessor<String, Row, SimContext.
       byBucket.computeIfAbsent(Math.floorDiv((long) Math.floor(r.getDouble(T)), cohortS) * cohortS,
                                k -> new ArrayList<>()).add(r);
     }
+    String kind = key.substring(0, key.indexOf('|'));
+    String value = key.substring(key.indexOf('|') + 1);
     for (Map.Entry<Long, List<Row>> e : byBucket.entrySet()) {
-      Members stored = buckets.exists() && buckets.containsKey(e.getKey()) ? buckets.getValue(e.getKey()) : null;
+      Members stored = buckets.exists() ? buckets.getValue(e.getKey()) : null;
       Map<String, Long> seen = new HashMap<>();
+      Set<Pair> pairs = new LinkedHashSet<>();
       if (stored != null) {
         for (int i = 0; i < stored.entities.size(); i++) {
           seen.put(stored.entities.get(i), stored.seen.get(i));
         }
+        for (int i = 0; i < stored.pairEntities.size(); i++) {
+          pairs.add(new Pair(stored.pairEntities.get(i), stored.pairSubs.get(i)));
+        }
       }
+      long[] before = sortedValues(seen);
       for (Row r : e.getValue()) {
         seen.merge(r.getString(ENTITY), sub(r), Math::min);
       }
-      long[] sorted = seen.values().stream().mapToLong(Long::longValue).sorted().toArray();
+      long[] sorted = sortedValues(seen);
+      for (Pair p : pairs) {
+        int now = upTo(sorted, p.sub);
+        if (now != upTo(before, p.sub)) {
+          out.add(Event.correction(p.entity, p.sub, kind, value, now));
+        }
+      }
       for (Row r : e.getValue()) {
         out.add(new Event(r, upTo(sorted, sub(r))));
+        pairs.add(new Pair(r.getString(ENTITY), sub(r)));
       }
       Members members = new Members();
       for (Map.Entry<String, Long> m : seen.entrySet()) {
         members.entities.add(m.getKey());
         members.seen.add(m.getValue());
+      }
+      for (Pair p : pairs) {
+        members.pairEntities.add(p.entity);
+        members.pairSubs.add(p.sub);
       }
       buckets.updateValue(e.getKey(), members);
     }
@@ -107,6 +141,12 @@ public final class SimContext extends StatefulProcessor<String, Row, SimContext.
     }
     old.forEach(buckets::removeKey);
     return CollectionConverters.asScala(out.iterator());
+  }
+
+  private record Pair(String entity, long sub) {}
+
+  private static long[] sortedValues(Map<String, Long> seen) {
+    return seen.values().stream().mapToLong(Long::longValue).sorted().toArray();
   }
 
   private long sub(Row r) {
@@ -156,6 +196,22 @@ public final class SimContext extends StatefulProcessor<String, Row, SimContext.
       eid = r.getString(EID);
       kind = r.getString(KIND);
       this.count = count;
+    }
+
+    /** The new count of ``entity``'s events of ``kind`` at ``value`` in the sub-bucket ``sub``. */
+    static Event correction(String entity, long sub, String kind, String value, int count) {
+      Event e = new Event();
+      e.entity = entity;
+      e.t = sub;
+      e.flags = CORRECTION;
+      e.kind = kind;
+      if ("cell".equals(kind)) {
+        e.cell = value;
+      } else {
+        e.imei = value;
+      }
+      e.count = count;
+      return e;
     }
 
     public String getEntity() { return entity; }

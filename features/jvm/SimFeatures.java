@@ -41,6 +41,8 @@ import scala.jdk.javaapi.CollectionConverters;
 public final class SimFeatures {
   static final int OUT = 1, VOICE = 2, SMS = 4, ANSWERED = 8, SHORT = 16, NIGHT = 32, INTL = 64, PREMIUM = 128,
       ONNET = 256, GATEWAY = 512, CANCELLED = 1024;
+  /** An event of a warm start (the days before the stream's first record): kept, never a point. */
+  static final int WARM = 2048;
   private static final long HOUR = 3600L;
 
   private SimFeatures() {}
@@ -116,6 +118,23 @@ public final class SimFeatures {
       imei.add(e.getImei());
       cohort.add(cohortCount);
       shared.add(sharedCount);
+    }
+
+    /** Sets the count a correction row ({@link SimContext.Event#correction}) gives to the events
+     * out at its cell or IMEI; whether any changed. */
+    boolean recount(SimContext.Event c) {
+      boolean cellKind = "cell".equals(c.getKind());
+      List<Integer> counts = cellKind ? cohort : shared;
+      String at = cellKind ? c.getCell() : c.getImei();
+      boolean changed = false;
+      for (int i = 0; i < size(); i++) {
+        String here = cellKind ? cell.get(i) : imei.get(i);
+        if (is(i, OUT) && at.equals(here) && !c.getCount().equals(counts.get(i))) {
+          counts.set(i, c.getCount());
+          changed = true;
+        }
+      }
+      return changed;
     }
 
     /** Puts the events in the order Spark sorts call structs (t, b_digits, answered_s, b_number,
@@ -242,8 +261,16 @@ public final class SimFeatures {
       // an event comes as one row per context kind (SimContext): its cell's count and its IMEI's
       Map<String, SimContext.Event> events = new LinkedHashMap<>();
       Map<String, Integer> cohorts = new HashMap<>(), shareds = new HashMap<>();
+      TreeSet<Long> touched = new TreeSet<>();
       while (rows.hasNext()) {
         SimContext.Event r = rows.next();
+        if ((r.getFlags() & SimContext.CORRECTION) != 0) {
+          long bucket = (long) Math.floor(r.getT() / cfg.subS) * cfg.subS;
+          if (all.containsKey(bucket) && all.get(bucket).recount(r)) {
+            touched.add(bucket);
+          }
+          continue;
+        }
         events.putIfAbsent(r.getEid(), r);
         if ("cell".equals(r.getKind())) {
           cohorts.put(r.getEid(), r.getCount());
@@ -251,14 +278,13 @@ public final class SimFeatures {
           shareds.put(r.getEid(), r.getCount());
         }
       }
-      TreeSet<Long> touched = new TreeSet<>();
       TreeSet<Long> points = new TreeSet<>();
       for (SimContext.Event r : events.values()) {
         long bucket = (long) Math.floor(r.getT() / cfg.subS) * cfg.subS;
         all.computeIfAbsent(bucket, k -> new Bucket()).add(r, cohorts.get(r.getEid()), shareds.get(r.getEid()));
         touched.add(bucket);
         int f = r.getFlags();
-        if ((f & OUT) != 0 && (f & (VOICE | SMS)) != 0) {
+        if ((f & OUT) != 0 && (f & (VOICE | SMS)) != 0 && (f & WARM) == 0) {
           points.add((Math.floorDiv(bucket, cfg.stepS) + 1) * cfg.stepS);
         }
       }
@@ -266,6 +292,9 @@ public final class SimFeatures {
         Bucket b = all.get(bucket);
         b.sort();
         buckets.updateValue(bucket, b);
+      }
+      if (all.isEmpty()) {
+        return CollectionConverters.asScala(new ArrayList<Point>().iterator());
       }
       List<Point> out = emit(key, all, points);
       long keepFrom = Math.floorDiv(all.lastKey(), HOUR) * HOUR - cfg.windowS;

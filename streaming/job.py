@@ -293,6 +293,7 @@ class StreamJob:
                 active, sims = self._sim_candidates(points)
                 stages.lap("sims")
                 calls = beside[0].result()
+                stages.lap("wait for state+calls")
                 # stored in a fixed order (entries are numbered in the order of the decisions)
                 sim_counts = self._decide(sims, kind="sim", batch_id=batch_id, app_id=app_id, model=self.spam)
                 call_counts = self._decide(calls, kind="call", batch_id=batch_id, app_id=app_id, model=self.spoof)
